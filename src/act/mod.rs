@@ -1,0 +1,1 @@
+//! act (in progress)

@@ -1,0 +1,19 @@
+//! ssfd: a Shared Signals Framework receiver.
+//!
+//! A Security Event Token flows through the modules in the order they are listed here:
+//! it arrives through [`intake`] (push or poll), is checked by [`verify`], made durable by
+//! [`store`] together with the actions [`act`] planned for it, and only then acknowledged.
+//! [`admin`] manages the stream records the rest of the flow is bound to; [`daemon`] wires
+//! everything together; [`cli`] is the operator's command line.
+
+pub mod act;
+pub mod admin;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod intake;
+pub mod secrets;
+pub mod store;
+pub mod stream;
+pub mod verify;

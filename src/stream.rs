@@ -1,0 +1,203 @@
+//! The receiver stream record: one transmitter feed, its verification settings and its policy knobs.
+//!
+//! Field names follow ConductorOne's SSFReceiverStream; the JSON shape lives in `admin::wire`.
+
+use std::time::Duration;
+
+use crate::clock::UnixSeconds;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMethod {
+    Push,
+    Poll,
+}
+
+impl DeliveryMethod {
+    pub fn as_api(&self) -> &'static str {
+        match self {
+            DeliveryMethod::Push => "SSF_DELIVERY_METHOD_PUSH",
+            DeliveryMethod::Poll => "SSF_DELIVERY_METHOD_POLL",
+        }
+    }
+
+    /// Parses the API enum; `..._UNSPECIFIED` means PUSH.
+    pub fn from_api(s: &str) -> Option<DeliveryMethod> {
+        match s {
+            "SSF_DELIVERY_METHOD_PUSH" | "SSF_DELIVERY_METHOD_UNSPECIFIED" => {
+                Some(DeliveryMethod::Push)
+            }
+            "SSF_DELIVERY_METHOD_POLL" => Some(DeliveryMethod::Poll),
+            _ => None,
+        }
+    }
+}
+
+/// What happens to a subject's sessions when an event arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevocationAction {
+    /// Defer to the `[policy]` table, then to the shipped defaults.
+    Unspecified,
+    RevokeAll,
+    LogOnly,
+}
+
+impl RevocationAction {
+    pub fn as_api(&self) -> &'static str {
+        match self {
+            RevocationAction::Unspecified => "SSF_REVOCATION_ACTION_UNSPECIFIED",
+            RevocationAction::RevokeAll => "SSF_REVOCATION_ACTION_REVOKE_ALL",
+            RevocationAction::LogOnly => "SSF_REVOCATION_ACTION_LOG_ONLY",
+        }
+    }
+
+    pub fn from_api(s: &str) -> Option<RevocationAction> {
+        match s {
+            "SSF_REVOCATION_ACTION_UNSPECIFIED" => Some(RevocationAction::Unspecified),
+            "SSF_REVOCATION_ACTION_REVOKE_ALL" => Some(RevocationAction::RevokeAll),
+            "SSF_REVOCATION_ACTION_LOG_ONLY" => Some(RevocationAction::LogOnly),
+            _ => None,
+        }
+    }
+
+    /// The short form used in receiver.toml, logs and action documents.
+    pub fn as_short(&self) -> &'static str {
+        match self {
+            RevocationAction::Unspecified => "UNSPECIFIED",
+            RevocationAction::RevokeAll => "REVOKE_ALL",
+            RevocationAction::LogOnly => "LOG_ONLY",
+        }
+    }
+
+    pub fn from_short(s: &str) -> Option<RevocationAction> {
+        match s {
+            "REVOKE_ALL" => Some(RevocationAction::RevokeAll),
+            "LOG_ONLY" => Some(RevocationAction::LogOnly),
+            _ => None,
+        }
+    }
+}
+
+/// Credentials ssfd presents to the transmitter (poll and management calls). Write-only in the API.
+#[derive(Clone, PartialEq, Eq)]
+pub enum OutboundAuth {
+    Bearer {
+        token: String,
+    },
+    Oauth2 {
+        client_id: String,
+        client_secret: String,
+        scopes: Vec<String>,
+        token_url: String,
+    },
+}
+
+impl std::fmt::Debug for OutboundAuth {
+    // Secrets never reach a log line, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutboundAuth::Bearer { .. } => f.write_str("Bearer{token: <redacted>}"),
+            OutboundAuth::Oauth2 {
+                client_id,
+                scopes,
+                token_url,
+                ..
+            } => f
+                .debug_struct("Oauth2")
+                .field("client_id", client_id)
+                .field("scopes", scopes)
+                .field("token_url", token_url)
+                .field("client_secret", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// The transmitter-side status of a stream, as last reported (SSF §8.1.2).
+pub const TRANSMITTER_STATUSES: [&str; 3] = ["enabled", "paused", "disabled"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    pub issuer_url: String,
+    pub jwks_url: String,
+    pub expected_audience: String,
+    pub delivery_method: DeliveryMethod,
+    pub poll_endpoint_url: String,
+    pub poll_interval: Option<Duration>,
+    pub outbound_auth: Option<OutboundAuth>,
+    pub enabled: bool,
+    pub event_types_enabled: Vec<String>,
+    pub session_revoked_action: RevocationAction,
+    pub credential_change_action: RevocationAction,
+    pub credential_compromise_action: RevocationAction,
+    pub account_disabled_action: RevocationAction,
+    pub created_at: UnixSeconds,
+    pub updated_at: UnixSeconds,
+    pub deleted_at: Option<UnixSeconds>,
+    pub last_error_at: Option<UnixSeconds>,
+    pub last_error_message: String,
+    pub last_verified_at: Option<UnixSeconds>,
+    pub transmitter_stream_id: String,
+    pub transmitter_status: String,
+    pub transmitter_status_reason: String,
+    /// SHA-256 of the current push token (PUSH streams only).
+    pub push_token_hash: Option<[u8; 32]>,
+    /// SHA-256 of the previous push token, valid until `prev_push_token_expires_at`.
+    pub prev_push_token_hash: Option<[u8; 32]>,
+    pub prev_push_token_expires_at: Option<UnixSeconds>,
+}
+
+impl Stream {
+    pub fn is_push(&self) -> bool {
+        self.delivery_method == DeliveryMethod::Push
+    }
+
+    pub fn push_endpoint_url(&self, public_base_url: &str) -> String {
+        if self.is_push() {
+            format!(
+                "{}/ssf/push/{}",
+                public_base_url.trim_end_matches('/'),
+                self.id
+            )
+        } else {
+            String::new()
+        }
+    }
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream {
+            id: String::new(),
+            display_name: String::new(),
+            description: String::new(),
+            issuer_url: String::new(),
+            jwks_url: String::new(),
+            expected_audience: String::new(),
+            delivery_method: DeliveryMethod::Push,
+            poll_endpoint_url: String::new(),
+            poll_interval: None,
+            outbound_auth: None,
+            enabled: true,
+            event_types_enabled: Vec::new(),
+            session_revoked_action: RevocationAction::Unspecified,
+            credential_change_action: RevocationAction::Unspecified,
+            credential_compromise_action: RevocationAction::Unspecified,
+            account_disabled_action: RevocationAction::Unspecified,
+            created_at: 0,
+            updated_at: 0,
+            deleted_at: None,
+            last_error_at: None,
+            last_error_message: String::new(),
+            last_verified_at: None,
+            transmitter_stream_id: String::new(),
+            transmitter_status: String::new(),
+            transmitter_status_reason: String::new(),
+            push_token_hash: None,
+            prev_push_token_hash: None,
+            prev_push_token_expires_at: None,
+        }
+    }
+}
