@@ -47,7 +47,9 @@ pub fn parse_rfc3339(s: &str) -> Option<UnixSeconds> {
     let t = humantime::parse_rfc3339_weak(s.trim().trim_end_matches('Z'))
         .or_else(|_| humantime::parse_rfc3339(s.trim()))
         .ok()?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs() as i64)
 }
 
 /// Parses a duration in humantime form (`"30s"`, `"1h 30m"`, `"90s"`).

@@ -8,11 +8,13 @@
 
 pub mod act;
 pub mod admin;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod intake;
+pub mod registry;
 pub mod secrets;
 pub mod store;
 pub mod stream;

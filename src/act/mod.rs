@@ -1,1 +1,202 @@
-//! act (in progress)
+//! Act: turning a verified SET into decisions, and decisions into work.
+//!
+//! [`plan`] decides (pure: stream + SET + configuration); [`record`] writes the decision into
+//! the same transaction as the inbox row: ledger entries and audit rows at once, and one outbox
+//! row per sink that the action worker then delivers.
+
+pub mod identity;
+pub mod policy;
+
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+use crate::clock::UnixMillis;
+use crate::config::{event_type_matches, Config};
+use crate::store::StoreError;
+use crate::stream::{RevocationAction, Stream};
+use crate::verify::VerifiedSet;
+
+/// What was decided for one event of a SET.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub event_type: String,
+    pub action: RevocationAction,
+    pub reason: String,
+    /// Sessions issued before this time (Unix seconds) are revoked.
+    pub revoked_before: i64,
+    /// Sinks that must run for this decision (REVOKE_ALL only).
+    pub sinks: Vec<String>,
+}
+
+/// The decisions for a whole SET.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Stored in `inbox.outcome`: `revoke`, `log_only`, `stored` (nothing to act on) or `control`.
+    pub outcome: &'static str,
+    /// Human-readable summary stored in `inbox.decision`.
+    pub summary: String,
+    pub decisions: Vec<Decision>,
+}
+
+/// The time a revocation applies from: `event_timestamp` (seconds; milliseconds tolerated),
+/// else `toe`, else `iat`.
+pub fn event_time(set: &VerifiedSet, payload: &serde_json::Map<String, Value>) -> i64 {
+    let ts = payload
+        .get("event_timestamp")
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+    match ts {
+        // Anything past the year 5138 in seconds is a millisecond timestamp.
+        Some(t) if t > 100_000_000_000 => t / 1000,
+        Some(t) => t,
+        None => set.toe.unwrap_or(set.iat),
+    }
+}
+
+/// Decides what to do with a verified SET.
+pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
+    if set.control.is_some() {
+        return Plan {
+            outcome: "control",
+            summary: "stream bookkeeping".into(),
+            decisions: Vec::new(),
+        };
+    }
+    if !stream.enabled {
+        return Plan {
+            outcome: "stored",
+            summary: "stream disabled: stored, no action planned".into(),
+            decisions: Vec::new(),
+        };
+    }
+    let mut decisions = Vec::new();
+    let mut skipped = Vec::new();
+    for event in &set.events {
+        if !stream.event_types_enabled.is_empty()
+            && !stream
+                .event_types_enabled
+                .iter()
+                .any(|p| event_type_matches(p, &event.event_type))
+        {
+            skipped.push(event.event_type.clone());
+            continue;
+        }
+        let (action, reason) = policy::resolve(stream, event, &config.policy);
+        let sinks = if action == RevocationAction::RevokeAll {
+            config
+                .sinks
+                .iter()
+                .filter(|s| s.streams.is_empty() || s.streams.contains(&stream.id))
+                .filter(|s| {
+                    s.events.is_empty()
+                        || s.events
+                            .iter()
+                            .any(|p| event_type_matches(p, &event.event_type))
+                })
+                .map(|s| s.name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        decisions.push(Decision {
+            event_type: event.event_type.clone(),
+            action,
+            reason,
+            revoked_before: event_time(set, &event.payload),
+            sinks,
+        });
+    }
+    let outcome = if decisions
+        .iter()
+        .any(|d| d.action == RevocationAction::RevokeAll)
+    {
+        "revoke"
+    } else if decisions.is_empty() {
+        "stored"
+    } else {
+        "log_only"
+    };
+    let mut summary: Vec<String> = decisions
+        .iter()
+        .map(|d| format!("{} ({})", d.action.as_short(), d.reason))
+        .collect();
+    if !skipped.is_empty() {
+        summary.push("event type not enabled on this stream: stored only".into());
+    }
+    Plan {
+        outcome,
+        summary: summary.join("; "),
+        decisions,
+    }
+}
+
+/// Writes a plan for a stored SET: ledger entries for every subject key of each REVOKE_ALL,
+/// an audit row per decision, and an outbox row per sink to run.
+pub fn record(
+    conn: &Connection,
+    inbox_seq: i64,
+    stream_id: &str,
+    set: &VerifiedSet,
+    plan: &Plan,
+    now_ms: UnixMillis,
+) -> Result<(), StoreError> {
+    let subject = set
+        .subject
+        .as_ref()
+        .map(|s| s.raw.to_string())
+        .unwrap_or_default();
+    for d in &plan.decisions {
+        if d.action == RevocationAction::RevokeAll {
+            let mut ledger = conn.prepare_cached(
+                "INSERT OR IGNORE INTO ledger (subject_key, revoked_before, stream_id, jti, event_type, received_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for key in set.subject_keys() {
+                ledger.execute(params![
+                    key,
+                    d.revoked_before,
+                    stream_id,
+                    set.jti,
+                    d.event_type,
+                    now_ms
+                ])?;
+            }
+        }
+        conn.prepare_cached(
+            "INSERT INTO audit (at_ms, stream_id, jti, event_type, subject, action, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            now_ms,
+            stream_id,
+            set.jti,
+            d.event_type,
+            subject,
+            d.action.as_short(),
+            d.reason
+        ])?;
+        let key = idempotency_key(stream_id, &set.jti, &d.event_type);
+        let mut outbox = conn.prepare_cached(
+            "INSERT OR IGNORE INTO outbox (inbox_seq, stream_id, jti, event_type, action, sink,
+                                           idempotency_key, status, next_attempt_ms, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+        )?;
+        for sink in &d.sinks {
+            outbox.execute(params![
+                inbox_seq,
+                stream_id,
+                set.jti,
+                d.event_type,
+                d.action.as_short(),
+                sink,
+                key,
+                now_ms
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// The key every attempt of an action carries, so that sinks can deduplicate (DESIGN §2 rule 3).
+pub fn idempotency_key(stream_id: &str, jti: &str, event_type: &str) -> String {
+    format!("{stream_id}:{jti}:{event_type}")
+}

@@ -1,1 +1,188 @@
-//! admin (in progress)
+//! The admin listener: the ConductorOne-shaped management API under `/api/`, which needs the admin
+//! bearer token, plus `/healthz` and `/readyz`, which carry no secrets and need none.
+
+pub mod ledger;
+pub mod streams;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::App;
+use crate::secrets::{bearer_token, token_matches};
+use crate::store::StoreError;
+
+/// An admin API error: `{"code", "message"}` with its HTTP status (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// A validation error; `message` starts with the camelCase field name.
+    pub fn invalid(field: &str, problem: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_argument",
+            message: format!("{field}: {problem}"),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_argument",
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("{what} not found"),
+        }
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: "a valid admin bearer token is required".into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error".into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        // The detail goes to the log, never to the client.
+        tracing::error!(error = %e, "admin API storage error");
+        ApiError::internal()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"code": self.code, "message": self.message}).to_string();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// A JSON 200 answer.
+pub fn json_ok(value: serde_json::Value) -> Response {
+    let mut resp = (StatusCode::OK, value.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Parses a request body as a JSON object; an empty body is an empty object.
+pub fn json_body(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+async fn require_admin_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let presented = bearer_token(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    match presented {
+        Some(t) if token_matches(t, &app.admin_token_hash) => next.run(req).await,
+        _ => ApiError::unauthenticated().into_response(),
+    }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.store.writable().await {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store not writable").into_response()
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/ssf-receiver-streams",
+            post(streams::create).get(streams::list),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}",
+            get(streams::get_one)
+                .post(streams::update)
+                .patch(streams::update)
+                .delete(streams::delete),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/stats",
+            get(streams::stats),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/test",
+            post(streams::test),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/rotate-push-token",
+            post(streams::rotate_push_token),
+        )
+        .route("/api/v1/events", get(streams::list_events))
+        .route("/api/v1/subjects:check", post(ledger::check))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            require_admin_token,
+        ));
+    Router::new()
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("route") })
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}

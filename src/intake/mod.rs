@@ -1,1 +1,271 @@
-//! intake (in progress)
+//! Intake: where SETs enter. Push ([`push`]) and poll share [`receive`], which verifies a SET,
+//! stores it with its planned actions in one transaction, and only then reports success, so that
+//! nothing acknowledged can be lost.
+
+pub mod push;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::params;
+
+use crate::act;
+use crate::app::App;
+use crate::clock::{now_millis, now_unix};
+use crate::store::{inbox, streams, StoreError};
+use crate::stream::Stream;
+use crate::verify::{self, ControlEvent, SetError, VerifyFailure};
+
+/// How a SET reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Push,
+    Poll,
+}
+
+impl Delivery {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Delivery::Push => "push",
+            Delivery::Poll => "poll",
+        }
+    }
+}
+
+/// A SET that is now durable (or already was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub jti: String,
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The SET is bad: tell the transmitter, never acknowledge it.
+    #[error(transparent)]
+    Rejected(#[from] SetError),
+    /// Keys could not be fetched: not the SET's fault; the transmitter should deliver again.
+    #[error("keys unavailable: {0}")]
+    Unavailable(String),
+    /// The database could not commit: not acknowledged; the transmitter should deliver again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+enum Stored {
+    New,
+    Duplicate,
+    BadState,
+}
+
+/// Verifies and stores one SET for a stream.
+pub async fn receive(
+    app: &Arc<App>,
+    stream: &Arc<Stream>,
+    token: &str,
+    delivery: Delivery,
+) -> Result<Receipt, IntakeError> {
+    let started = Instant::now();
+    let result = receive_inner(app, stream, token, delivery).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &result {
+        Ok((receipt, set_info)) => tracing::info!(
+            stream = %stream.id, jti = %receipt.jti, txn = set_info.txn.as_deref().unwrap_or(""),
+            event_type = %set_info.event_types, subject = %set_info.subject,
+            outcome = if receipt.duplicate { "duplicate" } else { set_info.outcome },
+            delivery = delivery.as_str(), latency_ms, "SET accepted"
+        ),
+        Err(IntakeError::Rejected(e)) => tracing::info!(
+            stream = %stream.id, err = e.code.as_str(), description = %e.description,
+            delivery = delivery.as_str(), latency_ms, "SET rejected"
+        ),
+        Err(e) => tracing::warn!(
+            stream = %stream.id, error = %e, delivery = delivery.as_str(), latency_ms,
+            "SET not accepted (temporary)"
+        ),
+    }
+    result.map(|(r, _)| r)
+}
+
+struct SetInfo {
+    txn: Option<String>,
+    event_types: String,
+    subject: String,
+    outcome: &'static str,
+}
+
+async fn receive_inner(
+    app: &Arc<App>,
+    stream: &Arc<Stream>,
+    token: &str,
+    delivery: Delivery,
+) -> Result<(Receipt, SetInfo), IntakeError> {
+    let set = match verify::verify_set(&app.keys, stream, token).await {
+        Ok(set) => set,
+        Err(VerifyFailure::Rejected(e)) => {
+            note_error(
+                app,
+                &stream.id,
+                &format!("{}: {}", e.code, e.description),
+                true,
+            )
+            .await;
+            return Err(e.into());
+        }
+        Err(VerifyFailure::KeysUnavailable(m)) => {
+            note_error(app, &stream.id, &m, false).await;
+            return Err(IntakeError::Unavailable(m));
+        }
+    };
+    let config = app.config();
+    let plan = act::plan(stream, &set, &config);
+    let info = SetInfo {
+        txn: set.txn.clone(),
+        event_types: set.event_types().join(","),
+        subject: set.subject_keys().first().cloned().unwrap_or_default(),
+        outcome: plan.outcome,
+    };
+    let stream_id = stream.id.clone();
+    let raw = token.trim().to_string();
+    let set_for_tx = set.clone();
+    let plan_for_tx = plan.clone();
+    let now_ms = now_millis();
+    let stored = app
+        .store
+        .write(move |conn| {
+            let set = set_for_tx;
+            if inbox::exists(conn, &stream_id, &set.jti)? {
+                return Ok(Stored::Duplicate);
+            }
+            let now = now_ms / 1000;
+            match &set.control {
+                Some(ControlEvent::Verification { state: Some(state) }) => {
+                    let answered = conn.execute(
+                        "UPDATE verification_requests SET answered_at = ?3
+                          WHERE stream_id = ?1 AND state = ?2 AND answered_at IS NULL",
+                        params![stream_id, state, now],
+                    )?;
+                    if answered == 0 {
+                        return Ok(Stored::BadState);
+                    }
+                    conn.execute(
+                        "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
+                        params![stream_id, now],
+                    )?;
+                }
+                Some(ControlEvent::Verification { state: None }) => {
+                    conn.execute(
+                        "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
+                        params![stream_id, now],
+                    )?;
+                }
+                Some(ControlEvent::StreamUpdated { status, reason }) => {
+                    conn.execute(
+                        "UPDATE streams SET transmitter_status = ?2, transmitter_status_reason = ?3
+                          WHERE id = ?1",
+                        params![stream_id, status, reason],
+                    )?;
+                }
+                None => {}
+            }
+            let row = inbox::NewInboxRow {
+                stream_id: stream_id.clone(),
+                jti: set.jti.clone(),
+                iss: set.iss.clone(),
+                txn: set.txn.clone(),
+                event_types: set.event_types(),
+                subject_keys: set.subject_keys(),
+                raw_token: raw,
+                claims: serde_json::Value::Object(set.claims.clone()).to_string(),
+                received_at_ms: now_ms,
+                delivery: delivery.as_str(),
+                outcome: plan_for_tx.outcome.to_string(),
+                decision: plan_for_tx.summary.clone(),
+            };
+            let Some(seq) = inbox::insert(conn, &row)? else {
+                return Ok(Stored::Duplicate);
+            };
+            act::record(conn, seq, &stream_id, &set, &plan_for_tx, now_ms)?;
+            Ok(Stored::New)
+        })
+        .await;
+    let stored = match stored {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(stream = %stream.id, error = %e, "could not store a SET");
+            return Err(e.into());
+        }
+    };
+    match stored {
+        Stored::Duplicate => Ok((
+            Receipt {
+                jti: set.jti,
+                duplicate: true,
+            },
+            info,
+        )),
+        Stored::BadState => {
+            let e = SetError::new(
+                verify::ErrCode::InvalidState,
+                "the verification state does not match a state this receiver requested",
+            );
+            note_error(
+                app,
+                &stream.id,
+                &format!("{}: {}", e.code, e.description),
+                true,
+            )
+            .await;
+            Err(e.into())
+        }
+        Stored::New => {
+            let now = now_unix();
+            match &set.control {
+                Some(ControlEvent::Verification { .. }) => app
+                    .registry
+                    .refresh_cached(&stream.id, |s| s.last_verified_at = Some(now)),
+                Some(ControlEvent::StreamUpdated { status, reason }) => {
+                    app.registry.refresh_cached(&stream.id, |s| {
+                        s.transmitter_status = status.clone();
+                        s.transmitter_status_reason = reason.clone();
+                    })
+                }
+                None => {}
+            }
+            if plan.decisions.iter().any(|d| !d.sinks.is_empty()) {
+                app.actions_ready.notify_one();
+            }
+            for d in &plan.decisions {
+                tracing::info!(
+                    stream = %stream.id, jti = %set.jti, event_type = %d.event_type,
+                    action = d.action.as_short(), reason = %d.reason,
+                    subject = %info.subject, sinks = d.sinks.len(), "action decided"
+                );
+            }
+            Ok((
+                Receipt {
+                    jti: set.jti,
+                    duplicate: false,
+                },
+                info,
+            ))
+        }
+    }
+}
+
+/// Records a problem on the stream (`lastErrorAt`/`lastErrorMessage`, and the rejected-SET count).
+async fn note_error(app: &Arc<App>, stream_id: &str, message: &str, rejected_set: bool) {
+    let now = now_unix();
+    let id = stream_id.to_string();
+    let msg = message.to_string();
+    let written = app
+        .store
+        .write(move |c| streams::record_error(c, &id, now, &msg, rejected_set))
+        .await;
+    if written.is_ok() {
+        app.registry.refresh_cached(stream_id, |s| {
+            s.last_error_at = Some(now);
+            s.last_error_message = message.to_string();
+        });
+    }
+}

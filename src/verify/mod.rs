@@ -1,6 +1,59 @@
-//! Verify: everything between "bytes arrived for stream X" and "this is a genuine SET for X".
+//! Verify: everything between "these bytes arrived for stream X" and "this is a genuine SET for X".
+//!
+//! Order of checks (the first failure wins; DESIGN §4): envelope and `typ` (`jws`), algorithm,
+//! key and signature (`jwks`), then issuer, audience and claims (`claims`). The verification
+//! `state` is checked when the SET is stored, against the states on record.
 
+pub mod claims;
 pub mod error;
+pub mod jwks;
+pub mod jws;
 pub mod subject;
 
+pub use claims::{ControlEvent, SetEvent, VerifiedSet};
 pub use error::{ErrCode, SetError, VerifyFailure};
+
+use jwks::{JwksCache, KeyError, KeySource};
+
+use crate::stream::Stream;
+
+/// Verifies a compact SET for a stream.
+pub async fn verify_set(
+    keys: &JwksCache,
+    stream: &Stream,
+    token: &str,
+) -> Result<VerifiedSet, VerifyFailure> {
+    let parsed = jws::parse(token)?;
+    let source = KeySource {
+        issuer_url: stream.issuer_url.clone(),
+        jwks_url: stream.jwks_url.clone(),
+    };
+    let candidates = keys
+        .candidates(&source, parsed.kid.as_deref(), parsed.alg)
+        .await
+        .map_err(|e| match e {
+            KeyError::NoKey(m) => VerifyFailure::Rejected(SetError::key(m)),
+            KeyError::MetadataInvalid(m) => VerifyFailure::Rejected(SetError::key(m)),
+            KeyError::Unavailable(m) => VerifyFailure::KeysUnavailable(m),
+        })?;
+    let mut last_problem = None;
+    let mut verified = false;
+    for key in candidates {
+        match key.verifier(parsed.alg) {
+            Ok(v) => {
+                if v.verify(parsed.signing_input, &parsed.signature).is_ok() {
+                    verified = true;
+                    break;
+                }
+            }
+            Err(problem) => last_problem = Some(problem),
+        }
+    }
+    if !verified {
+        return Err(SetError::key(
+            last_problem.unwrap_or_else(|| "the signature does not verify".to_string()),
+        )
+        .into());
+    }
+    Ok(claims::check(stream, parsed.payload)?)
+}

@@ -1,0 +1,128 @@
+-- ssfd database schema: the single source of truth, embedded in the binary.
+-- Times are Unix seconds (UTC) unless a column name ends in _ms.
+-- Migrations: each `-- migration N` block below upgrades PRAGMA user_version from N-1 to N.
+
+-- migration 1
+CREATE TABLE streams (
+    id                          TEXT PRIMARY KEY,
+    display_name                TEXT NOT NULL,
+    description                 TEXT NOT NULL DEFAULT '',
+    issuer_url                  TEXT NOT NULL,
+    jwks_url                    TEXT NOT NULL DEFAULT '',
+    expected_audience           TEXT NOT NULL DEFAULT '',
+    delivery_method             TEXT NOT NULL,           -- 'push' | 'poll'
+    poll_endpoint_url           TEXT NOT NULL DEFAULT '',
+    poll_interval_secs          INTEGER,
+    outbound_auth               TEXT,                    -- JSON; holds secrets, never returned by the API
+    enabled                     INTEGER NOT NULL DEFAULT 1,
+    event_types_enabled         TEXT NOT NULL DEFAULT '[]',  -- JSON array of URIs
+    session_revoked_action      TEXT NOT NULL,
+    credential_change_action    TEXT NOT NULL,
+    credential_compromise_action TEXT NOT NULL,
+    account_disabled_action     TEXT NOT NULL,
+    created_at                  INTEGER NOT NULL,
+    updated_at                  INTEGER NOT NULL,
+    deleted_at                  INTEGER,
+    last_error_at               INTEGER,
+    last_error_message          TEXT NOT NULL DEFAULT '',
+    last_verified_at            INTEGER,
+    transmitter_stream_id       TEXT NOT NULL DEFAULT '',
+    transmitter_status          TEXT NOT NULL DEFAULT '',
+    transmitter_status_reason   TEXT NOT NULL DEFAULT '',
+    push_token_hash             BLOB,                    -- SHA-256 of the push token; the token itself is never stored
+    prev_push_token_hash        BLOB,
+    prev_push_token_expires_at  INTEGER,
+    rejected_count              INTEGER NOT NULL DEFAULT 0  -- SETs answered with an error code
+);
+
+-- Every SET that passed verification, once per (stream, jti).
+CREATE TABLE inbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id       TEXT NOT NULL REFERENCES streams(id),
+    jti             TEXT NOT NULL,
+    iss             TEXT NOT NULL,
+    txn             TEXT,
+    event_types     TEXT NOT NULL,                       -- JSON array of URIs
+    subject_keys    TEXT NOT NULL,                       -- JSON array of canonical keys
+    raw_token       TEXT NOT NULL,
+    claims          TEXT NOT NULL,                       -- decoded payload, JSON
+    received_at_ms  INTEGER NOT NULL,
+    delivery        TEXT NOT NULL,                       -- 'push' | 'poll'
+    outcome         TEXT NOT NULL,                       -- 'planned' | 'log_only' | 'stored' | 'control' | 'discarded'
+    decision        TEXT NOT NULL DEFAULT '',            -- human-readable reason for the outcome
+    UNIQUE (stream_id, jti)
+);
+CREATE INDEX inbox_received ON inbox (received_at_ms);
+
+-- Planned actions: written in the same transaction as their inbox row (persist, then acknowledge).
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    inbox_seq       INTEGER NOT NULL REFERENCES inbox(seq),
+    stream_id       TEXT NOT NULL,
+    jti             TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    action          TEXT NOT NULL,                       -- 'REVOKE_ALL' | 'LOG_ONLY'
+    sink            TEXT NOT NULL,                       -- '' for the ledger/log step, else the sink name
+    idempotency_key TEXT NOT NULL,                       -- streamId:jti:eventType
+    status          TEXT NOT NULL,                       -- 'pending' | 'running' | 'done' | 'dead'
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    finished_at_ms  INTEGER,
+    last_error      TEXT NOT NULL DEFAULT '',
+    UNIQUE (idempotency_key, sink)
+);
+CREATE INDEX outbox_due ON outbox (status, next_attempt_ms);
+CREATE INDEX outbox_inbox ON outbox (inbox_seq);
+
+-- One row per attempt of an outbox action.
+CREATE TABLE attempts (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    outbox_id       INTEGER NOT NULL REFERENCES outbox(id),
+    attempt         INTEGER NOT NULL,
+    started_at_ms   INTEGER NOT NULL,
+    duration_ms     INTEGER NOT NULL,
+    ok              INTEGER NOT NULL,
+    detail          TEXT NOT NULL DEFAULT ''             -- status, exit code, bounded output
+);
+
+-- Revocation ledger: subject key -> sessions issued before revoked_before are revoked.
+CREATE TABLE ledger (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject_key     TEXT NOT NULL,
+    revoked_before  INTEGER NOT NULL,
+    stream_id       TEXT NOT NULL,
+    jti             TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    received_at_ms  INTEGER NOT NULL,
+    UNIQUE (subject_key, stream_id, jti, event_type)
+);
+CREATE INDEX ledger_key ON ledger (subject_key, revoked_before);
+
+-- Audit trail: one row per decided action (LOG_ONLY and REVOKE_ALL alike).
+CREATE TABLE audit (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms           INTEGER NOT NULL,
+    stream_id       TEXT NOT NULL,
+    jti             TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    detail          TEXT NOT NULL DEFAULT ''
+);
+
+-- Verification states ssfd asked a transmitter to echo (SSF §8.1.4).
+CREATE TABLE verification_requests (
+    stream_id       TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    requested_at    INTEGER NOT NULL,
+    answered_at     INTEGER,
+    PRIMARY KEY (stream_id, state)
+);
+
+-- Poll acknowledgements not yet sent to the transmitter (survive a restart).
+CREATE TABLE pending_acks (
+    stream_id       TEXT NOT NULL,
+    jti             TEXT NOT NULL,
+    PRIMARY KEY (stream_id, jti)
+);

@@ -1,0 +1,264 @@
+//! Policy: which action an event calls for. The stream's knob first, then the `[policy]` table,
+//! then the shipped defaults (DESIGN §5), some of which look at the event payload.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::config::event_type_matches;
+use crate::stream::{RevocationAction, Stream};
+use crate::verify::SetEvent;
+
+const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
+const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
+
+/// The stream knob that governs an event type, with its API name.
+fn knob<'a>(stream: &'a Stream, event_type: &str) -> Option<(&'a RevocationAction, &'static str)> {
+    let name = event_type
+        .strip_prefix(CAEP)
+        .map(|n| ("caep", n))
+        .or_else(|| event_type.strip_prefix(RISC).map(|n| ("risc", n)))?;
+    Some(match name {
+        ("caep", "session-revoked") | ("risc", "sessions-revoked") => {
+            (&stream.session_revoked_action, "sessionRevokedAction")
+        }
+        ("caep", "credential-change") => {
+            (&stream.credential_change_action, "credentialChangeAction")
+        }
+        ("risc", "credential-compromise") => (
+            &stream.credential_compromise_action,
+            "credentialCompromiseAction",
+        ),
+        ("risc", "account-disabled") | ("risc", "account-purged") => {
+            (&stream.account_disabled_action, "accountDisabledAction")
+        }
+        _ => return None,
+    })
+}
+
+fn payload_str<'a>(event: &'a SetEvent, key: &str) -> Option<&'a str> {
+    event.payload.get(key).and_then(Value::as_str)
+}
+
+/// The shipped default for an event type (DESIGN §5 and SPEC-NOTES §13).
+fn default_action(event: &SetEvent) -> (RevocationAction, String) {
+    use RevocationAction::*;
+    let t = event.event_type.as_str();
+    let short = t.rsplit('/').next().unwrap_or(t);
+    let caep = t.starts_with(CAEP);
+    let risc = t.starts_with(RISC);
+    let (action, why) = match (caep, risc, short) {
+        (true, _, "session-revoked") | (_, true, "sessions-revoked") => {
+            (RevokeAll, "sessions revoked".to_string())
+        }
+        (true, _, "credential-change") => match payload_str(event, "change_type") {
+            Some("create") => (LogOnly, "credential created".to_string()),
+            Some(c @ ("revoke" | "delete" | "update")) => {
+                (RevokeAll, format!("credential change_type {c}"))
+            }
+            // Unknown change types are tolerated, not acted on (checklist 52).
+            Some(other) => (LogOnly, format!("unknown change_type {other:?}")),
+            None => (RevokeAll, "credential changed".to_string()),
+        },
+        (_, true, "credential-compromise") => (RevokeAll, "credential compromised".to_string()),
+        (_, true, "account-disabled") => (RevokeAll, "account disabled".to_string()),
+        (_, true, "account-purged") => (RevokeAll, "account purged".to_string()),
+        (_, true, "identifier-recycled") => (RevokeAll, "identifier recycled".to_string()),
+        (true, _, "device-compliance-change") => match payload_str(event, "current_status") {
+            Some("not-compliant") => (RevokeAll, "device not compliant".to_string()),
+            Some(s) => (LogOnly, format!("device status {s}")),
+            None => (LogOnly, "device status missing".to_string()),
+        },
+        (true, _, "risk-level-change") => match payload_str(event, "current_level") {
+            Some(l) if l.eq_ignore_ascii_case("HIGH") => (RevokeAll, "risk level HIGH".to_string()),
+            Some(l) => (LogOnly, format!("risk level {l}")),
+            None => (LogOnly, "risk level missing".to_string()),
+        },
+        _ => (
+            LogOnly,
+            "no revocation defined for this event type".to_string(),
+        ),
+    };
+    (action, format!("default: {why}"))
+}
+
+/// Payload conditions that hold whatever the configured action: a change that adds a
+/// credential or makes a device compliant never ends sessions by itself.
+fn policy_applies(event: &SetEvent) -> bool {
+    let short = event.event_type.rsplit('/').next().unwrap_or_default();
+    match short {
+        "device-compliance-change" => payload_str(event, "current_status") != Some("compliant"),
+        "risk-level-change" => {
+            !matches!(payload_str(event, "current_level"), Some(l) if l.eq_ignore_ascii_case("LOW"))
+        }
+        _ => true,
+    }
+}
+
+/// Resolves the action for one event, with a human-readable reason.
+pub fn resolve(
+    stream: &Stream,
+    event: &SetEvent,
+    table: &BTreeMap<String, RevocationAction>,
+) -> (RevocationAction, String) {
+    if let Some((action, name)) = knob(stream, &event.event_type) {
+        if *action != RevocationAction::Unspecified {
+            return (*action, format!("stream {name}"));
+        }
+    }
+    if let Some((pattern, action)) = table
+        .iter()
+        .find(|(pattern, _)| event_type_matches(pattern, &event.event_type))
+    {
+        if *action == RevocationAction::LogOnly || policy_applies(event) {
+            return (*action, format!("[policy] {pattern:?}"));
+        }
+    }
+    default_action(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(short: &str, payload: Value) -> SetEvent {
+        let base = if [
+            "account-disabled",
+            "account-purged",
+            "credential-compromise",
+            "sessions-revoked",
+            "identifier-recycled",
+            "account-enabled",
+        ]
+        .contains(&short)
+        {
+            RISC
+        } else {
+            CAEP
+        };
+        SetEvent {
+            event_type: format!("{base}{short}"),
+            payload: payload.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn act(stream: &Stream, e: &SetEvent) -> RevocationAction {
+        resolve(stream, e, &BTreeMap::new()).0
+    }
+
+    #[test]
+    fn shipped_defaults() {
+        use RevocationAction::*;
+        let s = Stream::default();
+        assert_eq!(act(&s, &ev("session-revoked", json!({}))), RevokeAll);
+        assert_eq!(act(&s, &ev("sessions-revoked", json!({}))), RevokeAll);
+        for c in ["revoke", "delete", "update"] {
+            assert_eq!(
+                act(&s, &ev("credential-change", json!({"change_type": c}))),
+                RevokeAll
+            );
+        }
+        assert_eq!(
+            act(
+                &s,
+                &ev("credential-change", json!({"change_type": "create"}))
+            ),
+            LogOnly
+        );
+        assert_eq!(act(&s, &ev("credential-compromise", json!({}))), RevokeAll);
+        assert_eq!(act(&s, &ev("account-disabled", json!({}))), RevokeAll);
+        assert_eq!(act(&s, &ev("account-purged", json!({}))), RevokeAll);
+        assert_eq!(act(&s, &ev("account-enabled", json!({}))), LogOnly);
+        assert_eq!(
+            act(
+                &s,
+                &ev(
+                    "device-compliance-change",
+                    json!({"current_status": "not-compliant"})
+                )
+            ),
+            RevokeAll
+        );
+        assert_eq!(
+            act(
+                &s,
+                &ev(
+                    "device-compliance-change",
+                    json!({"current_status": "compliant"})
+                )
+            ),
+            LogOnly
+        );
+        assert_eq!(
+            act(
+                &s,
+                &ev("risk-level-change", json!({"current_level": "HIGH"}))
+            ),
+            RevokeAll
+        );
+        assert_eq!(
+            act(
+                &s,
+                &ev("risk-level-change", json!({"current_level": "MEDIUM"}))
+            ),
+            LogOnly
+        );
+        assert_eq!(act(&s, &ev("token-claims-change", json!({}))), LogOnly);
+        let unknown = SetEvent {
+            event_type: "https://example.com/custom".into(),
+            payload: Default::default(),
+        };
+        assert_eq!(act(&s, &unknown), LogOnly);
+    }
+
+    #[test]
+    fn knobs_override_defaults() {
+        let s = Stream {
+            session_revoked_action: RevocationAction::LogOnly,
+            ..Stream::default()
+        };
+        assert_eq!(
+            act(&s, &ev("session-revoked", json!({}))),
+            RevocationAction::LogOnly
+        );
+        let s = Stream {
+            credential_change_action: RevocationAction::RevokeAll,
+            ..Stream::default()
+        };
+        assert_eq!(
+            act(
+                &s,
+                &ev("credential-change", json!({"change_type": "create"}))
+            ),
+            RevocationAction::RevokeAll
+        );
+    }
+
+    #[test]
+    fn policy_table_sits_between() {
+        let mut table = BTreeMap::new();
+        table.insert("session-revoked".to_string(), RevocationAction::LogOnly);
+        table.insert(
+            "token-claims-change".to_string(),
+            RevocationAction::RevokeAll,
+        );
+        let s = Stream::default();
+        assert_eq!(
+            resolve(&s, &ev("session-revoked", json!({})), &table).0,
+            RevocationAction::LogOnly
+        );
+        assert_eq!(
+            resolve(&s, &ev("token-claims-change", json!({})), &table).0,
+            RevocationAction::RevokeAll
+        );
+        let knob = Stream {
+            session_revoked_action: RevocationAction::RevokeAll,
+            ..Stream::default()
+        };
+        assert_eq!(
+            resolve(&knob, &ev("session-revoked", json!({})), &table).0,
+            RevocationAction::RevokeAll
+        );
+    }
+}

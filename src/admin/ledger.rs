@@ -1,0 +1,99 @@
+//! `POST /api/v1/subjects:check`: applications ask whether a session they hold was revoked.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use rusqlite::params_from_iter;
+use serde_json::{json, Value};
+
+use super::{json_body, json_ok, ApiError};
+use crate::app::App;
+use crate::clock::{parse_rfc3339, rfc3339, rfc3339_millis};
+use crate::verify::subject::{parse_subject, parse_subject_shorthand};
+
+/// One ledger entry that matched.
+struct Entry {
+    revoked_before: i64,
+    stream_id: String,
+    jti: String,
+    event_type: String,
+    received_at_ms: i64,
+}
+
+pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    let subject = match body.get("subject") {
+        Some(v @ Value::Object(_)) => {
+            parse_subject(v).map_err(|e| ApiError::invalid("subject", e.0))?
+        }
+        Some(Value::String(s)) => {
+            parse_subject_shorthand(s).map_err(|e| ApiError::invalid("subject", e.0))?
+        }
+        None | Some(Value::Null) => return Err(ApiError::invalid("subject", "is required")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "subject",
+                "must be a subject identifier object",
+            ))
+        }
+    };
+    let issued_at = match body.get("issuedAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            parse_rfc3339(s)
+                .ok_or_else(|| ApiError::invalid("issuedAt", "must be an RFC 3339 time"))?,
+        ),
+        Some(_) => return Err(ApiError::invalid("issuedAt", "must be an RFC 3339 time")),
+    };
+    let keys = subject.keys.clone();
+    let entries = app
+        .store
+        .read(move |c| {
+            let marks = vec!["?"; keys.len()].join(",");
+            let mut stmt = c.prepare(&format!(
+                "SELECT revoked_before, stream_id, jti, event_type, received_at_ms
+                   FROM ledger WHERE subject_key IN ({marks})
+                  ORDER BY revoked_before DESC, id DESC LIMIT 1000"
+            ))?;
+            let mut rows = stmt.query(params_from_iter(keys.iter()))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(Entry {
+                    revoked_before: r.get(0)?,
+                    stream_id: r.get(1)?,
+                    jti: r.get(2)?,
+                    event_type: r.get(3)?,
+                    received_at_ms: r.get(4)?,
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+    // A session is revoked when some REVOKE_ALL applies to sessions issued before a time later
+    // than this session's issue time.
+    let applies = |e: &&Entry| issued_at.is_none_or(|t| e.revoked_before > t);
+    let mut seen = std::collections::HashSet::new();
+    let reasons: Vec<Value> = entries
+        .iter()
+        .filter(applies)
+        .filter(|e| seen.insert((e.stream_id.clone(), e.jti.clone(), e.event_type.clone())))
+        .map(|e| {
+            json!({"streamId": e.stream_id, "jti": e.jti, "eventType": e.event_type,
+                   "receivedAt": rfc3339_millis(e.received_at_ms)})
+        })
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert("revoked".into(), json!(!reasons.is_empty()));
+    if let Some(latest) = entries
+        .iter()
+        .filter(applies)
+        .map(|e| e.revoked_before)
+        .max()
+    {
+        out.insert("revokedBefore".into(), json!(rfc3339(latest)));
+    }
+    out.insert("reasons".into(), Value::Array(reasons));
+    Ok(json_ok(Value::Object(out)))
+}

@@ -1,0 +1,500 @@
+//! Handlers of `/api/v1/ssf-receiver-streams`: create, list, get, update, delete, stats, test and
+//! push-token rotation; and `/api/v1/events`, the stored SETs.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use super::wire::{self, check_complete, stream_json, READ_ONLY, WRITABLE};
+use super::{json_body, json_ok, ApiError};
+use crate::act::policy;
+use crate::app::App;
+use crate::clock::{now_unix, rfc3339, rfc3339_millis};
+use crate::secrets::{random_id, random_token, token_hash};
+use crate::store::{inbox, streams as stream_rows};
+use crate::stream::{RevocationAction, Stream};
+use crate::verify::jwks::KeySource;
+use crate::verify::subject::parse_subject_shorthand;
+use crate::verify::SetEvent;
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
+
+fn found(app: &App, id: &str) -> Result<Arc<Stream>, ApiError> {
+    app.registry
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("stream"))
+}
+
+fn stream_response(app: &App, s: &Stream) -> Value {
+    json!({"ssfReceiverStream": stream_json(s, &app.config().server.public_base_url)})
+}
+
+/// Takes a new push token (supplied or generated) for a PUSH stream and stores only its hash.
+fn install_push_token(stream: &mut Stream, supplied: Option<String>) -> Option<String> {
+    if !stream.is_push() {
+        stream.push_token_hash = None;
+        stream.prev_push_token_hash = None;
+        stream.prev_push_token_expires_at = None;
+        return None;
+    }
+    let token = supplied.unwrap_or_else(random_token);
+    stream.push_token_hash = Some(token_hash(&token));
+    Some(token)
+}
+
+pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    // ConductorOne clients may wrap the record the way update does.
+    let fields = match body.get("ssfReceiverStream") {
+        Some(Value::Object(inner)) => inner.clone(),
+        _ => body,
+    };
+    let allow_http = app.config().jwks.allow_http;
+    let now = now_unix();
+    let mut stream = Stream {
+        id: random_id(),
+        created_at: now,
+        updated_at: now,
+        ..Stream::default()
+    };
+    let names: Vec<String> = WRITABLE
+        .iter()
+        .filter(|f| fields.contains_key(**f))
+        .map(|f| f.to_string())
+        .collect();
+    let supplied = wire::apply_fields(&mut stream, &fields, &names, allow_http)?;
+    check_complete(&stream)?;
+    if supplied.is_some() && !stream.is_push() {
+        return Err(ApiError::invalid(
+            "pushAuthToken",
+            "POLL streams have no push token",
+        ));
+    }
+    let token = install_push_token(&mut stream, supplied);
+    let stream = app.registry.create(stream).await?;
+    tracing::info!(stream = %stream.id, display_name = %stream.display_name, "stream created");
+    let mut out = Map::new();
+    if let Some(t) = token {
+        out.insert("pushAuthTokenPlaintext".into(), Value::String(t));
+    }
+    out.insert(
+        "ssfReceiverStream".into(),
+        stream_json(&stream, &app.config().server.public_base_url),
+    );
+    Ok(json_ok(Value::Object(out)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "pageSize")]
+    page_size: Option<String>,
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+}
+
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let size = match q.page_size.as_deref().map(str::trim) {
+        None | Some("") | Some("0") => DEFAULT_PAGE_SIZE,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) => n.min(MAX_PAGE_SIZE),
+            Err(_) => return Err(ApiError::invalid("pageSize", "must be a positive integer")),
+        },
+    };
+    let all = app.registry.list();
+    let start = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => {
+            let after = URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| {
+                    let (created, id) = s.split_once(':')?;
+                    Some((created.parse::<i64>().ok()?, id.to_string()))
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid("pageToken", "is not a token from a previous page")
+                })?;
+            all.iter()
+                .position(|s| (s.created_at, &s.id) > (after.0, &after.1))
+                .unwrap_or(all.len())
+        }
+    };
+    let page: Vec<_> = all.iter().skip(start).take(size).collect();
+    let next = if start + page.len() < all.len() {
+        page.last()
+            .map(|s| URL_SAFE_NO_PAD.encode(format!("{}:{}", s.created_at, s.id)))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let base = app.config().server.public_base_url.clone();
+    let list: Vec<Value> = page.iter().map(|s| stream_json(s, &base)).collect();
+    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+}
+
+pub async fn get_one(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = found(&app, &id)?;
+    Ok(json_ok(stream_response(&app, &s)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct UpdateQuery {
+    #[serde(rename = "updateMask")]
+    update_mask: Option<String>,
+}
+
+pub async fn update(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<UpdateQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    let record = match body.get("ssfReceiverStream") {
+        Some(Value::Object(inner)) => inner.clone(),
+        Some(_) => return Err(ApiError::invalid("ssfReceiverStream", "must be an object")),
+        // A bare record is accepted too.
+        None => body.clone(),
+    };
+    let mask = match body.get("updateMask") {
+        Some(Value::String(s)) => Some(s.clone()),
+        // The protobuf JSON form of a FieldMask can also arrive as {"paths": [...]}.
+        Some(Value::Object(o)) => o.get("paths").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        Some(Value::Null) | None => q.update_mask.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "updateMask",
+                "must be a comma-separated string",
+            ))
+        }
+    };
+    let fields: Vec<String> = match mask.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        Some(mask) => {
+            let mut names = Vec::new();
+            for raw in mask.split(',').filter(|s| !s.trim().is_empty()) {
+                let name = wire::mask_field(raw);
+                if READ_ONLY.contains(&name.as_str()) {
+                    return Err(ApiError::invalid(
+                        "updateMask",
+                        format!("{name} is read-only"),
+                    ));
+                }
+                if !WRITABLE.contains(&name.as_str()) {
+                    return Err(ApiError::invalid(
+                        "updateMask",
+                        format!("unknown field {name}"),
+                    ));
+                }
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names
+        }
+        None => WRITABLE
+            .iter()
+            .filter(|f| record.contains_key(**f))
+            .map(|f| f.to_string())
+            .collect(),
+    };
+    let allow_http = app.config().jwks.allow_http;
+    let mut new_token = None;
+    let mut old_source = None;
+    let updated = app
+        .registry
+        .modify(&id, |stream: &mut Stream| -> Result<(), ApiError> {
+            old_source = Some(KeySource {
+                issuer_url: stream.issuer_url.clone(),
+                jwks_url: stream.jwks_url.clone(),
+            });
+            let was_push = stream.is_push();
+            let supplied = wire::apply_fields(stream, &record, &fields, allow_http)?;
+            check_complete(stream)?;
+            if supplied.is_some() && !stream.is_push() {
+                return Err(ApiError::invalid(
+                    "pushAuthToken",
+                    "POLL streams have no push token",
+                ));
+            }
+            if supplied.is_some() || (!was_push && stream.is_push()) {
+                new_token = install_push_token(stream, supplied);
+            } else if !stream.is_push() {
+                install_push_token(stream, None);
+            }
+            stream.updated_at = now_unix();
+            Ok(())
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("stream"))?;
+    if let Some(old) = old_source {
+        if old.issuer_url != updated.issuer_url || old.jwks_url != updated.jwks_url {
+            app.keys.forget(&old);
+        }
+    }
+    tracing::info!(stream = %updated.id, fields = %fields.join(","), "stream updated");
+    let mut out = stream_response(&app, &updated);
+    if let (Some(t), Some(o)) = (new_token, out.as_object_mut()) {
+        // A stream that just became PUSH needs its token shown once, as on create.
+        o.insert("pushAuthTokenPlaintext".into(), Value::String(t));
+    }
+    Ok(json_ok(out))
+}
+
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let now = now_unix();
+    app.registry
+        .modify(&id, |s: &mut Stream| -> Result<(), ApiError> {
+            s.deleted_at = Some(now);
+            s.updated_at = now;
+            Ok(())
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("stream"))?;
+    tracing::info!(stream = %id, "stream deleted");
+    Ok(json_ok(json!({})))
+}
+
+pub async fn stats(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = found(&app, &id)?;
+    let sid = id.clone();
+    let counts = app
+        .store
+        .read(move |c| stream_rows::counts(c, &sid))
+        .await?;
+    let mut m = Map::new();
+    m.insert("streamId".into(), json!(s.id));
+    m.insert("eventsReceivedCount".into(), json!(counts.received));
+    m.insert("eventsActedOnCount".into(), json!(counts.acted_on));
+    m.insert("eventsFailedCount".into(), json!(counts.failed));
+    if let Some(ms) = counts.last_received_at_ms {
+        m.insert("lastEventReceivedAt".into(), json!(rfc3339(ms / 1000)));
+    }
+    if let Some(t) = s.last_error_at {
+        m.insert("lastErrorAt".into(), json!(rfc3339(t)));
+    }
+    m.insert("lastErrorMessage".into(), json!(s.last_error_message));
+    if let Some(t) = s.last_verified_at {
+        m.insert("lastVerifiedAt".into(), json!(rfc3339(t)));
+    }
+    m.insert("transmitterStatus".into(), json!(s.transmitter_status));
+    m.insert(
+        "transmitterStatusReason".into(),
+        json!(s.transmitter_status_reason),
+    );
+    Ok(json_ok(json!({"stats": Value::Object(m)})))
+}
+
+/// Event types the `test` answer previews, by short name.
+const PREVIEW: &[&str] = &[
+    "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
+    "https://schemas.openid.net/secevent/caep/event-type/credential-change",
+    "https://schemas.openid.net/secevent/risc/event-type/credential-compromise",
+    "https://schemas.openid.net/secevent/risc/event-type/account-disabled",
+    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
+    "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
+];
+
+/// The action an event type gets on this stream, with the payload that makes it act where the
+/// default depends on the payload.
+fn preview_action(app: &App, stream: &Stream, event_type: &str) -> RevocationAction {
+    let payload = match event_type.rsplit('/').next() {
+        Some("credential-change") => {
+            json!({"change_type": "update", "credential_type": "password"})
+        }
+        Some("device-compliance-change") => {
+            json!({"previous_status": "compliant", "current_status": "not-compliant"})
+        }
+        Some("risk-level-change") => json!({"principal": "USER", "current_level": "HIGH"}),
+        _ => json!({}),
+    };
+    let event = SetEvent {
+        event_type: event_type.to_string(),
+        payload: payload.as_object().cloned().unwrap_or_default(),
+    };
+    let enabled = stream.event_types_enabled.is_empty()
+        || stream
+            .event_types_enabled
+            .iter()
+            .any(|p| crate::config::event_type_matches(p, event_type));
+    if !stream.enabled || !enabled {
+        return RevocationAction::LogOnly;
+    }
+    policy::resolve(stream, &event, &app.config().policy).0
+}
+
+pub async fn test(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let stream = found(&app, &id)?;
+    let body = json_body(&body)?;
+    let test_subject = match body.get("testSubject") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => {
+            Some(parse_subject_shorthand(s).map_err(|e| ApiError::invalid("testSubject", e.0))?)
+        }
+        Some(v @ Value::Object(_)) => Some(
+            crate::verify::subject::parse_subject(v)
+                .map_err(|e| ApiError::invalid("testSubject", e.0))?,
+        ),
+        Some(_) => return Err(ApiError::invalid("testSubject", "must be a string")),
+    };
+    let source = KeySource {
+        issuer_url: stream.issuer_url.clone(),
+        jwks_url: stream.jwks_url.clone(),
+    };
+    let (reachable, key_count, jwks_error) = match app.keys.refresh(&source).await {
+        Ok(set) => (true, set.len(), String::new()),
+        Err(e) => (false, 0, e.to_string()),
+    };
+    let config = app.config();
+    let local_user = test_subject
+        .as_ref()
+        .and_then(|s| crate::act::identity::local_user(&config, s));
+    let upstream = test_subject
+        .as_ref()
+        .and_then(|s| s.keys.first().cloned())
+        .unwrap_or_default();
+    let mut preview = Map::new();
+    for t in PREVIEW {
+        preview.insert(
+            t.rsplit('/').next().unwrap_or(t).to_string(),
+            json!(preview_action(&app, &stream, t).as_api()),
+        );
+    }
+    let session_action = preview_action(&app, &stream, PREVIEW[0]);
+    let ready = stream.enabled && reachable && key_count > 0;
+    Ok(json_ok(json!({
+        "jwksReachable": reachable,
+        "jwksKeyCount": key_count,
+        "jwksError": jwks_error,
+        "identityLinkFound": local_user.is_some(),
+        "matchedUserId": local_user.unwrap_or_default(),
+        "upstreamSubject": upstream,
+        "subjectKeys": test_subject.map(|s| s.keys).unwrap_or_default(),
+        "configuredSessionRevokedAction": session_action.as_api(),
+        "actionPreview": Value::Object(preview),
+        "ready": ready,
+    })))
+}
+
+pub async fn rotate_push_token(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let overlap = app.config().server.push_token_overlap;
+    let token = random_token();
+    let hash = token_hash(&token);
+    let now = now_unix();
+    app.registry
+        .modify(&id, |s: &mut Stream| -> Result<(), ApiError> {
+            if !s.is_push() {
+                return Err(ApiError::invalid(
+                    "deliveryMethod",
+                    "POLL streams have no push token",
+                ));
+            }
+            s.prev_push_token_hash = s.push_token_hash;
+            s.prev_push_token_expires_at = Some(now + overlap.as_secs() as i64);
+            s.push_token_hash = Some(hash);
+            s.updated_at = now;
+            Ok(())
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("stream"))?;
+    tracing::info!(stream = %id, overlap_secs = overlap.as_secs(), "push token rotated");
+    Ok(json_ok(json!({"pushAuthTokenPlaintext": token})))
+}
+
+#[derive(serde::Deserialize)]
+pub struct EventsQuery {
+    #[serde(rename = "streamId")]
+    stream_id: Option<String>,
+    /// RFC 3339 time or a duration back from now (`"1h"`).
+    since: Option<String>,
+    #[serde(rename = "pageSize")]
+    page_size: Option<usize>,
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+}
+
+pub async fn list_events(
+    State(app): State<Arc<App>>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            crate::clock::parse_rfc3339(s)
+                .map(|t| t * 1000)
+                .or_else(|| {
+                    wire::parse_api_duration(s)
+                        .map(|d| crate::clock::now_millis() - d.as_millis() as i64)
+                })
+                .ok_or_else(|| {
+                    ApiError::invalid("since", "must be an RFC 3339 time or a duration like 1h")
+                })?,
+        ),
+    };
+    let before_seq =
+        match q.page_token.as_deref().filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(t.parse::<i64>().map_err(|_| {
+                ApiError::invalid("pageToken", "is not a token from a previous page")
+            })?),
+        };
+    let limit = q
+        .page_size
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+        .clamp(1, MAX_PAGE_SIZE);
+    let filter = inbox::EventFilter {
+        stream_id: q.stream_id.filter(|s| !s.is_empty()),
+        since_ms,
+        before_seq,
+        limit,
+    };
+    let rows = app.store.read(move |c| inbox::list(c, &filter)).await?;
+    let next = if rows.len() == limit {
+        rows.last().map(|r| r.seq.to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq, "streamId": r.stream_id, "jti": r.jti, "iss": r.iss, "txn": r.txn,
+                "eventTypes": r.event_types, "subjectKeys": r.subject_keys,
+                "receivedAt": rfc3339_millis(r.received_at_ms), "delivery": r.delivery,
+                "outcome": r.outcome, "decision": r.decision,
+            })
+        })
+        .collect();
+    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+}

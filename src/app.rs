@@ -1,0 +1,60 @@
+//! The shared state every listener and worker holds: configuration, store, streams, keys.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::verify::jwks::JwksCache;
+
+pub struct App {
+    config: RwLock<Arc<Config>>,
+    pub store: Store,
+    pub registry: Registry,
+    pub keys: JwksCache,
+    /// SHA-256 of the admin token; the token itself is not kept.
+    pub admin_token_hash: [u8; 32],
+    /// Woken when new actions are committed, so the worker need not wait for its next tick.
+    pub actions_ready: Notify,
+    pub started: Instant,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Store,
+        registry: Registry,
+        keys: JwksCache,
+        admin_token_hash: [u8; 32],
+    ) -> App {
+        App {
+            config: RwLock::new(Arc::new(config)),
+            store,
+            registry,
+            keys,
+            admin_token_hash,
+            actions_ready: Notify::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The configuration in force (replaced as a whole on reload).
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn replace_config(&self, config: Config) {
+        self.keys.reconfigure(&config.jwks);
+        let mut slot = match self.config.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        *slot = Arc::new(config);
+    }
+}

@@ -1,0 +1,151 @@
+//! The push listener (RFC 8935): `POST /ssf/push/{streamId}` and `/healthz`.
+//!
+//! Checks in order: the stream exists (404), the bearer token (401), the media type (415), the
+//! body size (413), then the SET itself (400 with an RFC 8935 error code, or 503 when keys cannot
+//! be fetched). 202 only after the SET is committed.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::{receive, Delivery, IntakeError};
+use crate::app::App;
+use crate::clock::now_unix;
+use crate::secrets::{bearer_token, token_matches};
+use crate::verify::ErrCode;
+
+/// Seconds a transmitter is asked to wait before delivering again after a 503.
+const RETRY_AFTER_SECS: &str = "30";
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/ssf/push/{stream_id}", post(push))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(app)
+}
+
+/// The RFC 8935 §2.3 error answer: JSON `{err, description}` with `Content-Language`.
+pub fn set_error_response(status: StatusCode, code: ErrCode, description: &str) -> Response {
+    let body = serde_json::json!({"err": code.as_str(), "description": description}).to_string();
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static("en-US"));
+    if status == StatusCode::UNAUTHORIZED {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+fn is_set_media_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/secevent+jwt" || essence == "application/jwt"
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes fails for a length-limit breach or for a broken connection; only the first
+        // deserves 413.
+        let too_large = std::error::Error::source(&e)
+            .map(|s| s.to_string().contains("length limit"))
+            .unwrap_or(false)
+            || e.to_string().contains("length limit");
+        if too_large {
+            StatusCode::PAYLOAD_TOO_LARGE.into_response()
+        } else {
+            StatusCode::BAD_REQUEST.into_response()
+        }
+    })
+}
+
+async fn push(
+    State(app): State<Arc<App>>,
+    Path(stream_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(stream) = app.registry.get(&stream_id).filter(|s| s.is_push()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let presented = bearer_token(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let authorized = presented.is_some_and(|token| {
+        let current = stream
+            .push_token_hash
+            .as_ref()
+            .is_some_and(|h| token_matches(token, h));
+        // Check the previous token too, whatever the outcome above, to keep timing uniform.
+        let previous = stream.prev_push_token_hash.as_ref().is_some_and(|h| {
+            token_matches(token, h)
+                && stream
+                    .prev_push_token_expires_at
+                    .is_some_and(|exp| exp > now_unix())
+        });
+        current | previous
+    });
+    if !authorized {
+        return set_error_response(
+            StatusCode::UNAUTHORIZED,
+            ErrCode::AuthenticationFailed,
+            "missing or invalid bearer token for this stream",
+        );
+    }
+    if !is_set_media_type(&headers) {
+        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+    }
+    let limit = app.config().server.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let bytes = match read_limited(body, limit).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Ok(token) = std::str::from_utf8(&bytes) else {
+        return set_error_response(
+            StatusCode::BAD_REQUEST,
+            ErrCode::InvalidRequest,
+            "the body is not UTF-8 text",
+        );
+    };
+    match receive(&app, &stream, token, Delivery::Push).await {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(IntakeError::Rejected(e)) => {
+            set_error_response(StatusCode::BAD_REQUEST, e.code, &e.description)
+        }
+        Err(IntakeError::Unavailable(_)) | Err(IntakeError::Store(_)) => {
+            let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+            resp
+        }
+    }
+}
