@@ -166,8 +166,13 @@ pub struct SinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
     /// `secret_file` may be `credential:NAME` (see [`resolve_secret_path`]).
-    Webhook { url: String, secret_file: PathBuf },
-    Command { argv: Vec<String> },
+    Webhook {
+        url: String,
+        secret_file: PathBuf,
+    },
+    Command {
+        argv: Vec<String>,
+    },
 }
 
 impl SinkKind {
@@ -244,7 +249,7 @@ impl Config {
     /// Parses configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let cx = Cx::new(text, path);
-        let root = cx.tree(text)?;
+        let root = cx.tree()?;
         let mut root = Section::open(&cx, String::new(), 1, root, ROOT_KEYS)?;
         let mut cfg = Config::default();
         if let Some(f) = root.take("server") {
@@ -394,7 +399,14 @@ const JWKS_KEYS: &[&str] = &[
     "connect_timeout",
     "timeout",
 ];
-const SINK_COMMON_KEYS: &[&str] = &["type", "name", "timeout", "streams", "events", "max_attempts"];
+const SINK_COMMON_KEYS: &[&str] = &[
+    "type",
+    "name",
+    "timeout",
+    "streams",
+    "events",
+    "max_attempts",
+];
 const WEBHOOK_KEYS: &[&str] = &["url", "secret_file"];
 const COMMAND_KEYS: &[&str] = &["argv"];
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
@@ -508,7 +520,10 @@ fn parse_sinks(f: Field<'_>) -> Result<Vec<SinkConfig>, ConfigError> {
             return Err(cx.invalid(
                 name_line,
                 format!("sink[{i}].name"),
-                format!("duplicate sink name \"{}\" (also used by sink[{j}])", sink.name),
+                format!(
+                    "duplicate sink name \"{}\" (also used by sink[{j}])",
+                    sink.name
+                ),
             ));
         }
         sinks.push(sink);
@@ -633,7 +648,9 @@ fn parse_identity(f: Field<'_>) -> Result<IdentityConfig, ConfigError> {
         out.rule = Some(rule.to_string());
     }
     if out.map_file.is_none() && out.rule.is_none() {
-        return Err(s.cx.invalid(s.line, &s.prefix, "set map_file, rule or both"));
+        return Err(s
+            .cx
+            .invalid(s.line, &s.prefix, "set map_file, rule or both"));
     }
     Ok(out)
 }
@@ -690,11 +707,6 @@ fn format_size(n: usize) -> String {
 }
 
 fn format_duration(d: Duration) -> String {
-    if d.is_zero() {
-        // humantime prints "0s", which parses back; spelled out so the output does not depend
-        // on that detail.
-        return "0s".to_string();
-    }
     humantime::format_duration(d).to_string()
 }
 
@@ -761,7 +773,8 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn tree(&self, text: &str) -> Result<tree::Val, ConfigError> {
+    fn tree(&self) -> Result<tree::Val, ConfigError> {
+        let text = self.text;
         let err = match toml::from_str::<tree::Val>(text) {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -785,32 +798,46 @@ impl<'a> Cx<'a> {
     /// A best-effort dotted key for a line the parser rejected: the last table header above it
     /// and the key written on it.
     fn key_at_line(&self, line: usize) -> String {
-        let lines: Vec<&str> = self.text.lines().collect();
-        let here = lines.get(line.wrapping_sub(1)).map(|l| l.trim()).unwrap_or("");
-        let header = |l: &str| -> Option<String> {
+        // Headers are read line by line, so that `[[sink]]` blocks get the same `sink[N]`
+        // names the validation errors use.
+        let header = |l: &str| -> Option<(String, bool)> {
             let l = l.trim();
-            let inner = l
-                .strip_prefix("[[")
-                .and_then(|r| r.split("]]").next())
-                .or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))?;
-            Some(inner.trim().to_string())
+            if let Some(r) = l.strip_prefix("[[") {
+                return Some((r.split("]]").next()?.trim().to_string(), true));
+            }
+            let r = l.strip_prefix('[')?;
+            Some((r.split(']').next()?.trim().to_string(), false))
         };
-        if let Some(h) = header(here) {
-            return h;
+        let mut table = String::new();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut here = "";
+        for (i, l) in self.text.lines().enumerate() {
+            if let Some((name, is_array)) = header(l) {
+                table = if is_array {
+                    let n = counts.entry(name.clone()).or_insert(0);
+                    *n += 1;
+                    format!("{name}[{}]", *n - 1)
+                } else {
+                    name
+                };
+            }
+            if i + 1 == line {
+                here = l.trim();
+                break;
+            }
+        }
+        if header(here).is_some() {
+            return table;
         }
         let key = here
             .split_once('=')
             .map(|(k, _)| k.trim().to_string())
             .filter(|k| !k.is_empty() && !k.starts_with('#'))
             .unwrap_or_else(|| "(syntax)".to_string());
-        let table = lines
-            .iter()
-            .take(line.saturating_sub(1))
-            .rev()
-            .find_map(|l| header(l));
-        match table {
-            Some(t) if !t.is_empty() => format!("{t}.{key}"),
-            _ => key,
+        if table.is_empty() {
+            key
+        } else {
+            format!("{table}.{key}")
         }
     }
 }
@@ -910,8 +937,11 @@ impl<'a> Section<'a> {
 
     /// An error for a required key that is absent, on the table's own line.
     fn missing(&self, name: &str, message: &str) -> ConfigError {
-        self.cx
-            .invalid(self.line, self.key_path(name), format!("missing: {message}"))
+        self.cx.invalid(
+            self.line,
+            self.key_path(name),
+            format!("missing: {message}"),
+        )
     }
 }
 
@@ -999,7 +1029,12 @@ impl<'a> Field<'a> {
         };
         n.and_then(|n| usize::try_from(n).ok())
             .filter(|n| (1..=MAX_BODY_LIMIT).contains(n))
-            .ok_or_else(|| self.err(format!("must be between 1 byte and {}", format_size(MAX_BODY_LIMIT))))
+            .ok_or_else(|| {
+                self.err(format!(
+                    "must be between 1 byte and {}",
+                    format_size(MAX_BODY_LIMIT)
+                ))
+            })
     }
 
     fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -1009,8 +1044,8 @@ impl<'a> Field<'a> {
     }
 
     fn http_url(&self) -> Result<reqwest::Url, ConfigError> {
-        let url = reqwest::Url::parse(self.str()?)
-            .map_err(|e| self.err(format!("not a URL ({e})")))?;
+        let url =
+            reqwest::Url::parse(self.str()?).map_err(|e| self.err(format!("not a URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(self.err("must be an http:// or https:// URL"));
         }
@@ -1329,5 +1364,776 @@ impl From<&Config> for Shown {
                 rule: i.rule.clone(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("receiver.toml"))
+    }
+
+    /// The (line, key, message) of a rejected text.
+    fn fail(text: &str) -> (usize, String, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
+
+    fn assert_fails(text: &str, line: usize, key: &str) -> String {
+        let (l, k, m) = fail(text);
+        assert_eq!((l, k.as_str()), (line, key), "message: {m}");
+        m
+    }
+
+    const DESIGN_EXAMPLE: &str = r#"
+[server]
+push_listen = "127.0.0.1:8080"           # transmitters reach this (terminate TLS in front of it)
+admin_listen = "127.0.0.1:8081"          # management API, /metrics, /readyz
+public_base_url = "http://127.0.0.1:8080" # pushEndpointUrl = public_base_url + /ssf/push/{id}
+push_token_overlap = "1h"                # the old push token keeps working this long after a rotation
+
+[storage]
+path = "./ssfd.db"
+
+[admin]
+token_file = "./ssfd-admin.token"        # or: token = "..."; created 0600 if missing
+
+[jwks]
+ttl = "1h"
+refresh_cooldown = "30s"                 # at most one forced refresh per URL per cooldown
+allow_http = false                       # true only for local tests: http:// issuer and JWKS URLs
+
+[poll]
+max_events = 100
+timeout = "90s"                          # long-poll client timeout
+
+[policy]                                  # event-type URI or short name -> REVOKE_ALL | LOG_ONLY
+"device-compliance-change" = "REVOKE_ALL"
+
+[log]
+format = "text"                          # or "json" (one object per line, for journald/Loki)
+level = "info"
+
+[[sink]]
+type = "webhook"
+name = "idp"
+url = "https://revoker.internal/hooks/ssf"
+secret_file = "/etc/ssfd/webhook.secret" # HMAC-SHA256 key for the X-Ssfd-Signature header
+timeout = "5s"
+
+[[sink]]
+type = "command"
+name = "local-sessions"
+argv = ["/usr/local/libexec/revoke-sessions"]
+timeout = "10s"
+"#;
+
+    #[test]
+    fn empty_text_is_the_default() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(parse("# only a comment\n\n").unwrap(), Config::default());
+        assert_eq!(parse("[server]\n[jwks]\n").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let cfg = parse(DESIGN_EXAMPLE).unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.server, d.server);
+        assert_eq!(cfg.storage, d.storage);
+        assert_eq!(cfg.admin, d.admin);
+        assert_eq!(cfg.jwks, d.jwks);
+        assert_eq!(cfg.poll, d.poll);
+        assert_eq!(cfg.log, d.log);
+        assert_eq!(
+            cfg.policy.get("device-compliance-change"),
+            Some(&RevocationAction::RevokeAll)
+        );
+        assert_eq!(
+            cfg.sinks,
+            vec![
+                SinkConfig {
+                    name: "idp".into(),
+                    kind: SinkKind::Webhook {
+                        url: "https://revoker.internal/hooks/ssf".into(),
+                        secret_file: "/etc/ssfd/webhook.secret".into(),
+                    },
+                    timeout: Duration::from_secs(5),
+                    streams: vec![],
+                    events: vec![],
+                    max_attempts: DEFAULT_SINK_MAX_ATTEMPTS,
+                },
+                SinkConfig {
+                    name: "local-sessions".into(),
+                    kind: SinkKind::Command {
+                        argv: vec!["/usr/local/libexec/revoke-sessions".into()],
+                    },
+                    timeout: Duration::from_secs(10),
+                    streams: vec![],
+                    events: vec![],
+                    max_attempts: DEFAULT_SINK_MAX_ATTEMPTS,
+                },
+            ]
+        );
+        assert_eq!(cfg.identity, None);
+        assert_eq!(cfg.source, None);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let cfg = parse(
+            r#"
+[server]
+push_listen = "0.0.0.0:9000"
+admin_listen = "[::1]:9001"
+public_base_url = "https://ssf.example.com/base/"
+push_token_overlap = "0s"
+max_body = "1MiB"
+shutdown_grace = "1m 30s"
+
+[storage]
+path = "/var/lib/ssfd/ssfd.db"
+
+[admin]
+token = "s3cret-admin-token"
+
+[jwks]
+ttl = "2h"
+refresh_cooldown = "1m"
+allow_http = true
+connect_timeout = "2s"
+timeout = "3s"
+
+[poll]
+max_events = 10000
+timeout = "30s"
+
+[policy]
+"https://schemas.openid.net/secevent/caep/event-type/session-revoked" = "LOG_ONLY"
+risk-level-change = "REVOKE_ALL"
+
+[log]
+format = "json"
+level = "ssfd=debug,info"
+
+[[sink]]
+type = "webhook"
+name = "hook.1"
+url = "http://127.0.0.1:9999/hook?x=1"
+secret_file = "credential:webhook"
+streams = ["s1", "s2"]
+events = ["session-revoked"]
+max_attempts = 3
+
+[[sink]]
+type = "command"
+name = "cmd"
+argv = ["revoke", "--all"]
+
+[identity]
+map_file = "/etc/ssfd/users.toml"
+rule = "email_local_part"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.server.push_listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(cfg.server.admin_listen, "[::1]:9001".parse().unwrap());
+        assert_eq!(cfg.server.public_base_url, "https://ssf.example.com/base/");
+        assert_eq!(cfg.server.push_token_overlap, Duration::ZERO);
+        assert_eq!(cfg.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(cfg.server.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(cfg.storage.path, PathBuf::from("/var/lib/ssfd/ssfd.db"));
+        assert_eq!(cfg.admin.token.as_deref(), Some("s3cret-admin-token"));
+        assert_eq!(
+            cfg.jwks,
+            JwksConfig {
+                ttl: Duration::from_secs(7200),
+                refresh_cooldown: Duration::from_secs(60),
+                allow_http: true,
+                connect_timeout: Duration::from_secs(2),
+                timeout: Duration::from_secs(3),
+            }
+        );
+        assert_eq!(cfg.poll.max_events, 10000);
+        assert_eq!(cfg.poll.timeout, Duration::from_secs(30));
+        assert_eq!(cfg.policy.len(), 2);
+        assert_eq!(
+            cfg.policy["https://schemas.openid.net/secevent/caep/event-type/session-revoked"],
+            RevocationAction::LogOnly
+        );
+        assert_eq!(cfg.policy["risk-level-change"], RevocationAction::RevokeAll);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.log.level, "ssfd=debug,info");
+        let hook = &cfg.sinks[0];
+        assert_eq!(hook.name, "hook.1");
+        assert_eq!(
+            hook.kind,
+            SinkKind::Webhook {
+                url: "http://127.0.0.1:9999/hook?x=1".into(),
+                secret_file: "credential:webhook".into()
+            }
+        );
+        assert_eq!(hook.timeout, DEFAULT_WEBHOOK_TIMEOUT);
+        assert_eq!(hook.streams, vec!["s1", "s2"]);
+        assert_eq!(hook.events, vec!["session-revoked"]);
+        assert_eq!(hook.max_attempts, 3);
+        let cmd = &cfg.sinks[1];
+        assert_eq!(
+            cmd.kind,
+            SinkKind::Command {
+                argv: vec!["revoke".into(), "--all".into()]
+            }
+        );
+        assert_eq!(cmd.timeout, DEFAULT_COMMAND_TIMEOUT);
+        assert_eq!(
+            cfg.identity,
+            Some(IdentityConfig {
+                map_file: Some("/etc/ssfd/users.toml".into()),
+                rule: Some("email_local_part".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn missing_keys_keep_their_defaults() {
+        let cfg = parse("[server]\nmax_body = 1000\n[jwks]\nallow_http = true\n").unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.server.max_body_bytes, 1000);
+        assert_eq!(cfg.server.push_listen, d.server.push_listen);
+        assert_eq!(cfg.server.shutdown_grace, d.server.shutdown_grace);
+        assert!(cfg.jwks.allow_http);
+        assert_eq!(cfg.jwks.ttl, d.jwks.ttl);
+        assert_eq!(cfg.poll, d.poll);
+    }
+
+    #[test]
+    fn dotted_keys_and_inline_tables_are_plain_toml() {
+        let cfg = parse(
+            "server.push_listen = \"127.0.0.1:7000\"\n\
+             poll = { max_events = 5 }\n\
+             sink = [{ type = \"command\", name = \"c\", argv = [\"true\"] }]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.server.push_listen.port(), 7000);
+        assert_eq!(cfg.poll.max_events, 5);
+        assert_eq!(cfg.sinks[0].name, "c");
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        assert_fails("\n\nbogus = 1\n", 3, "bogus");
+        assert_fails("[nope]\n", 1, "nope");
+        let m = assert_fails(
+            "[server]\npush_listen = \"127.0.0.1:1\"\npush_lisen = \"x\"\n",
+            3,
+            "server.push_lisen",
+        );
+        assert!(m.contains("unknown key"), "{m}");
+        assert!(m.contains("push_listen"), "{m}");
+        assert_fails("[server.extra]\nx = 1\n", 1, "server.extra");
+        assert_fails("[storage]\npath = \"a\"\nsize = 3\n", 3, "storage.size");
+        assert_fails("[admin]\n\n\ntokn = \"x\"\n", 4, "admin.tokn");
+        assert_fails("[jwks]\nrefresh = \"1s\"\n", 2, "jwks.refresh");
+        assert_fails("[poll]\nmax = 1\n", 2, "poll.max");
+        assert_fails("[log]\nfile = \"x\"\n", 2, "log.file");
+        assert_fails(
+            "[identity]\nrule = \"email_local_part\"\nmap = \"x\"\n",
+            3,
+            "identity.map",
+        );
+        assert_fails("[jwks]\n\"odd key\" = 1\n", 2, "jwks.\"odd key\"");
+    }
+
+    #[test]
+    fn unknown_key_inside_a_sink() {
+        let text = "[[sink]]\ntype = \"command\"\nname = \"a\"\nargv = [\"x\"]\n\n\
+                    [[sink]]\ntype = \"webhook\"\nname = \"b\"\nurl = \"https://h/\"\n\
+                    secret_file = \"/s\"\nretries = 3\n";
+        assert_fails(text, 11, "sink[1].retries");
+        // A key of the other sink type is unknown too.
+        let m = assert_fails(
+            "[[sink]]\ntype = \"command\"\nname = \"a\"\nargv = [\"x\"]\nurl = \"https://h/\"\n",
+            5,
+            "sink[0].url",
+        );
+        assert!(m.contains("argv"), "{m}");
+    }
+
+    #[test]
+    fn the_first_unknown_key_in_the_file_is_reported() {
+        assert_fails("[server]\nzzz = 1\naaa = 2\n", 2, "server.zzz");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let (line, key, _) = fail("[server]\npush_listen = \"127.0.0.1:80\"\nadmin_listen = \n");
+        assert_eq!((line, key.as_str()), (3, "server.admin_listen"));
+        let (line, _, _) = fail("[server\n");
+        assert_eq!(line, 1);
+        let (line, key, _) =
+            fail("[[sink]]\ntype = \"command\"\n[[sink]]\ntype = \"webhook\"\nurl = https://h/\n");
+        assert_eq!((line, key.as_str()), (5, "sink[1].url"));
+        let (line, _, m) = fail("[poll]\nmax_events = 1\nmax_events = 2\n");
+        assert_eq!(line, 3);
+        assert!(m.contains("duplicate"), "{m}");
+        let (line, _, _) = fail("[log]\nlevel = \"info\"\n\n\nformat = 'unterminated\n");
+        assert_eq!(line, 5);
+    }
+
+    #[test]
+    fn date_times_are_rejected_at_their_line() {
+        let (line, key, m) = fail("[poll]\n\ntimeout = 1979-05-27T07:32:00Z\n");
+        assert_eq!((line, key.as_str()), (3, "poll.timeout"));
+        assert!(m.contains("date"), "{m}");
+    }
+
+    #[test]
+    fn crlf_line_ends_count_lines() {
+        assert_fails("[server]\r\n\r\nbad = 1\r\n", 3, "server.bad");
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let m = assert_fails("[server]\npush_listen = 8080\n", 2, "server.push_listen");
+        assert!(m.contains("expected a string"), "{m}");
+        let m = assert_fails("[jwks]\nallow_http = \"yes\"\n", 2, "jwks.allow_http");
+        assert!(m.contains("true or false"), "{m}");
+        let m = assert_fails("[poll]\ntimeout = 90\n", 2, "poll.timeout");
+        assert!(m.contains("duration"), "{m}");
+        assert_fails("[poll]\nmax_events = \"100\"\n", 2, "poll.max_events");
+        assert_fails("[poll]\nmax_events = 1.5\n", 2, "poll.max_events");
+        assert_fails("server = 1\n", 1, "server");
+        assert_fails("[storage]\npath = []\n", 2, "storage.path");
+    }
+
+    #[test]
+    fn socket_addresses() {
+        assert_fails(
+            "[server]\npush_listen = \"localhost\"\n",
+            2,
+            "server.push_listen",
+        );
+        assert_fails(
+            "[server]\nadmin_listen = \"127.0.0.1\"\n",
+            2,
+            "server.admin_listen",
+        );
+        assert_fails(
+            "[server]\nadmin_listen = \"::1:80\"\n",
+            2,
+            "server.admin_listen",
+        );
+        assert!(parse("[server]\nadmin_listen = \"[::1]:0\"\n").is_ok());
+    }
+
+    #[test]
+    fn public_base_url() {
+        for bad in [
+            "ftp://h/",
+            "not a url",
+            "https://h/?q=1",
+            "https://h/#frag",
+            "/relative",
+            "file:///x",
+        ] {
+            assert_fails(
+                &format!("[server]\npublic_base_url = \"{bad}\"\n"),
+                2,
+                "server.public_base_url",
+            );
+        }
+        let cfg = parse("[server]\npublic_base_url = \"https://ssf.example.com:8443\"\n").unwrap();
+        assert_eq!(cfg.server.public_base_url, "https://ssf.example.com:8443");
+    }
+
+    #[test]
+    fn durations() {
+        for key in ["ttl", "refresh_cooldown", "connect_timeout", "timeout"] {
+            assert_fails(
+                &format!("[jwks]\n{key} = \"0s\"\n"),
+                2,
+                &format!("jwks.{key}"),
+            );
+            assert_fails(
+                &format!("[jwks]\n{key} = \"soon\"\n"),
+                2,
+                &format!("jwks.{key}"),
+            );
+        }
+        assert_fails("[poll]\ntimeout = \"0s\"\n", 2, "poll.timeout");
+        assert_fails(
+            "[server]\npush_token_overlap = \"1 hour-ish\"\n",
+            2,
+            "server.push_token_overlap",
+        );
+        assert_fails(
+            "[server]\nshutdown_grace = \"-1s\"\n",
+            2,
+            "server.shutdown_grace",
+        );
+        let cfg = parse("[server]\nshutdown_grace = \"0s\"\n[jwks]\nttl = \"500ms\"\n").unwrap();
+        assert_eq!(cfg.server.shutdown_grace, Duration::ZERO);
+        assert_eq!(cfg.jwks.ttl, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn max_body_sizes() {
+        let size = |v: &str| {
+            parse(&format!("[server]\nmax_body = {v}\n")).map(|c| c.server.max_body_bytes)
+        };
+        assert_eq!(size("\"64KiB\"").unwrap(), 65536);
+        assert_eq!(size("\"64 KiB\"").unwrap(), 65536);
+        assert_eq!(size("\"2MiB\"").unwrap(), 2 * 1024 * 1024);
+        assert_eq!(size("\"10kB\"").unwrap(), 10_000);
+        assert_eq!(size("\"1MB\"").unwrap(), 1_000_000);
+        assert_eq!(size("\"512B\"").unwrap(), 512);
+        assert_eq!(size("\"512\"").unwrap(), 512);
+        assert_eq!(size("4096").unwrap(), 4096);
+        for bad in [
+            "0",
+            "-1",
+            "\"0KiB\"",
+            "\"64 KB KB\"",
+            "\"lots\"",
+            "\"64K\"",
+            "\"17MiB\"",
+            "true",
+            "\"99999999999999999999\"",
+        ] {
+            assert_fails(
+                &format!("[server]\nmax_body = {bad}\n"),
+                2,
+                "server.max_body",
+            );
+        }
+        assert_eq!(size("\"16MiB\"").unwrap(), MAX_BODY_LIMIT);
+    }
+
+    #[test]
+    fn poll_max_events_bounds() {
+        assert_fails("[poll]\nmax_events = 0\n", 2, "poll.max_events");
+        assert_fails("[poll]\nmax_events = 10001\n", 2, "poll.max_events");
+        assert_fails("[poll]\nmax_events = -5\n", 2, "poll.max_events");
+        assert_eq!(
+            parse("[poll]\nmax_events = 1\n").unwrap().poll.max_events,
+            1
+        );
+    }
+
+    #[test]
+    fn admin_token_rules() {
+        let m = assert_fails(
+            "[admin]\ntoken_file = \"/t\"\ntoken = \"abc\"\n",
+            3,
+            "admin.token",
+        );
+        assert!(m.contains("not both"), "{m}");
+        assert_fails("[admin]\ntoken = \"\"\n", 2, "admin.token");
+        assert_fails("[admin]\ntoken = \"a b\"\n", 2, "admin.token");
+        assert_fails("[admin]\ntoken_file = \"\"\n", 2, "admin.token_file");
+        assert_fails(
+            "[admin]\ntoken_file = \"credential:\"\n",
+            2,
+            "admin.token_file",
+        );
+        assert_fails(
+            "[admin]\ntoken_file = \"credential:a/b\"\n",
+            2,
+            "admin.token_file",
+        );
+        let cfg = parse("[admin]\ntoken_file = \"credential:admin-token\"\n").unwrap();
+        assert_eq!(
+            cfg.admin.token_file,
+            PathBuf::from("credential:admin-token")
+        );
+        assert_eq!(cfg.admin.token, None);
+    }
+
+    #[test]
+    fn token_never_shows_in_debug() {
+        let cfg = parse("[admin]\ntoken = \"very-secret-token\"\n").unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("very-secret-token"), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn policy_values_and_key_paths() {
+        let m = assert_fails(
+            "[policy]\n\"session-revoked\" = \"REVOKE\"\n",
+            2,
+            "policy.\"session-revoked\"",
+        );
+        assert!(m.contains("REVOKE_ALL"), "{m}");
+        assert_fails("[policy]\nx = \"revoke_all\"\n", 2, "policy.\"x\"");
+        assert_fails("[policy]\nx = true\n", 2, "policy.\"x\"");
+        assert_fails("[policy]\n\"\" = \"LOG_ONLY\"\n", 2, "policy.\"\"");
+        assert_fails("[policy]\n\"a\\\"b\" = \"nope\"\n", 2, "policy.\"a\\\"b\"");
+        assert_fails("policy = []\n", 1, "policy");
+        let cfg = parse("[policy]\nx = \"LOG_ONLY\"\ny = \"REVOKE_ALL\"\n").unwrap();
+        assert_eq!(cfg.policy["x"], RevocationAction::LogOnly);
+        assert_eq!(cfg.policy["y"], RevocationAction::RevokeAll);
+    }
+
+    #[test]
+    fn log_section() {
+        assert_fails("[log]\nformat = \"xml\"\n", 2, "log.format");
+        for good in [
+            "info",
+            "debug",
+            "WARN",
+            "ssfd=debug,info",
+            "ssfd::verify=trace",
+            "off",
+        ] {
+            let cfg = parse(&format!("[log]\nlevel = \"{good}\"\n")).unwrap();
+            assert_eq!(cfg.log.level, good);
+        }
+        for bad in ["", "verbose", "info,loud", "ssfd=loud", "ssfd=debug=x"] {
+            assert_fails(&format!("[log]\nlevel = \"{bad}\"\n"), 2, "log.level");
+        }
+    }
+
+    #[test]
+    fn sink_type_and_required_keys() {
+        let m = assert_fails("\n[[sink]]\nname = \"a\"\n", 2, "sink[0].type");
+        assert!(m.contains("missing"), "{m}");
+        assert_fails(
+            "[[sink]]\ntype = \"email\"\nname = \"a\"\n",
+            2,
+            "sink[0].type",
+        );
+        assert_fails(
+            "[[sink]]\ntype = \"command\"\nargv = [\"x\"]\n",
+            1,
+            "sink[0].name",
+        );
+        assert_fails(
+            "[[sink]]\ntype = \"webhook\"\nname = \"a\"\nsecret_file = \"/s\"\n",
+            1,
+            "sink[0].url",
+        );
+        assert_fails(
+            "[[sink]]\ntype = \"webhook\"\nname = \"a\"\nurl = \"https://h/\"\n",
+            1,
+            "sink[0].secret_file",
+        );
+        assert_fails(
+            "[[sink]]\ntype = \"command\"\nname = \"a\"\n",
+            1,
+            "sink[0].argv",
+        );
+        let m = assert_fails("[sink]\ntype = \"command\"\n", 1, "sink");
+        assert!(m.contains("[[sink]]"), "{m}");
+    }
+
+    #[test]
+    fn sink_values() {
+        let hook = |extra: &str| {
+            format!(
+                "[[sink]]\ntype = \"webhook\"\nname = \"h\"\nurl = \"https://h/\"\nsecret_file = \"/s\"\n{extra}\n"
+            )
+        };
+        assert_fails(&hook("timeout = \"0s\""), 6, "sink[0].timeout");
+        assert_fails(&hook("max_attempts = 0"), 6, "sink[0].max_attempts");
+        assert_fails(&hook("max_attempts = 1001"), 6, "sink[0].max_attempts");
+        assert_fails(&hook("streams = \"s1\""), 6, "sink[0].streams");
+        assert_fails(&hook("streams = [\"\"]"), 6, "sink[0].streams");
+        assert_fails(&hook("events = [\"a\", 2]"), 6, "sink[0].events[1]");
+        assert_fails(
+            &hook("events = [\n  \"a\",\n  2,\n]"),
+            8,
+            "sink[0].events[1]",
+        );
+        for bad_url in ["ftp://h/", "h/hook", "https://"] {
+            assert_fails(
+                &format!("[[sink]]\ntype = \"webhook\"\nname = \"h\"\nurl = \"{bad_url}\"\nsecret_file = \"/s\"\n"),
+                4,
+                "sink[0].url",
+            );
+        }
+        assert_fails(
+            "[[sink]]\ntype = \"webhook\"\nname = \"h\"\nurl = \"https://h/\"\nsecret_file = \"credential:\"\n",
+            5,
+            "sink[0].secret_file",
+        );
+        let cmd =
+            |argv: &str| format!("[[sink]]\ntype = \"command\"\nname = \"c\"\nargv = {argv}\n");
+        assert_fails(&cmd("[]"), 4, "sink[0].argv");
+        assert_fails(&cmd("[\"\"]"), 4, "sink[0].argv");
+        assert_fails(&cmd("\"/bin/revoke\""), 4, "sink[0].argv");
+        assert_fails(&cmd("[\"/bin/revoke\", 1]"), 4, "sink[0].argv[1]");
+        let cfg = parse(&cmd("[\"/bin/revoke\", \"\"]")).unwrap();
+        assert_eq!(
+            cfg.sinks[0].kind,
+            SinkKind::Command {
+                argv: vec!["/bin/revoke".into(), String::new()]
+            }
+        );
+    }
+
+    #[test]
+    fn sink_names() {
+        let named = |n: &str| format!("[[sink]]\ntype = \"command\"\nname = {n}\nargv = [\"x\"]\n");
+        assert_fails(&named("\"\""), 3, "sink[0].name");
+        assert_fails(&named("\"has space\""), 3, "sink[0].name");
+        assert_fails(
+            &named(&format!("\"{}\"", "a".repeat(65))),
+            3,
+            "sink[0].name",
+        );
+        assert_fails(&named("7"), 3, "sink[0].name");
+        let text = format!("{}\n{}\n{}", named("\"a\""), named("\"b\""), named("\"a\""));
+        let m = assert_fails(&text, 13, "sink[2].name");
+        assert!(m.contains("duplicate") && m.contains("sink[0]"), "{m}");
+    }
+
+    #[test]
+    fn identity_section() {
+        assert_fails("[identity]\nrule = \"upn\"\n", 2, "identity.rule");
+        assert_fails("\n[identity]\n", 2, "identity");
+        assert_fails("[identity]\nmap_file = \"\"\n", 2, "identity.map_file");
+        let cfg = parse("[identity]\nmap_file = \"users.toml\"\n").unwrap();
+        assert_eq!(
+            cfg.identity,
+            Some(IdentityConfig {
+                map_file: Some("users.toml".into()),
+                rule: None
+            })
+        );
+    }
+
+    #[test]
+    fn event_type_patterns() {
+        let uri = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
+        assert!(event_type_matches("session-revoked", uri));
+        assert!(event_type_matches(uri, uri));
+        assert!(!event_type_matches("sessions-revoked", uri));
+        assert!(!event_type_matches("event-type/session-revoked", uri));
+        assert!(!event_type_matches("", uri));
+        assert!(!event_type_matches("revoked", uri));
+        assert!(!event_type_matches(
+            "https://schemas.openid.net/secevent/risc/event-type/session-revoked",
+            uri
+        ));
+        assert!(event_type_matches("plain", "plain"));
+        assert!(!event_type_matches("x", "https://e/x/"));
+    }
+
+    #[test]
+    fn secret_paths_resolve() {
+        let dir = OsStr::new("/run/credentials/ssfd.service");
+        assert_eq!(
+            resolve_secret_path_in(Path::new("/etc/ssfd/secret"), None).unwrap(),
+            PathBuf::from("/etc/ssfd/secret")
+        );
+        assert_eq!(
+            resolve_secret_path_in(Path::new("credential:webhook"), Some(dir)).unwrap(),
+            PathBuf::from("/run/credentials/ssfd.service/webhook")
+        );
+        let err = resolve_secret_path_in(Path::new("credential:webhook"), None).unwrap_err();
+        assert!(err.to_string().contains("CREDENTIALS_DIRECTORY"), "{err}");
+        assert!(err.to_string().contains("credential:webhook"), "{err}");
+        assert!(
+            resolve_secret_path_in(Path::new("credential:webhook"), Some(OsStr::new(""))).is_err()
+        );
+        assert!(resolve_secret_path_in(Path::new("credential:../x"), Some(dir)).is_err());
+        assert!(resolve_secret_path_in(Path::new("credential:"), Some(dir)).is_err());
+    }
+
+    #[test]
+    fn secrets_are_read_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "k3y \n\n").unwrap();
+        assert_eq!(read_secret(&p).unwrap(), "k3y");
+        std::fs::write(&p, " \n").unwrap();
+        assert!(matches!(read_secret(&p), Err(ConfigError::Value { .. })));
+        assert!(matches!(
+            read_secret(&dir.path().join("missing")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn redacted_toml_hides_the_token_and_parses_back() {
+        let mut cfg = parse(DESIGN_EXAMPLE).unwrap();
+        cfg.admin.token = Some("super-secret-admin-token".into());
+        cfg.identity = Some(IdentityConfig {
+            map_file: None,
+            rule: Some("email_local_part".into()),
+        });
+        cfg.policy.insert(
+            "https://schemas.openid.net/secevent/caep/event-type/session-revoked".into(),
+            RevocationAction::LogOnly,
+        );
+        cfg.server.max_body_bytes = 1000;
+        cfg.server.shutdown_grace = Duration::ZERO;
+        cfg.jwks.ttl = Duration::from_millis(1500);
+        let text = cfg.redacted_toml();
+        assert!(!text.contains("super-secret-admin-token"), "{text}");
+        assert!(text.contains("token = \"<redacted>\""), "{text}");
+        let back = parse(&text).unwrap();
+        assert_eq!(back.admin.token.as_deref(), Some("<redacted>"));
+        let mut expected = cfg.clone();
+        expected.admin.token = Some("<redacted>".into());
+        assert_eq!(back, expected, "{text}");
+    }
+
+    #[test]
+    fn redacted_toml_of_the_default_parses_back() {
+        let d = Config::default();
+        let text = d.redacted_toml();
+        assert!(
+            text.contains("[server]") && text.contains("token_file"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("[[sink]]") && !text.contains("[identity]"),
+            "{text}"
+        );
+        assert_eq!(parse(&text).unwrap(), d, "{text}");
+    }
+
+    #[test]
+    fn error_display_names_file_line_and_key() {
+        let err = parse("[server]\nnope = 1\n").unwrap_err();
+        let s = err.to_string();
+        assert!(
+            s.starts_with("receiver.toml: line 2: server.nope: unknown key"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn load_reads_a_file_and_records_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.toml");
+        std::fs::write(&p, "[poll]\nmax_events = 7\n").unwrap();
+        let cfg = Config::load(&p).unwrap();
+        assert_eq!(cfg.poll.max_events, 7);
+        assert_eq!(cfg.source.as_deref(), Some(p.as_path()));
+        assert!(matches!(
+            Config::load(&dir.path().join("missing.toml")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn line_of_offset() {
+        let cx = Cx::new("a\nbc\n\nd", Path::new("x"));
+        assert_eq!(cx.line(0), 1);
+        assert_eq!(cx.line(1), 1);
+        assert_eq!(cx.line(2), 2);
+        assert_eq!(cx.line(4), 2);
+        assert_eq!(cx.line(5), 3);
+        assert_eq!(cx.line(6), 4);
+        assert_eq!(cx.line(7), 4);
     }
 }
