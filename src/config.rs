@@ -2137,22 +2137,3 @@ rule = "email_local_part"
         assert_eq!(cx.line(7), 4);
     }
 }
-
-/// True when a `[policy]` key or a sink's `events` entry names this event type: either the full
-/// URI or its last path segment (`"session-revoked"`).
-pub fn event_type_matches(pattern: &str, event_type_uri: &str) -> bool {
-    pattern == event_type_uri || event_type_uri.rsplit('/').next() == Some(pattern)
-}
-
-/// Maps `credential:NAME` to `$CREDENTIALS_DIRECTORY/NAME` (systemd `LoadCredential=`); other
-/// paths are returned as they are.
-pub fn resolve_secret_path(p: &Path) -> Result<PathBuf, ConfigError> {
-    let Some(name) = p.to_str().and_then(|s| s.strip_prefix("credential:")) else {
-        return Ok(p.to_path_buf());
-    };
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| ConfigError::Value {
-        key: p.display().to_string(),
-        message: "CREDENTIALS_DIRECTORY is not set (is the credential loaded by systemd?)".into(),
-    })?;
-    Ok(PathBuf::from(dir).join(name))
-}
