@@ -1,0 +1,156 @@
+//! Shared test scaffolding: a real ssfd daemon on 127.0.0.1 port 0 with its own temporary
+//! database, and small helpers to call its admin API and push endpoint.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use ssfd::config::Config;
+use ssfd::daemon::Daemon;
+use ssfd_testkit::TestTransmitter;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
+pub struct TestDaemon {
+    pub daemon: Daemon,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// A configuration for tests: loopback port 0, temp storage, http allowed for the loopback
+/// transmitter, a known admin token.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.server.push_listen = "127.0.0.1:0".parse().unwrap();
+    c.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+    c.storage.path = dir.join("ssfd.db");
+    c.admin.token = Some(ADMIN_TOKEN.to_string());
+    c.admin.token_file = dir.join("admin.token");
+    c.jwks.allow_http = true;
+    c
+}
+
+impl TestDaemon {
+    pub async fn start() -> TestDaemon {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        edit(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    /// Starts on an existing directory (a restart keeps the database).
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestDaemon {
+        let daemon = Daemon::start(config).await.unwrap();
+        TestDaemon {
+            daemon,
+            dir,
+            http: ssfd_testkit::http_client(),
+        }
+    }
+
+    /// Stops the daemon and hands back its directory for a restart.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.daemon.shutdown().await;
+        self.dir
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("ssfd.db")
+    }
+
+    pub fn push_url(&self, stream_id: &str) -> String {
+        format!("{}/ssf/push/{stream_id}", self.daemon.push_url())
+    }
+
+    /// Calls the admin API with the admin token; returns status and JSON body (Null if empty).
+    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.daemon.admin_url()))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    /// Creates a PUSH stream for a transmitter; returns (id, push token).
+    pub async fn create_stream_for(&self, tx: &TestTransmitter, extra: Value) -> (String, String) {
+        let mut body = json!({
+            "displayName": "test stream",
+            "issuerUrl": tx.issuer(),
+            "jwksUrl": tx.jwks_url(),
+            "expectedAudience": tx.audience(),
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, v) = self
+            .api(Method::POST, "/api/v1/ssf-receiver-streams", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let id = v["ssfReceiverStream"]["id"].as_str().unwrap().to_string();
+        let token = v["pushAuthTokenPlaintext"].as_str().unwrap_or("").to_string();
+        (id, token)
+    }
+
+    pub async fn get_stream(&self, id: &str) -> Value {
+        let (status, v) = self
+            .api(Method::GET, &format!("/api/v1/ssf-receiver-streams/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["ssfReceiverStream"].clone()
+    }
+
+    pub async fn stats(&self, id: &str) -> Value {
+        let (status, v) = self
+            .api(Method::GET, &format!("/api/v1/ssf-receiver-streams/{id}/stats"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["stats"].clone()
+    }
+
+    /// Stored events of a stream, newest first.
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let (status, v) = self
+            .api(Method::GET, &format!("/api/v1/events?streamId={id}&pageSize=1000"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["list"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn push(&self, stream_id: &str, token: &str, set: &str) -> reqwest::Response {
+        ssfd_testkit::push_set(&self.http, &self.push_url(stream_id), token, set)
+            .await
+            .unwrap()
+    }
+}
+
+/// Asserts an RFC 8935 §2.3 error answer and returns its description.
+pub async fn assert_set_error(resp: reqwest::Response, status: u16, err: &str) -> String {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let h = resp.headers().clone();
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["content-language"], "en-US");
+    if status == 401 {
+        assert!(h["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    }
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["err"], err, "{body}");
+    body["description"].as_str().unwrap().to_string()
+}

@@ -1,0 +1,530 @@
+//! The push endpoint (RFC 8935) end to end: every row of the DESIGN §4 table and every validation
+//! code, against a real daemon and a real transmitter on loopback. Numbers in comments refer to
+//! the receiver checklist in the spec notes.
+
+mod common;
+
+use common::{assert_set_error, TestDaemon};
+use reqwest::Method;
+use serde_json::{json, Value};
+use ssfd_testkit::{events, subjects, KeyKind, TestTransmitter};
+
+async fn setup() -> (TestDaemon, TestTransmitter, String, String) {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    (d, tx, id, token)
+}
+
+async fn stored_count(d: &TestDaemon, id: &str) -> usize {
+    d.events(id).await.len()
+}
+
+#[tokio::test]
+async fn valid_set_is_accepted_with_empty_202_and_stored() {
+    // 36, 38
+    let (d, tx, id, token) = setup().await;
+    let set = tx.set().txn("t-1").sign();
+    let resp = d.push(&id, &token, &set).await;
+    assert_eq!(resp.status(), 202);
+    assert!(resp.bytes().await.unwrap().is_empty());
+    let events = d.events(&id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["txn"], "t-1");
+    assert_eq!(events[0]["subjectKeys"], json!(["email:alice@example.com"]));
+    let stats = d.stats(&id).await;
+    assert_eq!(stats["eventsReceivedCount"], 1);
+    assert!(stats["lastEventReceivedAt"].is_string());
+}
+
+#[tokio::test]
+async fn duplicate_jti_is_accepted_again_and_changes_nothing() {
+    // 39
+    let (d, tx, id, token) = setup().await;
+    let set = tx.set().jti("dup-1").sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    // Even a different token body with the same jti is a duplicate.
+    let other = tx.set().jti("dup-1").event("credential-change", json!({"change_type": "create"})).sign();
+    assert_eq!(d.push(&id, &token, &other).await.status(), 202);
+    assert_eq!(stored_count(&d, &id).await, 1);
+    assert_eq!(d.stats(&id).await["eventsReceivedCount"], 1);
+}
+
+#[tokio::test]
+async fn authentication_failures_are_401_with_www_authenticate() {
+    // 40
+    let (d, tx, id, _token) = setup().await;
+    let set = tx.set().sign();
+    let desc = assert_set_error(d.push(&id, "", &set).await, 401, "authentication_failed").await;
+    assert!(!desc.is_empty());
+    assert_set_error(d.push(&id, "wrong-token", &set).await, 401, "authentication_failed").await;
+    // Basic auth is not a bearer token.
+    let resp = d
+        .http
+        .post(d.push_url(&id))
+        .header("content-type", "application/secevent+jwt")
+        .basic_auth("u", Some("p"))
+        .body(set.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_set_error(resp, 401, "authentication_failed").await;
+    assert_eq!(stored_count(&d, &id).await, 0);
+    // Rejected before authentication: not counted as a rejected SET of this stream.
+    assert_eq!(d.stats(&id).await["eventsFailedCount"], 0);
+}
+
+#[tokio::test]
+async fn unknown_and_deleted_streams_are_404() {
+    let (d, tx, id, token) = setup().await;
+    let set = tx.set().sign();
+    assert_eq!(d.push("no-such-stream", &token, &set).await.status(), 404);
+    let (status, _) = d
+        .api(Method::DELETE, &format!("/api/v1/ssf-receiver-streams/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(d.push(&id, &token, &set).await.status(), 404);
+}
+
+#[tokio::test]
+async fn media_type_rules() {
+    let (d, tx, id, token) = setup().await;
+    let send = |ct: Option<&'static str>, body: String| {
+        let mut req = d.http.post(d.push_url(&id)).bearer_auth(&token).body(body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        req.send()
+    };
+    for ct in [
+        "application/secevent+jwt",
+        "Application/SecEvent+JWT",
+        "application/secevent+jwt; charset=utf-8",
+        "application/jwt",
+    ] {
+        let resp = send(Some(ct), tx.set().sign()).await.unwrap();
+        assert_eq!(resp.status(), 202, "{ct}");
+    }
+    for ct in [Some("application/json"), Some("text/plain"), None] {
+        let resp = send(ct, tx.set().sign()).await.unwrap();
+        assert_eq!(resp.status(), 415, "{ct:?}");
+    }
+    assert_eq!(stored_count(&d, &id).await, 4);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_with_or_without_length() {
+    let (d, _tx, id, token) = setup().await;
+    let big = "a".repeat(64 * 1024 + 1);
+    let resp = d.push(&id, &token, &big).await;
+    assert_eq!(resp.status(), 413);
+    // Chunked: no Content-Length, the limit is enforced while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b'a'; 8 * 1024])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = d
+        .http
+        .post(d.push_url(&id))
+        .bearer_auth(&token)
+        .header("content-type", "application/secevent+jwt")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn malformed_envelopes_are_invalid_request() {
+    // 17, 18
+    let (d, tx, id, token) = setup().await;
+    let claims = tx.set().claims();
+    let valid_header = json!({"typ": "secevent+jwt", "alg": "RS256", "kid": tx.current_kid()});
+    let b64 = |v: &str| ssfd_testkit::jws::b64(v.as_bytes());
+    let cases = vec![
+        "not a jws".to_string(),
+        "a.b".to_string(),
+        "a.b.c.d".to_string(),
+        "!!!.###.$$$".to_string(),
+        format!("{}.{}.{}", b64("{not json"), b64(&claims.to_string()), b64("sig")),
+        format!("{}.{}.{}", b64(&valid_header.to_string()), b64("[1,2]"), b64("sig")),
+        // typ missing, typ wrong
+        tx.sign_with_header(json!({"alg": "RS256", "kid": tx.current_kid()}), &claims),
+        tx.sign_with_header(json!({"typ": "JWT", "alg": "RS256", "kid": tx.current_kid()}), &claims),
+    ];
+    for body in cases {
+        assert_set_error(d.push(&id, &token, &body).await, 400, "invalid_request").await;
+    }
+    for typ in ["SECEVENT+JWT", "application/secevent+jwt"] {
+        let set = tx.sign_with_header(json!({"typ": typ, "alg": "RS256", "kid": tx.current_kid()}), &tx.set().claims());
+        assert_eq!(d.push(&id, &token, &set).await.status(), 202, "{typ}");
+    }
+    assert_eq!(stored_count(&d, &id).await, 2);
+    // Rejections count as failures and are recorded on the stream.
+    let stats = d.stats(&id).await;
+    assert_eq!(stats["eventsFailedCount"], 8);
+    assert!(stats["lastErrorMessage"].as_str().unwrap().starts_with("invalid_request"));
+    assert!(stats["lastErrorAt"].is_string());
+}
+
+#[tokio::test]
+async fn key_problems_are_invalid_key() {
+    // 19, 20
+    let (d, tx, id, token) = setup().await;
+    let claims = tx.set().claims();
+    assert_set_error(d.push(&id, &token, &tx.unsigned_none(&claims)).await, 400, "invalid_key").await;
+    let secret = [7u8; 32];
+    assert_set_error(d.push(&id, &token, &tx.sign_hs256(&secret, &claims)).await, 400, "invalid_key").await;
+    assert_set_error(d.push(&id, &token, &tx.sign_with_unpublished_key(&claims)).await, 400, "invalid_key").await;
+    // Bad signature: flip a character of the signature.
+    let good = tx.sign_claims(&claims);
+    let (head, sig) = good.rsplit_once('.').unwrap();
+    let mut sig: Vec<char> = sig.chars().collect();
+    sig[10] = if sig[10] == 'A' { 'B' } else { 'A' };
+    let forged = format!("{head}.{}", sig.into_iter().collect::<String>());
+    assert_set_error(d.push(&id, &token, &forged).await, 400, "invalid_key").await;
+    // A payload swapped under a valid signature.
+    let other = tx.set().jti("swapped").claims();
+    let parts: Vec<&str> = good.split('.').collect();
+    let swapped = format!("{}.{}.{}", parts[0], ssfd_testkit::jws::b64(other.to_string().as_bytes()), parts[2]);
+    assert_set_error(d.push(&id, &token, &swapped).await, 400, "invalid_key").await;
+    // An RSA key under 2048 bits, published in the JWKS.
+    tx.add_key(KeyKind::Rs256Bits(1024), "small");
+    let small = tx.set().key("small").sign();
+    let desc = assert_set_error(d.push(&id, &token, &small).await, 400, "invalid_key").await;
+    assert!(desc.contains("2048"), "{desc}");
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn other_algorithms_are_accepted() {
+    let (d, tx, id, token) = setup().await;
+    for (kind, kid) in [
+        (KeyKind::Es256, "ec256"),
+        (KeyKind::Es384, "ec384"),
+        (KeyKind::EdDsa, "ed"),
+        (KeyKind::Ps256, "ps"),
+    ] {
+        tx.add_key(kind, kid);
+        let set = tx.set().key(kid).sign();
+        assert_eq!(d.push(&id, &token, &set).await.status(), 202, "{kid}");
+    }
+}
+
+#[tokio::test]
+async fn issuer_and_audience_checks_do_not_echo_expected_values() {
+    // 21, 22
+    let (d, tx, id, token) = setup().await;
+    let set = tx.set().iss("https://evil.example.com").sign();
+    let desc = assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_issuer").await;
+    assert!(!desc.contains(&tx.issuer()));
+    let set = tx.set().remove_claim("iss").sign();
+    assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_issuer").await;
+    let set = tx.set().aud("https://someone-else.example.com").sign();
+    let desc = assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_audience").await;
+    assert!(!desc.contains(&tx.audience()));
+    let set = tx.set().aud(json!(["https://a.example.com", "https://b.example.com"])).sign();
+    assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_audience").await;
+    let set = tx.set().remove_claim("aud").sign();
+    assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_audience").await;
+    // aud as an array that contains ours is fine.
+    let set = tx.set().aud(json!(["https://a.example.com", tx.audience()])).sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    assert_eq!(stored_count(&d, &id).await, 1);
+}
+
+#[tokio::test]
+async fn audience_is_not_checked_when_not_configured() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({"expectedAudience": ""})).await;
+    let set = tx.set().aud("https://anyone.example.com").sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+}
+
+#[tokio::test]
+async fn claim_rules_are_invalid_request() {
+    // 23, 24
+    let (d, tx, id, token) = setup().await;
+    let cases = vec![
+        tx.set().remove_claim("jti").sign(),
+        tx.set().claim("jti", json!(42)).sign(),
+        tx.set().remove_claim("iat").sign(),
+        tx.set().claim("iat", json!("yesterday")).sign(),
+        tx.set().remove_claim("events").sign(),
+        tx.set().claim("events", json!({})).sign(),
+        tx.set().claim("events", json!([])).sign(),
+        tx.set().claim("events", json!({events::uri("session-revoked"): "revoked"})).sign(),
+        tx.set().claim("sub", json!("alice")).sign(),
+        tx.set().claim("exp", json!(9_999_999_999i64)).sign(),
+        tx.set().sub_id(json!({"format": "email"})).sign(),
+        tx.set().sub_id(json!({"format": "email", "email": "not-an-address"})).sign(),
+        tx.set().sub_id(json!("alice@example.com")).sign(),
+        tx.set().remove_claim("sub_id").sign(),
+    ];
+    for (i, set) in cases.into_iter().enumerate() {
+        let resp = d.push(&id, &token, &set).await;
+        assert_eq!(resp.status(), 400, "case {i}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["err"], "invalid_request", "case {i}: {body}");
+    }
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn unknown_claims_and_event_types_are_accepted() {
+    // 25, 26
+    let (d, tx, id, token) = setup().await;
+    let set = tx
+        .set()
+        .claim("x-vendor", json!({"anything": [1, 2]}))
+        .event("https://vendor.example.com/event/custom", json!({"foo": "bar"}))
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let events = d.events(&id).await;
+    assert_eq!(events[0]["outcome"], "log_only");
+}
+
+#[tokio::test]
+async fn legacy_subject_inside_the_event_is_used() {
+    // 29
+    let (d, tx, id, token) = setup().await;
+    let set = tx
+        .set()
+        .remove_claim("sub_id")
+        .event(
+            "account-disabled",
+            json!({"subject": {"subject_type": "iss_sub", "iss": "https://idp.example.com", "sub": "42"}}),
+        )
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let events = d.events(&id).await;
+    assert_eq!(events[0]["subjectKeys"], json!(["iss_sub:https://idp.example.com|42"]));
+}
+
+#[tokio::test]
+async fn complex_and_alias_subjects_are_keyed() {
+    // 30
+    let (d, tx, id, token) = setup().await;
+    let set = tx
+        .set()
+        .sub_id(subjects::complex([
+            ("user", subjects::email("Bob@Example.com")),
+            ("session", subjects::opaque("s-1")),
+        ]))
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let set = tx
+        .set()
+        .sub_id(subjects::aliases(vec![
+            subjects::email("carol@example.com"),
+            subjects::phone_number("+12065550100"),
+        ]))
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let events = d.events(&id).await;
+    assert_eq!(
+        events[0]["subjectKeys"],
+        json!(["email:carol@example.com", "phone_number:+12065550100"])
+    );
+    assert_eq!(
+        events[1]["subjectKeys"],
+        json!(["email:bob@example.com", "session:opaque:s-1"])
+    );
+}
+
+#[tokio::test]
+async fn unsolicited_verification_sets_last_verified_at() {
+    // 34
+    let (d, tx, id, token) = setup().await;
+    assert!(d.get_stream(&id).await.get("lastVerifiedAt").is_none());
+    let set = tx.verification_set("any-stream-id", None).sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    assert!(d.get_stream(&id).await["lastVerifiedAt"].is_string());
+    let stats = d.stats(&id).await;
+    assert!(stats["lastVerifiedAt"].is_string());
+    assert_eq!(stats["eventsReceivedCount"], 1);
+    assert_eq!(d.events(&id).await[0]["outcome"], "control");
+}
+
+#[tokio::test]
+async fn verification_with_unrequested_state_is_invalid_state() {
+    // 33
+    let (d, tx, id, token) = setup().await;
+    let set = tx.verification_set("x", Some("a-state-nobody-asked-for")).sign();
+    assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_state").await;
+    assert!(d.get_stream(&id).await.get("lastVerifiedAt").is_none());
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn verification_must_name_the_registered_stream() {
+    // 32
+    let (d, tx, id, token) = setup().await;
+    let (status, _) = d
+        .api(
+            Method::POST,
+            &format!("/api/v1/ssf-receiver-streams/{id}"),
+            Some(json!({"ssfReceiverStream": {"transmitterStreamId": "tx-stream-1"}, "updateMask": "transmitterStreamId"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let wrong = tx.verification_set("tx-stream-2", None).sign();
+    assert_set_error(d.push(&id, &token, &wrong).await, 400, "invalid_request").await;
+    let not_opaque = tx.verification_set("tx-stream-1", None).sub_id(subjects::email("a@b.c")).sign();
+    assert_set_error(d.push(&id, &token, &not_opaque).await, 400, "invalid_request").await;
+    let right = tx.verification_set("tx-stream-1", None).sign();
+    assert_eq!(d.push(&id, &token, &right).await.status(), 202);
+}
+
+#[tokio::test]
+async fn stream_updated_records_transmitter_status() {
+    // 35
+    let (d, tx, id, token) = setup().await;
+    let set = tx.stream_updated_set("s", "paused", Some("maintenance")).sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let s = d.get_stream(&id).await;
+    assert_eq!(s["transmitterStatus"], "paused");
+    assert_eq!(s["transmitterStatusReason"], "maintenance");
+    let stats = d.stats(&id).await;
+    assert_eq!(stats["transmitterStatus"], "paused");
+    let set = tx.stream_updated_set("s", "enabled", None).sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    assert_eq!(d.get_stream(&id).await["transmitterStatus"], "enabled");
+    let bad = tx.stream_updated_set("s", "sleeping", None).sign();
+    assert_set_error(d.push(&id, &token, &bad).await, 400, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn rotated_transmitter_key_is_picked_up_with_one_refresh() {
+    // 20: one forced refresh on an unknown kid, rate limited by refresh_cooldown.
+    let (d, tx, id, token) = setup().await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    let fetches = tx.jwks_fetches();
+    tx.add_key(KeyKind::Rs256, "k2");
+    tx.use_key("k2");
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+    // Unknown kids within the cooldown do not trigger more fetches.
+    for _ in 0..5 {
+        let set = tx.sign_with_unpublished_key(&tx.set().claims());
+        assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+    }
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+    // The old key is still trusted while published.
+    assert_eq!(d.push(&id, &token, &tx.set().key("k1").sign()).await.status(), 202);
+}
+
+#[tokio::test]
+async fn cached_keys_survive_a_jwks_outage_and_unknown_keys_then_fail() {
+    let (d, tx, id, token) = setup().await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.set_jwks_status(500);
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    let set = tx.sign_with_unpublished_key(&tx.set().claims());
+    assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+}
+
+#[tokio::test]
+async fn unreachable_keys_answer_503_and_store_nothing() {
+    let (d, tx, id, token) = setup().await;
+    tx.set_jwks_status(500);
+    let resp = d.push(&id, &token, &tx.set().sign()).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_eq!(stored_count(&d, &id).await, 0);
+    assert!(d.get_stream(&id).await["lastErrorMessage"].as_str().unwrap().contains("HTTP 500"));
+    // The transmitter retries once the keys are back.
+    tx.set_jwks_status(200);
+    let set = tx.set().sign();
+    // The failed fetch is not cached: the next push fetches again.
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+}
+
+#[tokio::test]
+async fn keys_are_discovered_from_the_issuer_metadata() {
+    // 1, 2, 4
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start_with(ssfd_testkit::TransmitterOptions {
+        issuer_path: Some("tenant1".into()),
+        ..Default::default()
+    })
+    .await;
+    let (id, token) = d.create_stream_for(&tx, json!({"jwksUrl": ""})).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    assert_eq!(tx.metadata_fetches(), 1);
+}
+
+#[tokio::test]
+async fn metadata_with_a_foreign_issuer_is_not_used() {
+    // 2
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    tx.set_metadata_issuer(Some("https://impostor.example.com".into()));
+    let (id, token) = d.create_stream_for(&tx, json!({"jwksUrl": ""})).await;
+    let desc = assert_set_error(d.push(&id, &token, &tx.set().sign()).await, 400, "invalid_key").await;
+    assert!(desc.contains("metadata could not be validated"), "{desc}");
+    let s = d.get_stream(&id).await;
+    assert!(s["lastErrorMessage"].as_str().unwrap().contains("metadata"));
+    assert!(s["lastErrorAt"].is_string());
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn rotated_push_token_overlap() {
+    let (d, tx, id, old) = setup().await;
+    let (status, v) = d
+        .api(Method::POST, &format!("/api/v1/ssf-receiver-streams/{id}/rotate-push-token"), None)
+        .await;
+    assert_eq!(status, 200);
+    let new = v["pushAuthTokenPlaintext"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(d.push(&id, &new, &tx.set().sign()).await.status(), 202);
+    assert_eq!(d.push(&id, &old, &tx.set().sign()).await.status(), 202);
+}
+
+#[tokio::test]
+async fn old_push_token_stops_working_after_the_overlap() {
+    let d = TestDaemon::start_with(|c| c.server.push_token_overlap = std::time::Duration::ZERO).await;
+    let tx = TestTransmitter::start().await;
+    let (id, old) = d.create_stream_for(&tx, json!({})).await;
+    let (_, v) = d
+        .api(Method::POST, &format!("/api/v1/ssf-receiver-streams/{id}/rotate-push-token"), None)
+        .await;
+    let new = v["pushAuthTokenPlaintext"].as_str().unwrap().to_string();
+    assert_set_error(d.push(&id, &old, &tx.set().sign()).await, 401, "authentication_failed").await;
+    assert_eq!(d.push(&id, &new, &tx.set().sign()).await.status(), 202);
+}
+
+#[tokio::test]
+async fn disabled_stream_still_stores() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({"enabled": false})).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    let events = d.events(&id).await;
+    assert_eq!(events[0]["outcome"], "stored");
+}
+
+#[tokio::test]
+async fn poll_streams_have_no_push_endpoint() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d
+        .create_stream_for(
+            &tx,
+            json!({"deliveryMethod": "SSF_DELIVERY_METHOD_POLL", "pollEndpointUrl": format!("{}/poll", tx.issuer())}),
+        )
+        .await;
+    assert!(token.is_empty());
+    assert_eq!(d.push(&id, "anything", &tx.set().sign()).await.status(), 404);
+}
+
+#[tokio::test]
+async fn push_listener_healthz() {
+    let d = TestDaemon::start().await;
+    let resp = d.http.get(format!("{}/healthz", d.daemon.push_url())).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
