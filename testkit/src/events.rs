@@ -100,13 +100,17 @@ pub fn all() -> impl Iterator<Item = &'static str> {
 /// Resolves a short name (`session-revoked`) to its URI, looking in CAEP first, then RISC,
 /// then SSF. Returns `None` for a name no spec defines.
 pub fn try_uri(short: &str) -> Option<&'static str> {
-    [(CAEP_BASE, &CAEP[..]), (RISC_BASE, &RISC[..]), (SSF_BASE, &SSF[..])]
-        .into_iter()
-        .find_map(|(base, list)| {
-            list.iter()
-                .copied()
-                .find(|uri| uri.strip_prefix(base) == Some(short))
-        })
+    [
+        (CAEP_BASE, &CAEP[..]),
+        (RISC_BASE, &RISC[..]),
+        (SSF_BASE, &SSF[..]),
+    ]
+    .into_iter()
+    .find_map(|(base, list)| {
+        list.iter()
+            .copied()
+            .find(|uri| uri.strip_prefix(base) == Some(short))
+    })
 }
 
 /// Like [`try_uri`], but anything that is not a known short name is returned unchanged, so
@@ -226,6 +230,9 @@ mod tests {
         assert_eq!(p["event_timestamp"], 42);
         assert_eq!(p["reason_admin"]["en"], "rotated");
         assert_eq!(default_payload(VERIFICATION, None, 1), json!({}));
-        assert_eq!(default_payload("stream-updated", None, 1)["status"], "enabled");
+        assert_eq!(
+            default_payload("stream-updated", None, 1)["status"],
+            "enabled"
+        );
     }
 }

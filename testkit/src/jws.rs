@@ -13,7 +13,8 @@ use crate::keys::SigningKey;
 
 /// The secret used when a header asks for `HS256`/`HS384`/`HS512` and no secret was given:
 /// 64 bytes, long enough for every HMAC variant.
-pub const HMAC_SECRET: &[u8; 64] = b"ssfd-testkit-hmac-secret-which-no-receiver-should-ever-accept!!!";
+pub const HMAC_SECRET: &[u8; 64] =
+    b"ssfd-testkit-hmac-secret-which-no-receiver-should-ever-accept!!!";
 
 /// Base64url without padding, as JWS segments are written.
 pub fn b64(bytes: &[u8]) -> String {
@@ -32,7 +33,10 @@ fn signing_input(header: &Value, claims: &Value) -> String {
 /// [`HMAC_SECRET`], anything else uses `key` (see [`SigningKey::sign_raw`] for algorithms the
 /// key cannot serve). A header without `alg` is signed with the key's own algorithm.
 pub fn sign_compact(header: &Value, claims: &Value, key: &SigningKey) -> String {
-    let alg = header.get("alg").and_then(Value::as_str).unwrap_or(key.alg());
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .unwrap_or(key.alg());
     if alg.eq_ignore_ascii_case("none") {
         return unsigned(header, claims);
     }

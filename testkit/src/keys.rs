@@ -3,9 +3,9 @@
 use anyhow::{anyhow, bail, Context};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use josekit::jwk::{Jwk, Ed25519, P_256, P_384};
+use josekit::jwk::{Ed25519, Jwk, P_256, P_384};
 use josekit::jws::{
-    JwsSigner, EdDSA, ES256, ES384, ES512, PS256, PS384, PS512, RS256, RS384, RS512,
+    EdDSA, JwsSigner, ES256, ES384, ES512, PS256, PS384, PS512, RS256, RS384, RS512,
 };
 use serde_json::{Map, Value};
 
@@ -97,10 +97,7 @@ impl SigningKey {
                 .with_context(|| format!("bad {name:?} member"))?;
         }
         let mut key = SigningKey {
-            kid: kid
-                .or(jwk.key_id())
-                .unwrap_or("k1")
-                .to_owned(),
+            kid: kid.or(jwk.key_id()).unwrap_or("k1").to_owned(),
             alg: String::new(),
             material,
         };

@@ -45,7 +45,10 @@ fn discovery_routes(issuer_path: &str) -> Router<Arc<Shared>> {
 fn json_response(status: StatusCode, body: String) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()
@@ -74,9 +77,7 @@ async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
         .cache_control
         .and_then(|v| HeaderValue::from_str(&v).ok())
     {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, value);
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     response
 }

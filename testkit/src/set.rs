@@ -24,7 +24,12 @@ pub(crate) trait KeySource: Send + Sync {
 impl KeySource for SigningKey {
     fn signing_key(&self, kid: Option<&str>) -> Arc<SigningKey> {
         if let Some(kid) = kid {
-            assert_eq!(kid, self.kid(), "this builder only holds key {:?}", self.kid());
+            assert_eq!(
+                kid,
+                self.kid(),
+                "this builder only holds key {:?}",
+                self.kid()
+            );
         }
         Arc::new(self.clone())
     }
@@ -54,6 +59,16 @@ pub struct SetBuilder {
     claims: Map<String, Value>,
     /// Header edits, applied in order over the default header: `Some` sets, `None` removes.
     header_edits: Vec<(String, Option<Value>)>,
+}
+
+impl std::fmt::Debug for SetBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetBuilder")
+            .field("key", &self.key)
+            .field("claims", &self.claims)
+            .field("header_edits", &self.header_edits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SetBuilder {

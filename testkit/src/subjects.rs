@@ -57,7 +57,10 @@ mod tests {
 
     #[test]
     fn parses_command_line_forms() {
-        assert_eq!(parse("email:alice@example.com"), Some(email("alice@example.com")));
+        assert_eq!(
+            parse("email:alice@example.com"),
+            Some(email("alice@example.com"))
+        );
         assert_eq!(parse("bob@example.com"), Some(email("bob@example.com")));
         assert_eq!(
             parse("iss_sub:https://idp.example.com/|248289761001"),

@@ -89,7 +89,11 @@ impl Shared {
     }
 
     pub(crate) fn jwks_url(&self) -> String {
-        format!("http://{}{}", self.addr, server::jwks_path(&self.issuer_path))
+        format!(
+            "http://{}{}",
+            self.addr,
+            server::jwks_path(&self.issuer_path)
+        )
     }
 
     pub(crate) fn served_metadata(&self) -> (StatusCode, Value) {
@@ -182,6 +186,14 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct TestTransmitter {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TestTransmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestTransmitter")
+            .field("issuer", &self.shared().issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestTransmitter {
@@ -561,7 +573,10 @@ fn normalize_issuer_path(path: Option<&str>) -> anyhow::Result<String> {
     }
     for segment in trimmed.split('/') {
         let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
-        if segment.is_empty() || segment == "." || segment == ".." || !segment.chars().all(unreserved)
+        if segment.is_empty()
+            || segment == "."
+            || segment == ".."
+            || !segment.chars().all(unreserved)
         {
             bail!("issuer path {trimmed:?}: use segments of letters, digits and -._~");
         }
