@@ -41,7 +41,7 @@ impl KeyKind {
     }
 }
 
-/// Private-key members per key type, stripped from everything published.
+/// The public members of each key type: all a JWKS entry may carry besides kty/kid/use/alg.
 const PUBLIC_MEMBERS: [(&str, &[&str]); 3] = [
     ("RSA", &["n", "e"]),
     ("EC", &["crv", "x", "y"]),
