@@ -45,7 +45,11 @@ async fn duplicate_jti_is_accepted_again_and_changes_nothing() {
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
     // Even a different token body with the same jti is a duplicate.
-    let other = tx.set().jti("dup-1").event("credential-change", json!({"change_type": "create"})).sign();
+    let other = tx
+        .set()
+        .jti("dup-1")
+        .event("credential-change", json!({"change_type": "create"}))
+        .sign();
     assert_eq!(d.push(&id, &token, &other).await.status(), 202);
     assert_eq!(stored_count(&d, &id).await, 1);
     assert_eq!(d.stats(&id).await["eventsReceivedCount"], 1);
@@ -58,7 +62,12 @@ async fn authentication_failures_are_401_with_www_authenticate() {
     let set = tx.set().sign();
     let desc = assert_set_error(d.push(&id, "", &set).await, 401, "authentication_failed").await;
     assert!(!desc.is_empty());
-    assert_set_error(d.push(&id, "wrong-token", &set).await, 401, "authentication_failed").await;
+    assert_set_error(
+        d.push(&id, "wrong-token", &set).await,
+        401,
+        "authentication_failed",
+    )
+    .await;
     // Basic auth is not a bearer token.
     let resp = d
         .http
@@ -81,7 +90,11 @@ async fn unknown_and_deleted_streams_are_404() {
     let set = tx.set().sign();
     assert_eq!(d.push("no-such-stream", &token, &set).await.status(), 404);
     let (status, _) = d
-        .api(Method::DELETE, &format!("/api/v1/ssf-receiver-streams/{id}"), None)
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/ssf-receiver-streams/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(d.push(&id, &token, &set).await.status(), 404);
@@ -120,20 +133,36 @@ async fn oversized_bodies_are_413_with_or_without_length() {
     let resp = d.push(&id, &token, &big).await;
     assert_eq!(resp.status(), 413);
     // Chunked: no Content-Length, the limit is enforced while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..20).map(|_| Ok(vec![b'a'; 8 * 1024])).collect();
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let resp = d
-        .http
-        .post(d.push_url(&id))
-        .bearer_auth(&token)
-        .header("content-type", "application/secevent+jwt")
-        .body(body)
-        .send()
+    let status = chunked_push(&d, &id, &token, 20, 8 * 1024).await;
+    assert_eq!(status, 413);
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+/// Sends a chunked request by hand (no Content-Length) and returns the status code.
+async fn chunked_push(d: &TestDaemon, id: &str, token: &str, chunks: usize, size: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(d.daemon.push_addr)
         .await
         .unwrap();
-    assert_eq!(resp.status(), 413);
-    assert_eq!(stored_count(&d, &id).await, 0);
+    let head = format!(
+        "POST /ssf/push/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/secevent+jwt\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{size:x}\r\n{}\r\n", "a".repeat(size));
+    for _ in 0..chunks {
+        if conn.write_all(chunk.as_bytes()).await.is_err() {
+            break; // the server may answer and close before reading everything
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -148,24 +177,43 @@ async fn malformed_envelopes_are_invalid_request() {
         "a.b".to_string(),
         "a.b.c.d".to_string(),
         "!!!.###.$$$".to_string(),
-        format!("{}.{}.{}", b64("{not json"), b64(&claims.to_string()), b64("sig")),
-        format!("{}.{}.{}", b64(&valid_header.to_string()), b64("[1,2]"), b64("sig")),
+        format!(
+            "{}.{}.{}",
+            b64("{not json"),
+            b64(&claims.to_string()),
+            b64("sig")
+        ),
+        format!(
+            "{}.{}.{}",
+            b64(&valid_header.to_string()),
+            b64("[1,2]"),
+            b64("sig")
+        ),
         // typ missing, typ wrong
         tx.sign_with_header(json!({"alg": "RS256", "kid": tx.current_kid()}), &claims),
-        tx.sign_with_header(json!({"typ": "JWT", "alg": "RS256", "kid": tx.current_kid()}), &claims),
+        tx.sign_with_header(
+            json!({"typ": "JWT", "alg": "RS256", "kid": tx.current_kid()}),
+            &claims,
+        ),
     ];
     for body in cases {
         assert_set_error(d.push(&id, &token, &body).await, 400, "invalid_request").await;
     }
     for typ in ["SECEVENT+JWT", "application/secevent+jwt"] {
-        let set = tx.sign_with_header(json!({"typ": typ, "alg": "RS256", "kid": tx.current_kid()}), &tx.set().claims());
+        let set = tx.sign_with_header(
+            json!({"typ": typ, "alg": "RS256", "kid": tx.current_kid()}),
+            &tx.set().claims(),
+        );
         assert_eq!(d.push(&id, &token, &set).await.status(), 202, "{typ}");
     }
     assert_eq!(stored_count(&d, &id).await, 2);
     // Rejections count as failures and are recorded on the stream.
     let stats = d.stats(&id).await;
     assert_eq!(stats["eventsFailedCount"], 8);
-    assert!(stats["lastErrorMessage"].as_str().unwrap().starts_with("invalid_request"));
+    assert!(stats["lastErrorMessage"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid_request"));
     assert!(stats["lastErrorAt"].is_string());
 }
 
@@ -174,10 +222,26 @@ async fn key_problems_are_invalid_key() {
     // 19, 20
     let (d, tx, id, token) = setup().await;
     let claims = tx.set().claims();
-    assert_set_error(d.push(&id, &token, &tx.unsigned_none(&claims)).await, 400, "invalid_key").await;
+    assert_set_error(
+        d.push(&id, &token, &tx.unsigned_none(&claims)).await,
+        400,
+        "invalid_key",
+    )
+    .await;
     let secret = [7u8; 32];
-    assert_set_error(d.push(&id, &token, &tx.sign_hs256(&secret, &claims)).await, 400, "invalid_key").await;
-    assert_set_error(d.push(&id, &token, &tx.sign_with_unpublished_key(&claims)).await, 400, "invalid_key").await;
+    assert_set_error(
+        d.push(&id, &token, &tx.sign_hs256(&secret, &claims)).await,
+        400,
+        "invalid_key",
+    )
+    .await;
+    assert_set_error(
+        d.push(&id, &token, &tx.sign_with_unpublished_key(&claims))
+            .await,
+        400,
+        "invalid_key",
+    )
+    .await;
     // Bad signature: flip a character of the signature.
     let good = tx.sign_claims(&claims);
     let (head, sig) = good.rsplit_once('.').unwrap();
@@ -188,10 +252,23 @@ async fn key_problems_are_invalid_key() {
     // A payload swapped under a valid signature.
     let other = tx.set().jti("swapped").claims();
     let parts: Vec<&str> = good.split('.').collect();
-    let swapped = format!("{}.{}.{}", parts[0], ssfd_testkit::jws::b64(other.to_string().as_bytes()), parts[2]);
+    let swapped = format!(
+        "{}.{}.{}",
+        parts[0],
+        ssfd_testkit::jws::b64(other.to_string().as_bytes()),
+        parts[2]
+    );
     assert_set_error(d.push(&id, &token, &swapped).await, 400, "invalid_key").await;
-    // An RSA key under 2048 bits, published in the JWKS.
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn rsa_keys_under_2048_bits_are_refused() {
+    // 19
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
     tx.add_key(KeyKind::Rs256Bits(1024), "small");
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
     let small = tx.set().key("small").sign();
     let desc = assert_set_error(d.push(&id, &token, &small).await, 400, "invalid_key").await;
     assert!(desc.contains("2048"), "{desc}");
@@ -201,13 +278,18 @@ async fn key_problems_are_invalid_key() {
 #[tokio::test]
 async fn other_algorithms_are_accepted() {
     let (d, tx, id, token) = setup().await;
-    for (kind, kid) in [
+    let kinds = [
         (KeyKind::Es256, "ec256"),
         (KeyKind::Es384, "ec384"),
         (KeyKind::EdDsa, "ed"),
         (KeyKind::Ps256, "ps"),
-    ] {
+    ];
+    // Published before the first fetch: one refresh per cooldown would not pick up four
+    // rotations in a row.
+    for (kind, kid) in kinds {
         tx.add_key(kind, kid);
+    }
+    for (_, kid) in kinds {
         let set = tx.set().key(kid).sign();
         assert_eq!(d.push(&id, &token, &set).await.status(), 202, "{kid}");
     }
@@ -225,12 +307,18 @@ async fn issuer_and_audience_checks_do_not_echo_expected_values() {
     let set = tx.set().aud("https://someone-else.example.com").sign();
     let desc = assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_audience").await;
     assert!(!desc.contains(&tx.audience()));
-    let set = tx.set().aud(json!(["https://a.example.com", "https://b.example.com"])).sign();
+    let set = tx
+        .set()
+        .aud(json!(["https://a.example.com", "https://b.example.com"]))
+        .sign();
     assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_audience").await;
     let set = tx.set().remove_claim("aud").sign();
     assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_audience").await;
     // aud as an array that contains ours is fine.
-    let set = tx.set().aud(json!(["https://a.example.com", tx.audience()])).sign();
+    let set = tx
+        .set()
+        .aud(json!(["https://a.example.com", tx.audience()]))
+        .sign();
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
     assert_eq!(stored_count(&d, &id).await, 1);
 }
@@ -239,7 +327,9 @@ async fn issuer_and_audience_checks_do_not_echo_expected_values() {
 async fn audience_is_not_checked_when_not_configured() {
     let d = TestDaemon::start().await;
     let tx = TestTransmitter::start().await;
-    let (id, token) = d.create_stream_for(&tx, json!({"expectedAudience": ""})).await;
+    let (id, token) = d
+        .create_stream_for(&tx, json!({"expectedAudience": ""}))
+        .await;
     let set = tx.set().aud("https://anyone.example.com").sign();
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
 }
@@ -256,11 +346,15 @@ async fn claim_rules_are_invalid_request() {
         tx.set().remove_claim("events").sign(),
         tx.set().claim("events", json!({})).sign(),
         tx.set().claim("events", json!([])).sign(),
-        tx.set().claim("events", json!({events::uri("session-revoked"): "revoked"})).sign(),
+        tx.set()
+            .claim("events", json!({events::uri("session-revoked"): "revoked"}))
+            .sign(),
         tx.set().claim("sub", json!("alice")).sign(),
         tx.set().claim("exp", json!(9_999_999_999i64)).sign(),
         tx.set().sub_id(json!({"format": "email"})).sign(),
-        tx.set().sub_id(json!({"format": "email", "email": "not-an-address"})).sign(),
+        tx.set()
+            .sub_id(json!({"format": "email", "email": "not-an-address"}))
+            .sign(),
         tx.set().sub_id(json!("alice@example.com")).sign(),
         tx.set().remove_claim("sub_id").sign(),
     ];
@@ -280,7 +374,10 @@ async fn unknown_claims_and_event_types_are_accepted() {
     let set = tx
         .set()
         .claim("x-vendor", json!({"anything": [1, 2]}))
-        .event("https://vendor.example.com/event/custom", json!({"foo": "bar"}))
+        .event(
+            "https://vendor.example.com/event/custom",
+            json!({"foo": "bar"}),
+        )
         .sign();
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
     let events = d.events(&id).await;
@@ -301,7 +398,10 @@ async fn legacy_subject_inside_the_event_is_used() {
         .sign();
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
     let events = d.events(&id).await;
-    assert_eq!(events[0]["subjectKeys"], json!(["iss_sub:https://idp.example.com|42"]));
+    assert_eq!(
+        events[0]["subjectKeys"],
+        json!(["iss_sub:https://idp.example.com|42"])
+    );
 }
 
 #[tokio::test]
@@ -353,7 +453,9 @@ async fn unsolicited_verification_sets_last_verified_at() {
 async fn verification_with_unrequested_state_is_invalid_state() {
     // 33
     let (d, tx, id, token) = setup().await;
-    let set = tx.verification_set("x", Some("a-state-nobody-asked-for")).sign();
+    let set = tx
+        .verification_set("x", Some("a-state-nobody-asked-for"))
+        .sign();
     assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_state").await;
     assert!(d.get_stream(&id).await.get("lastVerifiedAt").is_none());
     assert_eq!(stored_count(&d, &id).await, 0);
@@ -373,8 +475,16 @@ async fn verification_must_name_the_registered_stream() {
     assert_eq!(status, 200);
     let wrong = tx.verification_set("tx-stream-2", None).sign();
     assert_set_error(d.push(&id, &token, &wrong).await, 400, "invalid_request").await;
-    let not_opaque = tx.verification_set("tx-stream-1", None).sub_id(subjects::email("a@b.c")).sign();
-    assert_set_error(d.push(&id, &token, &not_opaque).await, 400, "invalid_request").await;
+    let not_opaque = tx
+        .verification_set("tx-stream-1", None)
+        .sub_id(subjects::email("a@b.c"))
+        .sign();
+    assert_set_error(
+        d.push(&id, &token, &not_opaque).await,
+        400,
+        "invalid_request",
+    )
+    .await;
     let right = tx.verification_set("tx-stream-1", None).sign();
     assert_eq!(d.push(&id, &token, &right).await.status(), 202);
 }
@@ -383,7 +493,9 @@ async fn verification_must_name_the_registered_stream() {
 async fn stream_updated_records_transmitter_status() {
     // 35
     let (d, tx, id, token) = setup().await;
-    let set = tx.stream_updated_set("s", "paused", Some("maintenance")).sign();
+    let set = tx
+        .stream_updated_set("s", "paused", Some("maintenance"))
+        .sign();
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
     let s = d.get_stream(&id).await;
     assert_eq!(s["transmitterStatus"], "paused");
@@ -414,7 +526,12 @@ async fn rotated_transmitter_key_is_picked_up_with_one_refresh() {
     }
     assert_eq!(tx.jwks_fetches(), fetches + 1);
     // The old key is still trusted while published.
-    assert_eq!(d.push(&id, &token, &tx.set().key("k1").sign()).await.status(), 202);
+    assert_eq!(
+        d.push(&id, &token, &tx.set().key("k1").sign())
+            .await
+            .status(),
+        202
+    );
 }
 
 #[tokio::test]
@@ -435,7 +552,10 @@ async fn unreachable_keys_answer_503_and_store_nothing() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().get("retry-after").is_some());
     assert_eq!(stored_count(&d, &id).await, 0);
-    assert!(d.get_stream(&id).await["lastErrorMessage"].as_str().unwrap().contains("HTTP 500"));
+    assert!(d.get_stream(&id).await["lastErrorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("HTTP 500"));
     // The transmitter retries once the keys are back.
     tx.set_jwks_status(200);
     let set = tx.set().sign();
@@ -464,7 +584,12 @@ async fn metadata_with_a_foreign_issuer_is_not_used() {
     let tx = TestTransmitter::start().await;
     tx.set_metadata_issuer(Some("https://impostor.example.com".into()));
     let (id, token) = d.create_stream_for(&tx, json!({"jwksUrl": ""})).await;
-    let desc = assert_set_error(d.push(&id, &token, &tx.set().sign()).await, 400, "invalid_key").await;
+    let desc = assert_set_error(
+        d.push(&id, &token, &tx.set().sign()).await,
+        400,
+        "invalid_key",
+    )
+    .await;
     assert!(desc.contains("metadata could not be validated"), "{desc}");
     let s = d.get_stream(&id).await;
     assert!(s["lastErrorMessage"].as_str().unwrap().contains("metadata"));
@@ -476,7 +601,11 @@ async fn metadata_with_a_foreign_issuer_is_not_used() {
 async fn rotated_push_token_overlap() {
     let (d, tx, id, old) = setup().await;
     let (status, v) = d
-        .api(Method::POST, &format!("/api/v1/ssf-receiver-streams/{id}/rotate-push-token"), None)
+        .api(
+            Method::POST,
+            &format!("/api/v1/ssf-receiver-streams/{id}/rotate-push-token"),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let new = v["pushAuthTokenPlaintext"].as_str().unwrap().to_string();
@@ -487,14 +616,24 @@ async fn rotated_push_token_overlap() {
 
 #[tokio::test]
 async fn old_push_token_stops_working_after_the_overlap() {
-    let d = TestDaemon::start_with(|c| c.server.push_token_overlap = std::time::Duration::ZERO).await;
+    let d =
+        TestDaemon::start_with(|c| c.server.push_token_overlap = std::time::Duration::ZERO).await;
     let tx = TestTransmitter::start().await;
     let (id, old) = d.create_stream_for(&tx, json!({})).await;
     let (_, v) = d
-        .api(Method::POST, &format!("/api/v1/ssf-receiver-streams/{id}/rotate-push-token"), None)
+        .api(
+            Method::POST,
+            &format!("/api/v1/ssf-receiver-streams/{id}/rotate-push-token"),
+            None,
+        )
         .await;
     let new = v["pushAuthTokenPlaintext"].as_str().unwrap().to_string();
-    assert_set_error(d.push(&id, &old, &tx.set().sign()).await, 401, "authentication_failed").await;
+    assert_set_error(
+        d.push(&id, &old, &tx.set().sign()).await,
+        401,
+        "authentication_failed",
+    )
+    .await;
     assert_eq!(d.push(&id, &new, &tx.set().sign()).await.status(), 202);
 }
 
@@ -519,12 +658,20 @@ async fn poll_streams_have_no_push_endpoint() {
         )
         .await;
     assert!(token.is_empty());
-    assert_eq!(d.push(&id, "anything", &tx.set().sign()).await.status(), 404);
+    assert_eq!(
+        d.push(&id, "anything", &tx.set().sign()).await.status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn push_listener_healthz() {
     let d = TestDaemon::start().await;
-    let resp = d.http.get(format!("{}/healthz", d.daemon.push_url())).send().await.unwrap();
+    let resp = d
+        .http
+        .get(format!("{}/healthz", d.daemon.push_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }

@@ -68,7 +68,12 @@ impl TestDaemon {
     }
 
     /// Calls the admin API with the admin token; returns status and JSON body (Null if empty).
-    pub async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.daemon.admin_url()))
@@ -105,13 +110,20 @@ impl TestDaemon {
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         let id = v["ssfReceiverStream"]["id"].as_str().unwrap().to_string();
-        let token = v["pushAuthTokenPlaintext"].as_str().unwrap_or("").to_string();
+        let token = v["pushAuthTokenPlaintext"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         (id, token)
     }
 
     pub async fn get_stream(&self, id: &str) -> Value {
         let (status, v) = self
-            .api(Method::GET, &format!("/api/v1/ssf-receiver-streams/{id}"), None)
+            .api(
+                Method::GET,
+                &format!("/api/v1/ssf-receiver-streams/{id}"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         v["ssfReceiverStream"].clone()
@@ -119,7 +131,11 @@ impl TestDaemon {
 
     pub async fn stats(&self, id: &str) -> Value {
         let (status, v) = self
-            .api(Method::GET, &format!("/api/v1/ssf-receiver-streams/{id}/stats"), None)
+            .api(
+                Method::GET,
+                &format!("/api/v1/ssf-receiver-streams/{id}/stats"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         v["stats"].clone()
@@ -128,7 +144,11 @@ impl TestDaemon {
     /// Stored events of a stream, newest first.
     pub async fn events(&self, id: &str) -> Vec<Value> {
         let (status, v) = self
-            .api(Method::GET, &format!("/api/v1/events?streamId={id}&pageSize=1000"), None)
+            .api(
+                Method::GET,
+                &format!("/api/v1/events?streamId={id}&pageSize=1000"),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         v["list"].as_array().cloned().unwrap_or_default()
@@ -148,7 +168,10 @@ pub async fn assert_set_error(resp: reqwest::Response, status: u16, err: &str) -
     assert_eq!(h["content-type"], "application/json");
     assert_eq!(h["content-language"], "en-US");
     if status == 401 {
-        assert!(h["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        assert!(h["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"));
     }
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["err"], err, "{body}");
