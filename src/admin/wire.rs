@@ -192,6 +192,15 @@ pub fn apply_fields(
     allow_http: bool,
 ) -> Result<Option<String>, ApiError> {
     let mut push_token = None;
+    let set = |name: &str| {
+        fields.iter().any(|f| f == name) && body.get(name).is_some_and(|v| !v.is_null())
+    };
+    if set("outboundAuthBearer") && set("outboundAuthOauth2") {
+        return Err(ApiError::invalid(
+            "outboundAuthBearer",
+            "outboundAuthBearer and outboundAuthOauth2 are alternatives: set only one",
+        ));
+    }
     for field in fields {
         let v = body.get(field.as_str()).unwrap_or(&Value::Null);
         let f = field.as_str();
