@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::secrets::{random_token, token_hash};
 use crate::store::{Store, StoreError};
 use crate::verify::jwks::JwksCache;
-use crate::{admin, intake};
+use crate::{admin, http, intake};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -149,8 +149,21 @@ impl Daemon {
         let mut tasks = JoinSet::new();
         let push_router = intake::push::router(app.clone());
         let admin_router = admin::router(app.clone());
-        tasks.spawn(serve(push_listener, push_router, shutdown.subscribe()));
-        tasks.spawn(serve(admin_listener, admin_router, shutdown.subscribe()));
+        let grace = app.config().server.shutdown_grace;
+        tasks.spawn(http::serve(
+            push_listener,
+            push_router,
+            http::Limits::default(),
+            shutdown.subscribe(),
+            grace,
+        ));
+        tasks.spawn(http::serve(
+            admin_listener,
+            admin_router,
+            http::Limits::default(),
+            shutdown.subscribe(),
+            grace,
+        ));
         tracing::info!(push = %push_addr, admin = %admin_addr, streams = app.registry.len(), "ssfd is ready");
         Ok(Daemon {
             app,
@@ -173,16 +186,5 @@ impl Daemon {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
-    }
-}
-
-async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "listener stopped");
     }
 }

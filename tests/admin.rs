@@ -31,7 +31,10 @@ async fn create_returns_the_token_once_and_the_record() {
     assert_eq!(s["description"], "from the IdP");
     assert_eq!(s["enabled"], true);
     assert_eq!(s["deliveryMethod"], "SSF_DELIVERY_METHOD_PUSH");
-    assert_eq!(s["sessionRevokedAction"], "SSF_REVOCATION_ACTION_UNSPECIFIED");
+    assert_eq!(
+        s["sessionRevokedAction"],
+        "SSF_REVOCATION_ACTION_UNSPECIFIED"
+    );
     assert_eq!(
         s["pushEndpointUrl"],
         format!("http://127.0.0.1:8080/ssf/push/{id}")
@@ -55,20 +58,62 @@ async fn validation_errors_name_the_field() {
     let cases: Vec<(Value, &str)> = vec![
         (json!({"issuerUrl": tx.issuer()}), "displayName"),
         (json!({"displayName": "x"}), "issuerUrl"),
-        (json!({"displayName": "x", "issuerUrl": "not a url"}), "issuerUrl"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "jwksUrl": "ftp://x"}), "jwksUrl"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "deliveryMethod": "SMOKE"}), "deliveryMethod"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "deliveryMethod": "SSF_DELIVERY_METHOD_POLL"}), "pollEndpointUrl"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "pollInterval": "often"}), "pollInterval"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "pushAuthToken": "short"}), "pushAuthToken"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "enabled": "yes"}), "enabled"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "eventTypesEnabled": "all"}), "eventTypesEnabled"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "sessionRevokedAction": "KILL"}), "sessionRevokedAction"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "accountDisabledAction": 3}), "accountDisabledAction"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthBearer": {}}), "outboundAuthBearer.token"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthOauth2": {"clientId": "c", "clientSecret": "s"}}), "outboundAuthOauth2.tokenUrl"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthOauth2": {"clientId": "c", "clientSecret": "s", "tokenUrl": "https://as/t", "scopes": "a b"}}), "outboundAuthOauth2.scopes"),
-        (json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthBearer": {"token": "t"}, "outboundAuthOauth2": {"clientId": "c", "clientSecret": "s", "tokenUrl": "https://as/t"}}), "outboundAuthBearer"),
+        (
+            json!({"displayName": "x", "issuerUrl": "not a url"}),
+            "issuerUrl",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "jwksUrl": "ftp://x"}),
+            "jwksUrl",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "deliveryMethod": "SMOKE"}),
+            "deliveryMethod",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "deliveryMethod": "SSF_DELIVERY_METHOD_POLL"}),
+            "pollEndpointUrl",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "pollInterval": "often"}),
+            "pollInterval",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "pushAuthToken": "short"}),
+            "pushAuthToken",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "enabled": "yes"}),
+            "enabled",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "eventTypesEnabled": "all"}),
+            "eventTypesEnabled",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "sessionRevokedAction": "KILL"}),
+            "sessionRevokedAction",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "accountDisabledAction": 3}),
+            "accountDisabledAction",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthBearer": {}}),
+            "outboundAuthBearer.token",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthOauth2": {"clientId": "c", "clientSecret": "s"}}),
+            "outboundAuthOauth2.tokenUrl",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthOauth2": {"clientId": "c", "clientSecret": "s", "tokenUrl": "https://as/t", "scopes": "a b"}}),
+            "outboundAuthOauth2.scopes",
+        ),
+        (
+            json!({"displayName": "x", "issuerUrl": tx.issuer(), "outboundAuthBearer": {"token": "t"}, "outboundAuthOauth2": {"clientId": "c", "clientSecret": "s", "tokenUrl": "https://as/t"}}),
+            "outboundAuthBearer",
+        ),
     ];
     for (body, field) in cases {
         let (status, v) = d.api(Method::POST, STREAMS, Some(body.clone())).await;
@@ -100,12 +145,20 @@ async fn validation_errors_name_the_field() {
 async fn http_issuers_need_allow_http() {
     let d = TestDaemon::start_with(|c| c.jwks.allow_http = false).await;
     let (status, v) = d
-        .api(Method::POST, STREAMS, Some(json!({"displayName": "x", "issuerUrl": "http://idp.example.com"})))
+        .api(
+            Method::POST,
+            STREAMS,
+            Some(json!({"displayName": "x", "issuerUrl": "http://idp.example.com"})),
+        )
         .await;
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().starts_with("issuerUrl"));
     let (status, _) = d
-        .api(Method::POST, STREAMS, Some(json!({"displayName": "x", "issuerUrl": "https://idp.example.com"})))
+        .api(
+            Method::POST,
+            STREAMS,
+            Some(json!({"displayName": "x", "issuerUrl": "https://idp.example.com"})),
+        )
         .await;
     assert_eq!(status, 200);
 }
@@ -127,7 +180,11 @@ async fn poll_streams_have_no_push_url_or_token() {
     assert_eq!(s["deliveryMethod"], "SSF_DELIVERY_METHOD_POLL");
     let id = s["id"].as_str().unwrap();
     let (status, v) = d
-        .api(Method::POST, &format!("{STREAMS}/{id}/rotate-push-token"), None)
+        .api(
+            Method::POST,
+            &format!("{STREAMS}/{id}/rotate-push-token"),
+            None,
+        )
         .await;
     assert_eq!(status, 400, "{v}");
 }
@@ -143,7 +200,10 @@ async fn unspecified_delivery_means_push_and_a_supplied_token_is_taken_over() {
     let (status, v) = d.api(Method::POST, STREAMS, Some(body)).await;
     assert_eq!(status, 200);
     assert_eq!(v["pushAuthTokenPlaintext"], supplied);
-    assert_eq!(v["ssfReceiverStream"]["deliveryMethod"], "SSF_DELIVERY_METHOD_PUSH");
+    assert_eq!(
+        v["ssfReceiverStream"]["deliveryMethod"],
+        "SSF_DELIVERY_METHOD_PUSH"
+    );
     let id = v["ssfReceiverStream"]["id"].as_str().unwrap();
     assert_eq!(d.push(id, supplied, &tx.set().sign()).await.status(), 202);
 }
@@ -163,7 +223,11 @@ async fn list_paginates() {
     let mut token = String::new();
     for _ in 0..5 {
         let (status, v) = d
-            .api(Method::GET, &format!("{STREAMS}?pageSize=2&pageToken={token}"), None)
+            .api(
+                Method::GET,
+                &format!("{STREAMS}?pageSize=2&pageToken={token}"),
+                None,
+            )
             .await;
         assert_eq!(status, 200);
         for s in v["list"].as_array().unwrap() {
@@ -180,10 +244,14 @@ async fn list_paginates() {
     let (_, all) = d.api(Method::GET, STREAMS, None).await;
     assert_eq!(all["list"].as_array().unwrap().len(), 5);
     assert!(all["nextPageToken"].as_str().unwrap_or("").is_empty());
-    let (status, v) = d.api(Method::GET, &format!("{STREAMS}?pageSize=lots"), None).await;
+    let (status, v) = d
+        .api(Method::GET, &format!("{STREAMS}?pageSize=lots"), None)
+        .await;
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().starts_with("pageSize"));
-    let (status, v) = d.api(Method::GET, &format!("{STREAMS}?pageToken=garbage!"), None).await;
+    let (status, v) = d
+        .api(Method::GET, &format!("{STREAMS}?pageToken=garbage!"), None)
+        .await;
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().starts_with("pageToken"));
 }
@@ -200,7 +268,9 @@ async fn get_unknown_is_404() {
 async fn update_with_and_without_mask() {
     let d = TestDaemon::start().await;
     let tx = TestTransmitter::start().await;
-    let (id, _) = d.create_stream_for(&tx, json!({"description": "before"})).await;
+    let (id, _) = d
+        .create_stream_for(&tx, json!({"description": "before"}))
+        .await;
     let path = format!("{STREAMS}/{id}");
     // With a mask, only the named fields change even if others are present.
     let (status, v) = d
@@ -233,20 +303,37 @@ async fn update_with_and_without_mask() {
     let mut echoed = d.get_stream(&id).await;
     echoed["id"] = json!("something-else");
     echoed["createdAt"] = json!("2000-01-01T00:00:00Z");
-    let (status, v) = d.api(Method::POST, &path, Some(json!({"ssfReceiverStream": echoed}))).await;
+    let (status, v) = d
+        .api(
+            Method::POST,
+            &path,
+            Some(json!({"ssfReceiverStream": echoed})),
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["ssfReceiverStream"]["id"], id.as_str());
     // ...and refused when named in a mask; unknown mask fields too.
     for mask in ["id", "pushEndpointUrl", "colour"] {
         let (status, v) = d
-            .api(Method::POST, &path, Some(json!({"ssfReceiverStream": {}, "updateMask": mask})))
+            .api(
+                Method::POST,
+                &path,
+                Some(json!({"ssfReceiverStream": {}, "updateMask": mask})),
+            )
             .await;
         assert_eq!(status, 400, "{mask}");
-        assert!(v["message"].as_str().unwrap().starts_with("updateMask"), "{v}");
+        assert!(
+            v["message"].as_str().unwrap().starts_with("updateMask"),
+            "{v}"
+        );
     }
     // Validation applies to updates and leaves the record as it was.
     let (status, v) = d
-        .api(Method::POST, &path, Some(json!({"ssfReceiverStream": {"displayName": ""}, "updateMask": "displayName"})))
+        .api(
+            Method::POST,
+            &path,
+            Some(json!({"ssfReceiverStream": {"displayName": ""}, "updateMask": "displayName"})),
+        )
         .await;
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().starts_with("displayName"));
@@ -258,7 +345,11 @@ async fn update_with_and_without_mask() {
     assert_eq!(status, 200);
     assert_eq!(v["ssfReceiverStream"]["expectedAudience"], "aud-2");
     let (status, _) = d
-        .api(Method::POST, &format!("{STREAMS}/nope"), Some(json!({"ssfReceiverStream": {}})))
+        .api(
+            Method::POST,
+            &format!("{STREAMS}/nope"),
+            Some(json!({"ssfReceiverStream": {}})),
+        )
         .await;
     assert_eq!(status, 404);
 }
@@ -269,12 +360,16 @@ async fn soft_delete() {
     let tx = TestTransmitter::start().await;
     let (id, token) = d.create_stream_for(&tx, json!({})).await;
     assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
-    let (status, v) = d.api(Method::DELETE, &format!("{STREAMS}/{id}"), None).await;
+    let (status, v) = d
+        .api(Method::DELETE, &format!("{STREAMS}/{id}"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(v, json!({}));
     let (status, _) = d.api(Method::GET, &format!("{STREAMS}/{id}"), None).await;
     assert_eq!(status, 404);
-    let (status, _) = d.api(Method::DELETE, &format!("{STREAMS}/{id}"), None).await;
+    let (status, _) = d
+        .api(Method::DELETE, &format!("{STREAMS}/{id}"), None)
+        .await;
     assert_eq!(status, 404);
     let (_, list) = d.api(Method::GET, STREAMS, None).await;
     assert_eq!(list["list"], json!([]));
@@ -282,11 +377,17 @@ async fn soft_delete() {
     // Soft: the row and its events are still in the database.
     let conn = rusqlite::Connection::open(d.db_path()).unwrap();
     let deleted: Option<i64> = conn
-        .query_row("SELECT deleted_at FROM streams WHERE id = ?1", [&id], |r| r.get(0))
+        .query_row("SELECT deleted_at FROM streams WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert!(deleted.is_some());
     let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM inbox WHERE stream_id = ?1", [&id], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM inbox WHERE stream_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 1);
 }
@@ -311,7 +412,9 @@ async fn every_api_call_needs_the_admin_token() {
     ];
     for (method, path) in calls {
         for auth in [None, Some("Bearer wrong"), Some("Basic YTpi")] {
-            let mut req = d.http.request(method.clone(), format!("{}{path}", d.daemon.admin_url()));
+            let mut req = d
+                .http
+                .request(method.clone(), format!("{}{path}", d.daemon.admin_url()));
             if let Some(a) = auth {
                 req = req.header("authorization", a);
             }
@@ -325,7 +428,12 @@ async fn every_api_call_needs_the_admin_token() {
     // The stream is untouched.
     assert_eq!(d.get_stream(&id).await["id"], id.as_str());
     for path in ["/healthz", "/readyz"] {
-        let resp = d.http.get(format!("{}{path}", d.daemon.admin_url())).send().await.unwrap();
+        let resp = d
+            .http
+            .get(format!("{}{path}", d.daemon.admin_url()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200, "{path}");
     }
 }
@@ -351,18 +459,38 @@ async fn secrets_never_appear_in_answers() {
                         "updateMask": "outboundAuthBearer,outboundAuthOauth2"})),
         )
         .await;
-    assert_eq!(v["ssfReceiverStream"]["outboundAuthOauth2"]["clientId"], "cid");
-    assert_eq!(v["ssfReceiverStream"]["outboundAuthOauth2"]["scopes"], json!(["ssf.read"]));
+    assert_eq!(
+        v["ssfReceiverStream"]["outboundAuthOauth2"]["clientId"],
+        "cid"
+    );
+    assert_eq!(
+        v["ssfReceiverStream"]["outboundAuthOauth2"]["scopes"],
+        json!(["ssf.read"])
+    );
     assert!(v["ssfReceiverStream"].get("outboundAuthBearer").is_none());
     answers.push(v);
     // Echoing the record back (without the write-only secret) keeps the secret.
     let echoed = d.get_stream(&id).await;
-    let (status, v) = d.api(Method::POST, &format!("{STREAMS}/{id}"), Some(json!({"ssfReceiverStream": echoed}))).await;
+    let (status, v) = d
+        .api(
+            Method::POST,
+            &format!("{STREAMS}/{id}"),
+            Some(json!({"ssfReceiverStream": echoed})),
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     answers.push(v);
     answers.push(d.api(Method::GET, STREAMS, None).await.1);
     answers.push(d.stats(&id).await);
-    answers.push(d.api(Method::POST, &format!("{STREAMS}/{id}/test"), Some(json!({}))).await.1);
+    answers.push(
+        d.api(
+            Method::POST,
+            &format!("{STREAMS}/{id}/test"),
+            Some(json!({})),
+        )
+        .await
+        .1,
+    );
     for a in &answers {
         let text = a.to_string();
         assert!(!text.contains(bearer), "{text}");
@@ -371,9 +499,16 @@ async fn secrets_never_appear_in_answers() {
     }
     let conn = rusqlite::Connection::open(d.db_path()).unwrap();
     let stored: String = conn
-        .query_row("SELECT outbound_auth FROM streams WHERE id = ?1", [&id], |r| r.get(0))
+        .query_row(
+            "SELECT outbound_auth FROM streams WHERE id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert!(stored.contains(client_secret), "the secret must be kept for outbound calls");
+    assert!(
+        stored.contains(client_secret),
+        "the secret must be kept for outbound calls"
+    );
 }
 
 #[tokio::test]
@@ -383,18 +518,32 @@ async fn stats_shape() {
     let (id, token) = d.create_stream_for(&tx, json!({})).await;
     let s = d.stats(&id).await;
     assert_eq!(s["streamId"], id.as_str());
-    for k in ["eventsReceivedCount", "eventsActedOnCount", "eventsFailedCount"] {
+    for k in [
+        "eventsReceivedCount",
+        "eventsActedOnCount",
+        "eventsFailedCount",
+    ] {
         assert_eq!(s[k], 0, "{k}");
     }
     assert!(s.get("lastEventReceivedAt").is_none());
     d.push(&id, &token, &tx.set().sign()).await;
-    d.push(&id, &token, &tx.set().iss("https://other.example.com").sign()).await;
+    d.push(
+        &id,
+        &token,
+        &tx.set().iss("https://other.example.com").sign(),
+    )
+    .await;
     let s = d.stats(&id).await;
     assert_eq!(s["eventsReceivedCount"], 1);
     assert_eq!(s["eventsFailedCount"], 1);
     assert!(s["eventsReceivedCount"].is_number());
-    assert!(s["lastErrorMessage"].as_str().unwrap().starts_with("invalid_issuer"));
-    let (status, _) = d.api(Method::GET, &format!("{STREAMS}/nope/stats"), None).await;
+    assert!(s["lastErrorMessage"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid_issuer"));
+    let (status, _) = d
+        .api(Method::GET, &format!("{STREAMS}/nope/stats"), None)
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -404,19 +553,34 @@ async fn test_endpoint_reports_keys_policy_and_subject() {
     let tx = TestTransmitter::start().await;
     let (id, _) = d.create_stream_for(&tx, json!({})).await;
     let path = format!("{STREAMS}/{id}/test");
-    let (status, v) = d.api(Method::POST, &path, Some(json!({"testSubject": "alice@example.com"}))).await;
+    let (status, v) = d
+        .api(
+            Method::POST,
+            &path,
+            Some(json!({"testSubject": "alice@example.com"})),
+        )
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["jwksReachable"], true);
     assert_eq!(v["jwksKeyCount"], 1);
     assert_eq!(v["jwksError"], "");
     assert_eq!(v["upstreamSubject"], "email:alice@example.com");
-    assert_eq!(v["configuredSessionRevokedAction"], "SSF_REVOCATION_ACTION_REVOKE_ALL");
+    assert_eq!(
+        v["configuredSessionRevokedAction"],
+        "SSF_REVOCATION_ACTION_REVOKE_ALL"
+    );
     assert_eq!(v["identityLinkFound"], false);
     assert_eq!(v["ready"], true);
     // No body at all is fine.
     let (status, _) = d.api(Method::POST, &path, None).await;
     assert_eq!(status, 200);
-    let (status, v) = d.api(Method::POST, &path, Some(json!({"testSubject": "not a subject"}))).await;
+    let (status, v) = d
+        .api(
+            Method::POST,
+            &path,
+            Some(json!({"testSubject": "not a subject"})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().starts_with("testSubject"));
     // Knobs show up in the preview.
@@ -427,7 +591,10 @@ async fn test_endpoint_reports_keys_policy_and_subject() {
     )
     .await;
     let (_, v) = d.api(Method::POST, &path, None).await;
-    assert_eq!(v["configuredSessionRevokedAction"], "SSF_REVOCATION_ACTION_LOG_ONLY");
+    assert_eq!(
+        v["configuredSessionRevokedAction"],
+        "SSF_REVOCATION_ACTION_LOG_ONLY"
+    );
     // An unreachable JWKS is reported, not an error.
     tx.set_jwks_status(503);
     let (status, v) = d.api(Method::POST, &path, None).await;
@@ -473,9 +640,17 @@ async fn events_listing_filters() {
     assert_eq!(d.events(&b).await.len(), 2);
     let (_, recent) = d.api(Method::GET, "/api/v1/events?since=1h", None).await;
     assert_eq!(recent["list"].as_array().unwrap().len(), 3);
-    let (_, future) = d.api(Method::GET, "/api/v1/events?since=2100-01-01T00:00:00Z", None).await;
+    let (_, future) = d
+        .api(
+            Method::GET,
+            "/api/v1/events?since=2100-01-01T00:00:00Z",
+            None,
+        )
+        .await;
     assert_eq!(future["list"].as_array().unwrap().len(), 0);
-    let (status, v) = d.api(Method::GET, "/api/v1/events?since=whenever", None).await;
+    let (status, v) = d
+        .api(Method::GET, "/api/v1/events?since=whenever", None)
+        .await;
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().starts_with("since"));
 }

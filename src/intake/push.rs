@@ -22,6 +22,9 @@ use crate::verify::ErrCode;
 /// Seconds a transmitter is asked to wait before delivering again after a 503.
 const RETRY_AFTER_SECS: &str = "30";
 
+/// Time a client has to send the whole body once its headers arrived.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ssf/push/{stream_id}", post(push))
@@ -123,9 +126,10 @@ async fn push(
     if declared.is_some_and(|n| n > limit as u64) {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
-    let bytes = match read_limited(body, limit).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(resp)) => return resp,
+        Err(_) => return StatusCode::REQUEST_TIMEOUT.into_response(),
     };
     let Ok(token) = std::str::from_utf8(&bytes) else {
         return set_error_response(
