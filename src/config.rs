@@ -1049,7 +1049,7 @@ impl<'a> Field<'a> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(self.err("must be an http:// or https:// URL"));
         }
-        if url.host_str().map_or(true, str::is_empty) {
+        if url.host_str().is_none_or(str::is_empty) {
             return Err(self.err("must name a host"));
         }
         Ok(url)
