@@ -177,3 +177,119 @@ pub async fn assert_set_error(resp: reqwest::Response, status: u16, err: &str) -
     assert_eq!(body["err"], err, "{body}");
     body["description"].as_str().unwrap().to_string()
 }
+
+/// A free loopback port (bound then released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// ssfd running as a child process, for tests that kill it.
+pub struct ChildDaemon {
+    pub child: std::process::Child,
+    pub push_port: u16,
+    pub admin_port: u16,
+    pub config_path: PathBuf,
+}
+
+impl ChildDaemon {
+    /// Writes a config into `dir` (plus `extra` TOML appended) and starts `ssfd serve`, waiting
+    /// until `/readyz` answers.
+    pub async fn spawn(dir: &std::path::Path, extra: &str) -> ChildDaemon {
+        let push_port = free_port();
+        let admin_port = free_port();
+        let config_path = dir.join("receiver.toml");
+        let text = format!(
+            "[server]\npush_listen = \"127.0.0.1:{push_port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
+             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[jwks]\nallow_http = true\n{extra}",
+            dir.join("ssfd.db").display()
+        );
+        std::fs::write(&config_path, text).unwrap();
+        Self::spawn_with(config_path, push_port, admin_port).await
+    }
+
+    /// Starts `ssfd serve` again on an existing config file.
+    pub async fn spawn_with(config_path: PathBuf, push_port: u16, admin_port: u16) -> ChildDaemon {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"));
+        cmd.arg("serve").arg("--config").arg(&config_path);
+        Self::spawn_command(cmd, config_path, push_port, admin_port).await
+    }
+
+    /// Starts a prepared `ssfd serve` command (tests adjust limits or environment first).
+    pub async fn spawn_command(
+        mut cmd: std::process::Command,
+        config_path: PathBuf,
+        push_port: u16,
+        admin_port: u16,
+    ) -> ChildDaemon {
+        let log = std::fs::File::create(config_path.with_extension("log")).unwrap();
+        let child = cmd.stderr(log).spawn().unwrap();
+        let d = ChildDaemon {
+            child,
+            push_port,
+            admin_port,
+            config_path,
+        };
+        let http = ssfd_testkit::http_client();
+        for _ in 0..500 {
+            if let Ok(r) = http.get(format!("{}/readyz", d.admin_url())).send().await {
+                if r.status() == 200 {
+                    return d;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("ssfd did not become ready");
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    pub fn push_url(&self, stream_id: &str) -> String {
+        format!("http://127.0.0.1:{}/ssf/push/{stream_id}", self.push_port)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn restart(mut self) -> ChildDaemon {
+        self.kill9();
+        let path = self.config_path.clone();
+        Self::spawn_with(path, self.push_port, self.admin_port).await
+    }
+}
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a push stream on a daemon reached by URL; returns (id, token).
+pub async fn create_stream_at(
+    http: &reqwest::Client,
+    admin_url: &str,
+    tx: &TestTransmitter,
+) -> (String, String) {
+    let v: Value = http
+        .post(format!("{admin_url}/api/v1/ssf-receiver-streams"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"displayName": "t", "issuerUrl": tx.issuer(), "jwksUrl": tx.jwks_url()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["ssfReceiverStream"]["id"].as_str().unwrap().to_string(),
+        v["pushAuthTokenPlaintext"].as_str().unwrap().to_string(),
+    )
+}
