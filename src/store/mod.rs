@@ -209,17 +209,25 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn migrations() -> Vec<(i64, &'static str)> {
-    let mut out = Vec::new();
-    let mut rest = SCHEMA;
-    while let Some(start) = rest.find("-- migration ") {
-        let after = &rest[start + "-- migration ".len()..];
-        let num_end = after
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let version: i64 = after[..num_end].parse().unwrap_or(0);
-        let body_end = after.find("-- migration ").unwrap_or(after.len());
-        out.push((version, &after[num_end..body_end]));
-        rest = &after[body_end..];
+    // A migration starts at a line that is exactly `-- migration N` and runs to the next one.
+    let mut out: Vec<(i64, &'static str)> = Vec::new();
+    let mut current: Option<(i64, usize)> = None;
+    let mut offset = 0;
+    for line in SCHEMA.split_inclusive('\n') {
+        let version = line
+            .trim_end()
+            .strip_prefix("-- migration ")
+            .and_then(|n| n.parse::<i64>().ok());
+        if let Some(v) = version {
+            if let Some((prev, start)) = current.take() {
+                out.push((prev, &SCHEMA[start..offset]));
+            }
+            current = Some((v, offset + line.len()));
+        }
+        offset += line.len();
+    }
+    if let Some((v, start)) = current {
+        out.push((v, &SCHEMA[start..]));
     }
     out
 }
