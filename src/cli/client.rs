@@ -157,6 +157,9 @@ impl AdminClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("ssfd-cli/", env!("CARGO_PKG_VERSION")))
+            // The admin token must not travel through a proxy picked up from the environment;
+            // the admin listener is on loopback or a private network.
+            .no_proxy()
             .build()
             .map_err(|e| ClientError::Transport {
                 url: base.to_string(),
@@ -189,7 +192,8 @@ impl AdminClient {
                     let file = &cfg.admin.token_file;
                     let t = read_secret(file).map_err(|e| {
                         ClientError::NoToken(format!(
-                            "{e} (admin.token_file); pass --token-file FILE or set {TOKEN_ENV}"
+                            "{e} (admin.token_file); pass --token-file FILE, set {TOKEN_ENV}, \
+                             or name the daemon's configuration with --config"
                         ))
                     })?;
                     check_token(t, &file.display().to_string())?

@@ -27,8 +27,9 @@ Examples:
     #[command(
         about = "Run a stream's stored events through the policy again",
         long_about = "Run the events a stream stored through the policy again and plan their actions, \
-for instance after enabling a stream that was disabled, or after changing its knobs. Actions \
-already planned for an event are not planned twice (each carries its idempotency key).
+for instance after enabling a stream that was disabled, or after changing its knobs. Every \
+action carries the idempotency key of its event (streamId:jti:eventType), so a sink can tell \
+an action it already carried out.
 
 Examples:
   ssfd events replay --stream 3f9c2a... --since 24h

@@ -274,10 +274,27 @@ pub fn main() -> ExitCode {
                 eprintln!("error: {u}\n\nFor more information, try '--help'.");
                 return ExitCode::from(2);
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the line already holds
+/// (`cannot read FILE: No such file` would otherwise repeat the I/O error it wraps).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    table::clean(&line)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -462,6 +479,18 @@ mod tests {
             }
         }
         walk(&Cli::command(), "ssfd");
+    }
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(crate::config::ConfigError::Read {
+            path: PathBuf::from("/x"),
+            source: io,
+        });
+        assert_eq!(one_line(&e), "cannot read /x: No such file");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&e), "outer: inner");
     }
 
     #[test]

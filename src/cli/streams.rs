@@ -65,6 +65,10 @@ A POLL stream (--poll --poll-url URL) fetches events from the transmitter instea
 push URL and no push token, and usually needs outbound credentials (--outbound-token-file, or \
 the --oauth2-* options).
 
+The four --*-action options take revoke-all (revoke every session of the subject issued before \
+the event), log-only (record and log only) or unspecified (the [policy] table of receiver.toml \
+decides, then the shipped defaults).
+
 Examples:
   ssfd streams create --name 'Okta prod' --issuer https://example.okta.com \\
       --audience https://ssfd.example.net
@@ -74,7 +78,7 @@ Examples:
   ssfd streams create --name staging --issuer https://idp.example.net \\
       --session-revoked-action log-only --event-type session-revoked --disabled"
     )]
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
 
     #[command(
         about = "Change some fields of a stream",
@@ -82,6 +86,10 @@ Examples:
 sent as the updateMask); everything else stays as it is. An empty value clears a text field \
 (--jwks-url '' goes back to discovery). --event-type replaces the whole list; \
 --all-event-types clears it.
+
+The four --*-action options take revoke-all (revoke every session of the subject issued before \
+the event), log-only (record and log only) or unspecified (the [policy] table of receiver.toml \
+decides, then the shipped defaults).
 
 When the change gives the stream a push token (--push-token-file, or --push on a POLL stream), \
 the token is printed once, as on create.
@@ -91,7 +99,7 @@ Examples:
   ssfd streams update 3f9c2a... --name 'Okta (prod)' --credential-change-action log-only
   ssfd streams update 3f9c2a... --event-type session-revoked --event-type credential-change"
     )]
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
 
     #[command(
         about = "Delete a stream",
@@ -172,11 +180,8 @@ pub struct ListArgs {
 /// The revocation knob values, as typed on the command line.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Knob {
-    /// Revoke every session of the subject issued before the event.
     RevokeAll,
-    /// Record the event and log it; no revocation.
     LogOnly,
-    /// Follow the [policy] table of receiver.toml, then the shipped defaults.
     Unspecified,
 }
 
@@ -198,60 +203,86 @@ pub struct FieldArgs {
     pub description: Option<String>,
     /// The transmitter's JWKS URL. Without it, the keys are found through the issuer's
     /// /.well-known/ssf-configuration.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "Verification")]
     pub jwks_url: Option<String>,
     /// The audience every SET must name in `aud`. Without it, `aud` is not checked.
-    #[arg(long, value_name = "AUD")]
+    #[arg(long, value_name = "AUD", help_heading = "Verification")]
     pub audience: Option<String>,
     /// The transmitter's poll endpoint (POLL streams).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "Delivery")]
     pub poll_url: Option<String>,
     /// Time between polls, such as 30s or 5m (POLL streams).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg, help_heading = "Delivery")]
     pub poll_interval: Option<String>,
     /// Act only on this event type: a full URI or its last segment (session-revoked). Repeat
     /// for several; others are stored and logged. Without it, every type is acted on.
-    #[arg(long = "event-type", value_name = "URI")]
+    #[arg(long = "event-type", value_name = "URI", help_heading = "Policy")]
     pub event_types: Vec<String>,
     /// What a CAEP session-revoked (RISC sessions-revoked) does.
-    #[arg(long, value_name = "ACTION")]
+    #[arg(long, value_name = "ACTION", help_heading = "Policy")]
     pub session_revoked_action: Option<Knob>,
     /// What a CAEP credential-change does.
-    #[arg(long, value_name = "ACTION")]
+    #[arg(long, value_name = "ACTION", help_heading = "Policy")]
     pub credential_change_action: Option<Knob>,
     /// What a RISC credential-compromise does.
-    #[arg(long, value_name = "ACTION")]
+    #[arg(long, value_name = "ACTION", help_heading = "Policy")]
     pub credential_compromise_action: Option<Knob>,
     /// What a RISC account-disabled or account-purged does.
-    #[arg(long, value_name = "ACTION")]
+    #[arg(long, value_name = "ACTION", help_heading = "Policy")]
     pub account_disabled_action: Option<Knob>,
     /// Use this push token (at least 32 characters) instead of a generated one. It shows in the
     /// process list; prefer --push-token-file.
-    #[arg(long, value_name = "TOKEN", conflicts_with = "push_token_file")]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        conflicts_with = "push_token_file",
+        help_heading = "Delivery"
+    )]
     pub push_token: Option<String>,
     /// Read the push token from FILE (trailing whitespace removed).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Delivery")]
     pub push_token_file: Option<PathBuf>,
     /// The transmitter's own ID for this stream, when it was registered there by hand.
     #[arg(long, value_name = "ID")]
     pub transmitter_stream_id: Option<String>,
     /// Present the bearer token in FILE to the transmitter (polling, stream management).
-    #[arg(long, value_name = "FILE", conflicts_with = "oauth2_client_id")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "oauth2_client_id",
+        help_heading = "Outbound credentials"
+    )]
     pub outbound_token_file: Option<PathBuf>,
     /// Get tokens for the transmitter with OAuth 2 client credentials, as this client.
-    #[arg(long, value_name = "ID", requires = "oauth2_token_url")]
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "oauth2_token_url",
+        help_heading = "Outbound credentials"
+    )]
     pub oauth2_client_id: Option<String>,
     /// The OAuth 2 client secret, read from FILE. On update, leaving it out keeps the old one.
-    #[arg(long, value_name = "FILE", requires = "oauth2_client_id")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "oauth2_client_id",
+        help_heading = "Outbound credentials"
+    )]
     pub oauth2_client_secret_file: Option<PathBuf>,
     /// The OAuth 2 token endpoint.
-    #[arg(long, value_name = "URL", requires = "oauth2_client_id")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "oauth2_client_id",
+        help_heading = "Outbound credentials"
+    )]
     pub oauth2_token_url: Option<String>,
     /// An OAuth 2 scope to ask for; repeat for several.
     #[arg(
         long = "oauth2-scope",
         value_name = "SCOPE",
-        requires = "oauth2_client_id"
+        requires = "oauth2_client_id",
+        help_heading = "Outbound credentials"
     )]
     pub oauth2_scopes: Vec<String>,
 }
@@ -264,14 +295,14 @@ pub struct CreateArgs {
     /// The transmitter's issuer URL; every SET's `iss` must equal it.
     #[arg(long, value_name = "URL")]
     pub issuer: String,
+    #[command(flatten)]
+    pub fields: FieldArgs,
     /// Poll the transmitter for events (RFC 8936) instead of receiving pushes. Needs --poll-url.
-    #[arg(long, requires = "poll_url")]
+    #[arg(long, requires = "poll_url", help_heading = "Delivery")]
     pub poll: bool,
     /// Create the stream disabled: it stores what it receives but plans no actions.
     #[arg(long)]
     pub disabled: bool,
-    #[command(flatten)]
-    pub fields: FieldArgs,
 }
 
 #[derive(Args, Debug)]
@@ -284,11 +315,13 @@ pub struct UpdateArgs {
     /// A new issuer URL.
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
+    #[command(flatten)]
+    pub fields: FieldArgs,
     /// Switch to POLL delivery (needs a poll URL, given now or before).
-    #[arg(long, conflicts_with = "push")]
+    #[arg(long, conflicts_with = "push", help_heading = "Delivery")]
     pub poll: bool,
     /// Switch to PUSH delivery; a new push token is generated and printed.
-    #[arg(long)]
+    #[arg(long, help_heading = "Delivery")]
     pub push: bool,
     /// Enable the stream.
     #[arg(long, conflicts_with = "disable")]
@@ -297,13 +330,11 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub disable: bool,
     /// Act on every event type again (clears the --event-type list).
-    #[arg(long, conflicts_with = "event_types")]
+    #[arg(long, conflicts_with = "event_types", help_heading = "Policy")]
     pub all_event_types: bool,
     /// Remove the outbound credentials.
-    #[arg(long, conflicts_with_all = ["outbound_token_file", "oauth2_client_id"])]
+    #[arg(long, conflicts_with_all = ["outbound_token_file", "oauth2_client_id"], help_heading = "Outbound credentials")]
     pub no_outbound_auth: bool,
-    #[command(flatten)]
-    pub fields: FieldArgs,
 }
 
 fn read_file_secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
