@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::daemon::Daemon;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,46 +66,8 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, log_level } => {
-            let config = load_config(config.as_deref())?;
-            logging::init(&config.log, log_level.as_deref())?;
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(serve(config))
-        }
-    }
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let token_path = config.admin.token_file.clone();
-    let inline_token = config.admin.token.is_some();
-    let daemon = Daemon::start(config).await?;
-    if !inline_token {
-        eprintln!(
-            "ssfd: push listener http://{}  admin API http://{}  admin token in {}",
-            daemon.push_addr,
-            daemon.admin_addr,
-            token_path.display()
-        );
-    }
-    wait_for_stop_signal().await;
-    tracing::info!("stopping");
-    daemon.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            let loaded = load_config(config.as_deref())?;
+            Ok(crate::service::run(config, loaded, log_level)?)
         }
     }
 }
