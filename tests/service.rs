@@ -26,6 +26,11 @@ const WAIT: Duration = Duration::from_secs(60);
 const ADMIN_TOKEN: &str = "svc-admin-token-Q2hlY2tBZG1pblRva2VuTm90TG9nZ2Vk";
 const WEBHOOK_SECRET: &str = "svc-webhook-hmac-key-V2ViaG9va1NlY3JldE5vdExvZ2dlZA";
 
+const CREDENTIALS: &[(&str, &str)] = &[
+    ("admin-token", ADMIN_TOKEN),
+    ("webhook-secret", WEBHOOK_SECRET),
+];
+
 const TOKEN_CLAIMS_CHANGE: &str = "token-claims-change";
 
 /// Lines or messages arriving from a background reader, in order.
@@ -149,19 +154,14 @@ impl Service {
 
     /// Starts `ssfd serve` with credentials for the admin token and a webhook secret.
     fn start(settings: Settings, env: &[(&str, &str)]) -> Service {
-        Self::start_with_credentials(
-            settings,
-            env,
-            &[
-                ("admin-token", ADMIN_TOKEN),
-                ("webhook-secret", WEBHOOK_SECRET),
-            ],
-        )
+        Self::start_with(settings, env, &[], CREDENTIALS)
     }
 
-    fn start_with_credentials(
+    /// Starts `ssfd serve --config FILE ARGS` with these environment variables and credentials.
+    fn start_with(
         settings: Settings,
         env: &[(&str, &str)],
+        args: &[&str],
         credentials: &[(&str, &str)],
     ) -> Service {
         let dir = tempfile::tempdir().unwrap();
@@ -197,6 +197,7 @@ impl Service {
         cmd.arg("serve")
             .arg("--config")
             .arg(dir.path().join("receiver.toml"))
+            .args(args)
             .current_dir(dir.path())
             .env("NOTIFY_SOCKET", &socket_path)
             .env("CREDENTIALS_DIRECTORY", &creds)
@@ -660,7 +661,7 @@ async fn sighup_changes_the_log_level() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_token_that_is_missing_is_an_error_not_created() {
-    let mut svc = Service::start_with_credentials(Service::settings("10s"), &[], &[]);
+    let mut svc = Service::start_with(Service::settings("10s"), &[], &[], &[]);
     let status = svc.wait_exit(WAIT).await;
     assert_eq!(status.code(), Some(1), "{status}");
     let logs = svc.logs.all().join("\n");
@@ -809,6 +810,38 @@ async fn json_logs_carry_the_set_fields_and_no_secret() {
     assert!(r["jti"].as_str().is_some_and(|j| !j.is_empty()), "{r}");
     assert_eq!(r["event_type"], events::uri("session-revoked"));
     assert!(r["latency_ms"].is_number());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_beats_the_log_level_flag_which_beats_the_file() {
+    // The file says info; each case must silence info lines.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 3] = [
+        (&[("RUST_LOG", "warn")], &[]),
+        (&[], &["--log-level", "warn"]),
+        (&[("RUST_LOG", "warn")], &["--log-level", "debug"]),
+    ];
+    for (env, args) in cases {
+        let settings = Service::settings("10s");
+        let mut svc = Service::start_with(settings.clone(), env, args, CREDENTIALS);
+        svc.wait_ready().await;
+        // An error line as a marker: everything logged before it has arrived by then.
+        let mut broken = settings;
+        broken.extra = "[policy]\nx = 1\n".into();
+        svc.write_config(&broken);
+        svc.reload().await;
+        svc.logs
+            .wait_for("the reload error", |l| l.contains("not reloaded"))
+            .await;
+        let info: Vec<String> = svc
+            .logs
+            .all()
+            .into_iter()
+            .filter(|l| l.contains("\"level\":\"INFO\"") || l.contains("\"level\":\"DEBUG\""))
+            .collect();
+        assert!(info.is_empty(), "env {env:?} args {args:?}: {info:?}");
+        svc.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
