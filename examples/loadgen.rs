@@ -84,7 +84,9 @@ impl Drop for Daemon {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn ssfd_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -99,7 +101,10 @@ fn ssfd_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         .context("cannot locate the target directory")?;
     let bin = dir.join("ssfd");
     if !bin.exists() {
-        bail!("{} not found: run `cargo build --release` first", bin.display());
+        bail!(
+            "{} not found: run `cargo build --release` first",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -168,14 +173,22 @@ async fn create_stream(d: &Daemon, tx: &TestTransmitter) -> anyhow::Result<(Stri
         .http
         .post(format!("{}/api/v1/ssf-receiver-streams", d.admin))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"displayName": "bench", "issuerUrl": tx.issuer(), "jwksUrl": tx.jwks_url(),
-                      "expectedAudience": tx.audience()}))
+        .json(
+            &json!({"displayName": "bench", "issuerUrl": tx.issuer(), "jwksUrl": tx.jwks_url(),
+                      "expectedAudience": tx.audience()}),
+        )
         .send()
         .await?
         .json()
         .await?;
-    let id = v["ssfReceiverStream"]["id"].as_str().context("no id")?.to_string();
-    let token = v["pushAuthTokenPlaintext"].as_str().context("no token")?.to_string();
+    let id = v["ssfReceiverStream"]["id"]
+        .as_str()
+        .context("no id")?
+        .to_string();
+    let token = v["pushAuthTokenPlaintext"]
+        .as_str()
+        .context("no token")?
+        .to_string();
     Ok((id, token))
 }
 
@@ -197,12 +210,20 @@ fn openssl_rsa_verify_rate() -> Option<f64> {
     let text = String::from_utf8_lossy(&out.stdout);
     // "rsa 2048 bits 0.000600s 0.000017s   1666.7  58823.5" : sign/s, verify/s are the last two.
     text.lines()
-        .filter(|l| l.trim_start().starts_with("rsa 2048") || l.trim_start().starts_with("rsa  2048"))
+        .filter(|l| {
+            l.trim_start().starts_with("rsa 2048") || l.trim_start().starts_with("rsa  2048")
+        })
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .next()
 }
 
-async fn ingest(bin: &Path, sets: usize, concurrency: usize, alg: Alg, rate: u64) -> anyhow::Result<()> {
+async fn ingest(
+    bin: &Path,
+    sets: usize,
+    concurrency: usize,
+    alg: Alg,
+    rate: u64,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let kind = match alg {
         Alg::Rs256 => KeyKind::Rs256,
@@ -218,7 +239,9 @@ async fn ingest(bin: &Path, sets: usize, concurrency: usize, alg: Alg, rate: u64
     let (_, idle_rss) = rss_mib(d.child.id());
 
     eprintln!("pre-signing {sets} SETs ...");
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let per = sets.div_ceil(threads);
     let mut handles = Vec::new();
     for t in 0..threads {
@@ -236,7 +259,10 @@ async fn ingest(bin: &Path, sets: usize, concurrency: usize, alg: Alg, rate: u64
     }
     let mut signed = Vec::with_capacity(sets);
     for h in handles {
-        signed.extend(h.join().map_err(|_| anyhow::anyhow!("signing thread panicked"))?);
+        signed.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("signing thread panicked"))?,
+        );
     }
     // Warm the key cache so the first pushes do not measure a JWKS fetch.
     let warm = tx.set().sign();
@@ -253,7 +279,9 @@ async fn ingest(bin: &Path, sets: usize, concurrency: usize, alg: Alg, rate: u64
             let mut lat = Vec::new();
             let mut errors: BTreeMap<String, usize> = BTreeMap::new();
             loop {
-                let Some((i, set)) = queue.lock().await.next() else { break };
+                let Some((i, set)) = queue.lock().await.next() else {
+                    break;
+                };
                 if let Some(iv) = interval {
                     // Open-loop schedule: SET i is due at start + i * interval.
                     let due = start + iv * i as u32;
@@ -265,7 +293,10 @@ async fn ingest(bin: &Path, sets: usize, concurrency: usize, alg: Alg, rate: u64
                     Ok(r) => {
                         let status = r.status().as_u16();
                         let body: Value = r.json().await.unwrap_or(Value::Null);
-                        let code = body["err"].as_str().map(String::from).unwrap_or(status.to_string());
+                        let code = body["err"]
+                            .as_str()
+                            .map(String::from)
+                            .unwrap_or(status.to_string());
                         *errors.entry(code).or_default() += 1;
                     }
                     Err(e) => *errors.entry(format!("transport: {e}")).or_default() += 1,
@@ -293,9 +324,19 @@ async fn ingest(bin: &Path, sets: usize, concurrency: usize, alg: Alg, rate: u64
         Alg::Es256 => "ES256",
     };
     println!("mode            ingest ({alg_name}, durable: synchronous=FULL)");
-    println!("offered         {}", if rate > 0 { format!("{rate} SETs/s") } else { "as fast as possible".into() });
+    println!(
+        "offered         {}",
+        if rate > 0 {
+            format!("{rate} SETs/s")
+        } else {
+            "as fast as possible".into()
+        }
+    );
     println!("connections     {concurrency}");
-    println!("acked           {acked} of {sets} in {:.2} s", elapsed.as_secs_f64());
+    println!(
+        "acked           {acked} of {sets} in {:.2} s",
+        elapsed.as_secs_f64()
+    );
     println!("rate            {rate_achieved:.0} SETs/s");
     println!(
         "latency ms      p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
@@ -307,7 +348,10 @@ async fn ingest(bin: &Path, sets: usize, concurrency: usize, alg: Alg, rate: u64
     println!("errors          {errors:?}");
     println!("daemon RSS MiB  idle {idle_rss:.1}  peak {peak:.1}");
     if let Some(v) = openssl_rsa_verify_rate() {
-        println!("openssl rsa2048 verify/s (1 core) {v:.0}; ingest/verify ratio {:.3}", rate_achieved / v);
+        println!(
+            "openssl rsa2048 verify/s (1 core) {v:.0}; ingest/verify ratio {:.3}",
+            rate_achieved / v
+        );
     }
     Ok(())
 }
@@ -372,7 +416,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = ssfd_binary(args.ssfd)?;
     match args.mode {
-        Mode::Ingest { sets, concurrency, alg, rate } => ingest(&bin, sets, concurrency, alg, rate).await,
+        Mode::Ingest {
+            sets,
+            concurrency,
+            alg,
+            rate,
+        } => ingest(&bin, sets, concurrency, alg, rate).await,
         Mode::Startup { streams, runs } => startup(&bin, streams, runs).await,
         Mode::Idle { streams } => idle(&bin, streams).await,
     }

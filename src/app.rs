@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::verify::jwks::JwksCache;
@@ -20,6 +21,8 @@ pub struct App {
     /// Woken when new actions are committed, so the worker need not wait for its next tick.
     pub actions_ready: Notify,
     pub started: Instant,
+    /// Counters and histograms behind `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -38,6 +41,7 @@ impl App {
             admin_token_hash,
             actions_ready: Notify::new(),
             started: Instant::now(),
+            metrics: Metrics::new(),
         }
     }
 

@@ -57,6 +57,9 @@ pub fn load_admin_token(config: &Config) -> Result<AdminToken, DaemonError> {
             created_at: None,
         });
     }
+    if is_credential(&config.admin.token_file) {
+        return admin_token_from_credential(&config.admin.token_file);
+    }
     let path = crate::config::resolve_secret_path(&config.admin.token_file)
         .map_err(|e| DaemonError::AdminToken(e.to_string()))?;
     match std::fs::read_to_string(&path) {
@@ -85,6 +88,38 @@ pub fn load_admin_token(config: &Config) -> Result<AdminToken, DaemonError> {
         }
         Err(e) => Err(DaemonError::AdminToken(format!(
             "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn is_credential(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|p| p.starts_with(crate::config::CREDENTIAL_PREFIX))
+}
+
+/// A `credential:NAME` token is provisioned by the service manager (`LoadCredential=`), into a
+/// directory that is read-only and gone at stop: a token created there would be lost, and the
+/// operator would hold none. So it must exist.
+fn admin_token_from_credential(path: &Path) -> Result<AdminToken, DaemonError> {
+    use crate::config::ConfigError;
+    match crate::config::read_secret(path) {
+        Ok(token) => Ok(AdminToken {
+            token,
+            created_at: None,
+        }),
+        Err(ConfigError::Read { path: file, source })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Err(DaemonError::AdminToken(format!(
+                "admin.token_file = \"{}\": {} does not exist, and a token is never created \
+                 under a credential: path; provide it with LoadCredential= (see the example unit)",
+                path.display(),
+                file.display()
+            )))
+        }
+        Err(e) => Err(DaemonError::AdminToken(format!(
+            "admin.token_file = \"{}\": {e}",
             path.display()
         ))),
     }
@@ -182,9 +217,23 @@ impl Daemon {
         format!("http://{}", self.admin_addr)
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the workers.
+    /// Stops accepting, lets in-flight requests finish, and waits for the workers, all within
+    /// `[server] shutdown_grace`: whatever still runs then is cancelled. Nothing acknowledged
+    /// is lost by that (persist, then acknowledge), and an action cut short is retried later.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let grace = self.app.config().server.shutdown_grace;
+        let tasks = &mut self.tasks;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                still_running = self.tasks.len(),
+                "the grace period ended; cancelling what still runs"
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! it arrives through [`intake`] (push or poll), is checked by [`verify`], made durable by
 //! [`store`] together with the actions [`act`] planned for it, and only then acknowledged.
 //! [`admin`] manages the stream records the rest of the flow is bound to; [`daemon`] wires
-//! everything together; [`cli`] is the operator's command line.
+//! everything together, [`service`] runs it under a service manager and [`metrics`] counts what
+//! it does; [`cli`] is the operator's command line.
 
 pub mod act;
 pub mod admin;
@@ -15,8 +16,10 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod intake;
+pub mod metrics;
 pub mod registry;
 pub mod secrets;
+pub mod service;
 pub mod store;
 pub mod stream;
 pub mod verify;

@@ -1,5 +1,5 @@
 //! The admin listener: the ConductorOne-shaped management API under `/api/`, which needs the admin
-//! bearer token, plus `/healthz` and `/readyz`, which carry no secrets and need none.
+//! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none.
 
 pub mod ledger;
 pub mod streams;
@@ -184,5 +184,6 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::scrape))
         .with_state(app)
 }

@@ -17,7 +17,6 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::daemon::Daemon;
 use client::{AdminClient, ClientError, Target};
 
 const ABOUT: &str =
@@ -308,10 +307,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Serve { log_level } => {
-            let config = load_config(global.config.as_deref())?;
-            logging::init(&config.log, log_level.as_deref())?;
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(serve(config))
+            let loaded = load_config(global.config.as_deref())?;
+            Ok(crate::service::run(
+                global.config.clone(),
+                loaded,
+                log_level,
+            )?)
         }
         Command::CheckConfig => check_config(&global),
         Command::Version => {
@@ -389,42 +390,6 @@ fn check_config(global: &GlobalOpts) -> anyhow::Result<()> {
     write!(out, "{}", config.redacted_toml())?;
     out.flush()?;
     Ok(())
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let token_path = config.admin.token_file.clone();
-    let inline_token = config.admin.token.is_some();
-    let daemon = Daemon::start(config).await?;
-    if !inline_token {
-        eprintln!(
-            "ssfd: push listener http://{}  admin API http://{}  admin token in {}",
-            daemon.push_addr,
-            daemon.admin_addr,
-            token_path.display()
-        );
-    }
-    wait_for_stop_signal().await;
-    tracing::info!("stopping");
-    daemon.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[cfg(test)]

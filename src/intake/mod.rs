@@ -12,6 +12,7 @@ use rusqlite::params;
 use crate::act;
 use crate::app::App;
 use crate::clock::{now_millis, now_unix};
+use crate::metrics;
 use crate::store::{inbox, streams, StoreError};
 use crate::stream::Stream;
 use crate::verify::{self, ControlEvent, SetError, VerifyFailure};
@@ -68,23 +69,104 @@ pub async fn receive(
     let started = Instant::now();
     let result = receive_inner(app, stream, token, delivery).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // One line per SET at its outcome, with the same fields whatever the outcome.
     match &result {
-        Ok((receipt, set_info)) => tracing::info!(
-            stream = %stream.id, jti = %receipt.jti, txn = set_info.txn.as_deref().unwrap_or(""),
-            event_type = %set_info.event_types, subject = %set_info.subject,
-            outcome = if receipt.duplicate { "duplicate" } else { set_info.outcome },
-            delivery = delivery.as_str(), latency_ms, "SET accepted"
-        ),
-        Err(IntakeError::Rejected(e)) => tracing::info!(
-            stream = %stream.id, err = e.code.as_str(), description = %e.description,
-            delivery = delivery.as_str(), latency_ms, "SET rejected"
-        ),
-        Err(e) => tracing::warn!(
-            stream = %stream.id, error = %e, delivery = delivery.as_str(), latency_ms,
-            "SET not accepted (temporary)"
-        ),
+        Ok((receipt, set_info)) => {
+            app.metrics.set_outcome(
+                &stream.id,
+                if receipt.duplicate {
+                    metrics::OUTCOME_DUPLICATE
+                } else {
+                    metrics::OUTCOME_ACCEPTED
+                },
+            );
+            tracing::info!(
+                stream = %stream.id, jti = %receipt.jti, txn = set_info.txn.as_deref().unwrap_or(""),
+                event_type = %set_info.event_types, subject = %set_info.subject,
+                outcome = if receipt.duplicate { "duplicate" } else { set_info.outcome },
+                delivery = delivery.as_str(), latency_ms, "SET accepted"
+            )
+        }
+        Err(e) => {
+            // The SET was not accepted, so its claims are unverified: logged (sanitised) only to
+            // let an operator find the delivery, never trusted.
+            let peek = UnverifiedIds::of(token);
+            match e {
+                IntakeError::Rejected(e) => {
+                    app.metrics.set_outcome(&stream.id, e.code.as_str());
+                    tracing::info!(
+                        stream = %stream.id, jti = %peek.jti, txn = %peek.txn,
+                        event_type = %peek.event_types, subject = "", outcome = "rejected",
+                        err = e.code.as_str(), description = %e.description,
+                        delivery = delivery.as_str(), latency_ms, "SET rejected"
+                    )
+                }
+                e => {
+                    app.metrics
+                        .set_outcome(&stream.id, metrics::OUTCOME_UNAVAILABLE);
+                    tracing::warn!(
+                        stream = %stream.id, jti = %peek.jti, txn = %peek.txn,
+                        event_type = %peek.event_types, subject = "", outcome = "unavailable",
+                        error = %e, delivery = delivery.as_str(), latency_ms,
+                        "SET not accepted (temporary)"
+                    )
+                }
+            }
+        }
     }
     result.map(|(r, _)| r)
+}
+
+/// `jti`, `txn` and event types read from a SET's payload without verifying it, cut short and
+/// limited to printable ASCII so that a hostile token cannot forge or flood a log line.
+struct UnverifiedIds {
+    jti: String,
+    txn: String,
+    event_types: String,
+}
+
+impl UnverifiedIds {
+    const MAX_CHARS: usize = 128;
+
+    fn of(token: &str) -> UnverifiedIds {
+        let payload = token
+            .trim()
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p.trim_end_matches('='))
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let text = |name: &str| {
+            payload
+                .as_ref()
+                .and_then(|p| p.get(name))
+                .and_then(|v| v.as_str())
+                .map(Self::clean)
+                .unwrap_or_default()
+        };
+        let event_types = payload
+            .as_ref()
+            .and_then(|p| p.get("events"))
+            .and_then(|e| e.as_object())
+            .map(|e| Self::clean(&e.keys().map(String::as_str).collect::<Vec<_>>().join(",")))
+            .unwrap_or_default();
+        UnverifiedIds {
+            jti: text("jti"),
+            txn: text("txn"),
+            event_types,
+        }
+    }
+
+    fn clean(s: &str) -> String {
+        s.chars()
+            .take(Self::MAX_CHARS)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect()
+    }
 }
 
 struct SetInfo {

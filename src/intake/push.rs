@@ -81,6 +81,19 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Response> {
 }
 
 async fn push(
+    state: State<Arc<App>>,
+    stream_id: Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = std::time::Instant::now();
+    let app = state.0.clone();
+    let resp = answer(state, stream_id, headers, body).await;
+    app.metrics.push_latency(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn answer(
     State(app): State<Arc<App>>,
     Path(stream_id): Path<String>,
     headers: HeaderMap,
@@ -109,6 +122,8 @@ async fn push(
         current | previous
     });
     if !authorized {
+        app.metrics
+            .set_outcome(&stream.id, ErrCode::AuthenticationFailed.as_str());
         return set_error_response(
             StatusCode::UNAUTHORIZED,
             ErrCode::AuthenticationFailed,
@@ -132,6 +147,8 @@ async fn push(
         Err(_) => return StatusCode::REQUEST_TIMEOUT.into_response(),
     };
     let Ok(token) = std::str::from_utf8(&bytes) else {
+        app.metrics
+            .set_outcome(&stream.id, ErrCode::InvalidRequest.as_str());
         return set_error_response(
             StatusCode::BAD_REQUEST,
             ErrCode::InvalidRequest,
