@@ -268,6 +268,7 @@ async fn ingest(
     let warm = tx.set().sign();
     ssfd_testkit::push_set(&d.http, &format!("{}/ssf/push/{id}", d.push), &token, &warm).await?;
 
+    eprintln!("pushing (daemon pid {}) ...", d.child.id());
     let queue = Arc::new(tokio::sync::Mutex::new(signed.into_iter().enumerate()));
     let url = Arc::new(format!("{}/ssf/push/{id}", d.push));
     let start = Instant::now();

@@ -15,7 +15,7 @@ use crate::clock::{now_millis, now_unix};
 use crate::metrics;
 use crate::store::{inbox, streams, StoreError};
 use crate::stream::Stream;
-use crate::verify::{self, ControlEvent, SetError, VerifyFailure};
+use crate::verify::{self, ControlEvent, SetError, VerifiedSet, VerifyFailure};
 
 /// How a SET reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,75 +209,105 @@ async fn receive_inner(
     };
     let stream_id = stream.id.clone();
     let raw = token.trim().to_string();
-    let set_for_tx = set.clone();
-    let plan_for_tx = plan.clone();
     let now_ms = now_millis();
+    // The SET and its plan move into the transaction and come back out with the outcome.
     let stored = app
         .store
         .write(move |conn| {
-            let set = set_for_tx;
-            if inbox::exists(conn, &stream_id, &set.jti)? {
-                return Ok(Stored::Duplicate);
-            }
-            let now = now_ms / 1000;
-            match &set.control {
-                Some(ControlEvent::Verification { state: Some(state) }) => {
-                    let answered = conn.execute(
-                        "UPDATE verification_requests SET answered_at = ?3
-                          WHERE stream_id = ?1 AND state = ?2 AND answered_at IS NULL",
-                        params![stream_id, state, now],
-                    )?;
-                    if answered == 0 {
-                        return Ok(Stored::BadState);
-                    }
-                    conn.execute(
-                        "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
-                        params![stream_id, now],
-                    )?;
-                }
-                Some(ControlEvent::Verification { state: None }) => {
-                    conn.execute(
-                        "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
-                        params![stream_id, now],
-                    )?;
-                }
-                Some(ControlEvent::StreamUpdated { status, reason }) => {
-                    conn.execute(
-                        "UPDATE streams SET transmitter_status = ?2, transmitter_status_reason = ?3
-                          WHERE id = ?1",
-                        params![stream_id, status, reason],
-                    )?;
-                }
-                None => {}
-            }
-            let row = inbox::NewInboxRow {
-                stream_id: stream_id.clone(),
-                jti: set.jti.clone(),
-                iss: set.iss.clone(),
-                txn: set.txn.clone(),
-                event_types: set.event_types(),
-                subject_keys: set.subject_keys(),
-                raw_token: raw,
-                claims: serde_json::Value::Object(set.claims.clone()).to_string(),
-                received_at_ms: now_ms,
-                delivery: delivery.as_str(),
-                outcome: plan_for_tx.outcome.to_string(),
-                decision: plan_for_tx.summary.clone(),
-            };
-            let Some(seq) = inbox::insert(conn, &row)? else {
-                return Ok(Stored::Duplicate);
-            };
-            act::record(conn, seq, &stream_id, &set, &plan_for_tx, now_ms)?;
-            Ok(Stored::New)
+            let stored = store_set(conn, &stream_id, &set, &plan, raw, delivery, now_ms)?;
+            Ok((stored, set, plan))
         })
         .await;
-    let stored = match stored {
+    let (stored, set, plan) = match stored {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(stream = %stream.id, error = %e, "could not store a SET");
             return Err(e.into());
         }
     };
+    after_store(app, stream, stored, set, plan, info).await
+}
+
+/// Inside the write transaction: duplicate check, verification state, stream bookkeeping, the
+/// inbox row and everything the plan records.
+fn store_set(
+    conn: &rusqlite::Connection,
+    stream_id: &str,
+    set: &VerifiedSet,
+    plan: &act::Plan,
+    raw: String,
+    delivery: Delivery,
+    now_ms: i64,
+) -> Result<Stored, StoreError> {
+    if inbox::exists(conn, stream_id, &set.jti)? {
+        return Ok(Stored::Duplicate);
+    }
+    let now = now_ms / 1000;
+    match &set.control {
+        Some(ControlEvent::Verification { state: Some(state) }) => {
+            let answered = conn.execute(
+                "UPDATE verification_requests SET answered_at = ?3
+                          WHERE stream_id = ?1 AND state = ?2 AND answered_at IS NULL",
+                params![stream_id, state, now],
+            )?;
+            if answered == 0 {
+                return Ok(Stored::BadState);
+            }
+            conn.execute(
+                "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
+                params![stream_id, now],
+            )?;
+        }
+        Some(ControlEvent::Verification { state: None }) => {
+            conn.execute(
+                "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
+                params![stream_id, now],
+            )?;
+        }
+        Some(ControlEvent::StreamUpdated { status, reason }) => {
+            conn.execute(
+                "UPDATE streams SET transmitter_status = ?2, transmitter_status_reason = ?3
+                          WHERE id = ?1",
+                params![stream_id, status, reason],
+            )?;
+        }
+        None => {}
+    }
+    let claims = if set.claims_json.is_empty() {
+        serde_json::Value::Object(set.claims.clone()).to_string()
+    } else {
+        set.claims_json.clone()
+    };
+    let row = inbox::NewInboxRow {
+        stream_id: stream_id.to_string(),
+        jti: set.jti.clone(),
+        iss: set.iss.clone(),
+        txn: set.txn.clone(),
+        event_types: set.event_types(),
+        subject_keys: set.subject_keys(),
+        raw_token: raw,
+        claims,
+        received_at_ms: now_ms,
+        delivery: delivery.as_str(),
+        outcome: plan.outcome.to_string(),
+        decision: plan.summary.clone(),
+    };
+    let Some(seq) = inbox::insert(conn, &row)? else {
+        return Ok(Stored::Duplicate);
+    };
+    act::record(conn, seq, stream_id, set, plan, now_ms)?;
+    Ok(Stored::New)
+}
+
+/// After the commit: answer, bookkeeping in the cached stream, wake the action worker, log.
+async fn after_store(
+    app: &Arc<App>,
+    stream: &Arc<Stream>,
+    stored: Stored,
+    set: VerifiedSet,
+    plan: act::Plan,
+    info: SetInfo,
+) -> Result<(Receipt, SetInfo), IntakeError> {
     match stored {
         Stored::Duplicate => Ok((
             Receipt {

@@ -51,11 +51,8 @@ pub fn insert(conn: &Connection, row: &NewInboxRow) -> Result<Option<i64>, Store
 
 pub fn exists(conn: &Connection, stream_id: &str, jti: &str) -> Result<bool, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM inbox WHERE stream_id = ?1 AND jti = ?2",
-            params![stream_id, jti],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM inbox WHERE stream_id = ?1 AND jti = ?2")?
+        .query_row(params![stream_id, jti], |_| Ok(()))
         .optional()?
         .is_some())
 }

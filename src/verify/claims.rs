@@ -39,6 +39,8 @@ pub struct VerifiedSet {
     pub control: Option<ControlEvent>,
     /// The decoded payload as received.
     pub claims: Map<String, Value>,
+    /// The same payload as JSON text, exactly as it was signed (empty when not from a JWS).
+    pub claims_json: String,
 }
 
 impl VerifiedSet {
@@ -181,6 +183,7 @@ pub fn check(stream: &Stream, claims: Map<String, Value>) -> Result<VerifiedSet,
         subject,
         control,
         claims,
+        claims_json: String::new(),
     })
 }
 

@@ -70,6 +70,8 @@ pub struct ParsedJws<'a> {
     pub signing_input: &'a [u8],
     pub signature: Vec<u8>,
     pub payload: Map<String, Value>,
+    /// The decoded payload text, kept so that storing the claims needs no re-serialisation.
+    pub payload_json: String,
 }
 
 fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, SetError> {
@@ -78,10 +80,10 @@ fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, SetError> {
         .map_err(|_| SetError::request(format!("the JWS {what} is not valid base64url")))
 }
 
-fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, SetError> {
+fn decode_object(part: &str, what: &str) -> Result<(Map<String, Value>, Vec<u8>), SetError> {
     let bytes = decode_part(part, what)?;
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => Ok((map, bytes)),
         Ok(_) => Err(SetError::request(format!(
             "the JWS {what} is not a JSON object"
         ))),
@@ -112,8 +114,10 @@ pub fn parse(token: &str) -> Result<ParsedJws<'_>, SetError> {
     if h.is_empty() || p.is_empty() {
         return Err(SetError::request("the JWS header or payload is empty"));
     }
-    let header = decode_object(h, "header")?;
-    let payload = decode_object(p, "payload")?;
+    let (header, _) = decode_object(h, "header")?;
+    let (payload, payload_bytes) = decode_object(p, "payload")?;
+    // serde_json accepted the bytes, so they are UTF-8.
+    let payload_json = String::from_utf8(payload_bytes).unwrap_or_default();
     let signature = decode_part(s, "signature")?;
 
     match header.get("typ") {
@@ -154,6 +158,7 @@ pub fn parse(token: &str) -> Result<ParsedJws<'_>, SetError> {
         signing_input,
         signature,
         payload,
+        payload_json,
     })
 }
 

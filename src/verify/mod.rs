@@ -55,5 +55,7 @@ pub async fn verify_set(
         )
         .into());
     }
-    Ok(claims::check(stream, parsed.payload)?)
+    let mut set = claims::check(stream, parsed.payload)?;
+    set.claims_json = parsed.payload_json;
+    Ok(set)
 }
