@@ -675,3 +675,86 @@ async fn push_listener_healthz() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn oversized_or_overfull_key_sets_are_not_used() {
+    let (d, tx, id, token) = setup().await;
+    // Over 256 KiB.
+    let huge = json!({"keys": [], "padding": "x".repeat(300 * 1024)}).to_string();
+    tx.set_jwks_body(Some(huge));
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 503);
+    // More than 100 keys.
+    let mut keys: Vec<Value> = (0..101)
+        .map(|i| json!({"kty": "oct", "kid": format!("x{i}"), "k": "AAAA"}))
+        .collect();
+    keys.push(tx.jwks()["keys"][0].clone());
+    tx.set_jwks_body(Some(json!({ "keys": keys }).to_string()));
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 503);
+    assert_eq!(stored_count(&d, &id).await, 0);
+    tx.set_jwks_body(None);
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+}
+
+#[tokio::test]
+async fn after_a_jwks_outage_a_rotated_key_is_picked_up() {
+    let d =
+        TestDaemon::start_with(|c| c.jwks.refresh_cooldown = std::time::Duration::from_millis(200))
+            .await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.set_jwks_status(500);
+    tx.add_key(KeyKind::Rs256, "k2");
+    tx.use_key("k2");
+    // The refresh fails: the cached set has no k2.
+    assert_set_error(
+        d.push(&id, &token, &tx.set().sign()).await,
+        400,
+        "invalid_key",
+    )
+    .await;
+    // Known keys still verify during the outage.
+    assert_eq!(
+        d.push(&id, &token, &tx.set().key("k1").sign())
+            .await
+            .status(),
+        202
+    );
+    tx.set_jwks_status(200);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_starve_others() {
+    use tokio::io::AsyncWriteExt;
+    let (d, tx, id, token) = setup().await;
+    // Fifty connections that send half a request line and then nothing.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        let mut c = tokio::net::TcpStream::connect(d.daemon.push_addr)
+            .await
+            .unwrap();
+        c.write_all(b"POST /ssf/push/").await.unwrap();
+        idle.push(c);
+    }
+    // And one that sends headers but dribbles its body.
+    let mut dribbler = tokio::net::TcpStream::connect(d.daemon.push_addr)
+        .await
+        .unwrap();
+    dribbler
+        .write_all(
+            format!(
+                "POST /ssf/push/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/secevent+jwt\r\nContent-Length: 1000\r\n\r\nabc"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    }
+    drop(idle);
+    drop(dribbler);
+}
