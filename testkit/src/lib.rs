@@ -1,0 +1,37 @@
+//! A Shared Signals Framework transmitter on loopback, for ssfd's tests, benchmarks and demo.
+//!
+//! [`TestTransmitter`] serves real SSF metadata and a real JWKS, signs real Security Event
+//! Tokens and pushes them, and lets a test break any of that on purpose: rotate or withdraw
+//! keys, fail the JWKS, lie about the issuer, or forge headers.
+//!
+//! ```no_run
+//! # async fn demo(push_url: &str, token: &str) {
+//! use ssfd_testkit::{events, subjects, TestTransmitter};
+//!
+//! let tx = TestTransmitter::start().await;
+//! let set = tx
+//!     .set()
+//!     .sub_id(subjects::email("bob@example.com"))
+//!     .event("credential-change", events::default_payload("credential-change", None, 0))
+//!     .sign();
+//! let answer = tx.push(push_url, token, &set).await;
+//! assert_eq!(answer.status(), 202);
+//! # }
+//! ```
+
+pub mod events;
+pub mod jws;
+mod keys;
+mod push;
+mod rsa_small;
+mod server;
+mod set;
+pub mod subjects;
+mod transmitter;
+
+pub use josekit::jwk::Jwk;
+pub use keys::{KeyKind, SigningKey};
+pub use push::{http_client, push_set, SET_MEDIA_TYPE};
+pub use server::{DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};
+pub use set::{random_jti, SetBuilder, DEFAULT_AUDIENCE};
+pub use transmitter::{TestTransmitter, TransmitterOptions};
