@@ -1,15 +1,19 @@
 //! The action worker: delivers planned outbox rows to their sinks, at least once, with retries.
 //!
-//! A row is claimed (`running`, attempts + 1) in a committed write before its sink runs, and its
-//! result is written afterwards; a crash in between leaves it `running`, and the next start puts
-//! it back to `pending`, so the attempt is repeated with the same idempotency key. Failed attempts
-//! back off exponentially with jitter; a row that exhausts its sink's `max_attempts` ends `dead`.
+//! A row is claimed (`running`, attempts + 1) in a write before its sink runs, and its result is
+//! written afterwards; a crash in between leaves it `running` (or, if the claim had not been
+//! committed yet, `pending`), and the next start puts it back to `pending`, so the attempt is
+//! repeated with the same idempotency key. The sink starts as soon as the claim has run in the
+//! writer's transaction, without waiting for that transaction's fsync: a lost claim can only cause
+//! a repeated attempt, which at-least-once delivery allows, and it keeps one commit off the path
+//! from a pushed SET to its sink. Failed attempts back off exponentially with jitter; a row that
+//! exhausts its sink's `max_attempts` ends `dead`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::document::{self, ActionRow};
@@ -77,17 +81,14 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if due && room > 0 {
             last_claim = Instant::now();
             match claim(&app, room, now).await {
-                Ok((rows, later)) => {
+                Some((rows, later)) => {
                     // A full claim means more may be waiting: look again when there is room.
                     next_due = if rows.len() == room { Some(0) } else { later };
                     for row in rows {
                         in_flight.spawn(attempt(app.clone(), client.clone(), row));
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "action worker could not claim actions");
-                    next_due = Some(now + 1000);
-                }
+                None => next_due = Some(now + 1000),
             }
         }
         tokio::select! {
@@ -189,13 +190,27 @@ fn claim_rows(
     Ok((rows, later))
 }
 
+type Claimed = (Vec<ActionRow>, Option<UnixMillis>);
+
 /// Claims up to `limit` due rows; also returns when the earliest row left pending comes due.
-async fn claim(
-    app: &Arc<App>,
-    limit: usize,
-    now: UnixMillis,
-) -> Result<(Vec<ActionRow>, Option<UnixMillis>), StoreError> {
-    app.store.write(move |c| claim_rows(c, limit, now)).await
+/// Answers once the claim has run in the writer's transaction; the commit completes on its own
+/// (see the module comment). `None` when the claim could not run.
+async fn claim(app: &Arc<App>, limit: usize, now: UnixMillis) -> Option<Claimed> {
+    let (early_tx, early_rx) = oneshot::channel::<Claimed>();
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        let written = store
+            .write(move |c| {
+                let claimed = claim_rows(c, limit, now)?;
+                let _ = early_tx.send(claimed);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "claiming actions failed; they stay pending and will be attempted again");
+        }
+    });
+    early_rx.await.ok()
 }
 
 /// The state an attempt leaves its row in.
