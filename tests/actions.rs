@@ -881,7 +881,7 @@ async fn a_command_sink_gets_the_document_on_stdin_and_the_variables() {
     std::fs::write(
         &script,
         "#!/bin/sh\nset -e\ncat > \"$1/doc-$SSFD_ATTEMPT.json\"\n\
-         env | grep '^SSFD_' | sort > \"$1/env-$SSFD_ATTEMPT.txt\"\n\
+         env | sort > \"$1/env-$SSFD_ATTEMPT.txt\"\n\
          echo \"revoked $SSFD_LOCAL_USER\"\n",
     )
     .unwrap();
@@ -928,6 +928,13 @@ async fn a_command_sink_gets_the_document_on_stdin_and_the_variables() {
     assert_eq!(vars["SSFD_LOCAL_USER"], "carol2");
     assert_eq!(vars["SSFD_EVENT_TYPE"], events::ACCOUNT_DISABLED);
     assert_eq!(vars["SSFD_IDEMPOTENCY_KEY"], key);
+    // Nothing else of the daemon's environment leaks through (cargo sets CARGO_* for tests).
+    assert!(vars.contains_key("PATH"));
+    assert!(
+        !vars.keys().any(|k| k.starts_with("CARGO")),
+        "{:?}",
+        vars.keys().collect::<Vec<_>>()
+    );
 
     let detail: String = env
         .db()
@@ -1146,6 +1153,8 @@ impl Child {
 
 #[tokio::test]
 async fn after_kill_9_every_action_completes_exactly_once() {
+    // Ports are chosen by binding port 0 and letting go, so a restarted ssfd and the receiver
+    // can come back on the same addresses.
     const SETS: usize = 12;
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
@@ -1183,6 +1192,7 @@ url = "http://{hook_addr}/hook"
 secret_file = "{secret}"
 max_attempts = 1000
 retry_base = "100ms"
+timeout = "60s"
 "#,
             db = dir.path().join("ssfd.db").display(),
             secret = secret.display(),
@@ -1249,7 +1259,26 @@ retry_base = "100ms"
         }
     })
     .await;
+    // Then the receiver accepts connections but never answers, so that the retries are caught
+    // mid-attempt by the kill.
+    let hole = TcpListener::bind(hook_addr).await.unwrap();
+    let hole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hole.accept().await {
+            held.push(socket);
+        }
+    });
+    wait_for("attempts hanging in the receiver", || {
+        let (http, admin) = (http.clone(), admin.clone());
+        async move {
+            let list = list_actions(http, admin).await?;
+            (list.len() == SETS && list.iter().all(|a| a["status"] == "running")).then_some(())
+        }
+    })
+    .await;
     first.kill_9().await;
+    hole.abort();
+    let _ = hole.await;
 
     let hook = Hook::serve(TcpListener::bind(hook_addr).await.unwrap());
     let second = Child::start(&config, &admin, &http).await;
@@ -1261,7 +1290,8 @@ retry_base = "100ms"
         }
     })
     .await;
-    assert!(actions.iter().all(|a| a["attempts"].as_i64() >= Some(2)));
+    // Refused, interrupted by the kill, delivered.
+    assert!(actions.iter().all(|a| a["attempts"].as_i64() >= Some(3)));
 
     let mut delivered: Vec<String> = hook
         .deliveries()

@@ -1,5 +1,6 @@
 //! The command sink: runs argv directly (no shell) with the action document on stdin and the
-//! key facts in `SSFD_*` variables; exit status 0 means done (DESIGN §5, §8).
+//! key facts in `SSFD_*` variables (beside only `PATH`, `HOME` and `LANG` from the daemon's
+//! environment); exit status 0 means done (DESIGN §5, §8).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,6 +14,17 @@ use crate::act::document::{ActionDocument, ActionRow};
 /// How long output may keep arriving after the command exits: a background child that inherited
 /// the pipes must not hold the attempt open.
 const OUTPUT_GRACE: Duration = Duration::from_millis(250);
+
+/// Variables passed through from the daemon's environment, with a default for those a command
+/// cannot do without.
+const PASSED_ENV: [(&str, Option<&str>); 3] = [
+    (
+        "PATH",
+        Some("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    ),
+    ("HOME", None),
+    ("LANG", None),
+];
 
 /// Reads a pipe to its end so the command never blocks writing, keeping the first bytes only.
 async fn read_bounded<R: AsyncRead + Unpin>(mut pipe: R) -> Vec<u8> {
@@ -51,6 +63,21 @@ pub async fn run(
         return Outcome::failed("the command sink has an empty argv");
     };
     let mut cmd = Command::new(program);
+    // Only what a command needs: the daemon's environment may hold values it has no business
+    // seeing.
+    cmd.env_clear();
+    for (name, default) in PASSED_ENV {
+        match std::env::var_os(name) {
+            Some(v) => {
+                cmd.env(name, v);
+            }
+            None => {
+                if let Some(d) = default {
+                    cmd.env(name, d);
+                }
+            }
+        }
+    }
     cmd.args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
