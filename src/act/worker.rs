@@ -1,19 +1,20 @@
 //! The action worker: delivers planned outbox rows to their sinks, at least once, with retries.
 //!
 //! A row is claimed (`running`, attempts + 1) in a write before its sink runs, and its result is
-//! written afterwards; a crash in between leaves it `running` (or, if the claim had not been
-//! committed yet, `pending`), and the next start puts it back to `pending`, so the attempt is
-//! repeated with the same idempotency key. The sink starts as soon as the claim has run in the
-//! writer's transaction, without waiting for that transaction's fsync: a lost claim can only cause
-//! a repeated attempt, which at-least-once delivery allows, and it keeps one commit off the path
-//! from a pushed SET to its sink. Failed attempts back off exponentially with jitter; a row that
-//! exhausts its sink's `max_attempts` ends `dead`.
+//! written afterwards (results that finish together share one write); a crash in between leaves
+//! it `running` (or, if the claim had not been committed yet, `pending`), and the next start puts
+//! it back to `pending`, so the attempt is repeated with the same idempotency key. The sink starts
+//! as soon as the claim has run in the writer's transaction, without waiting for that
+//! transaction's fsync: a lost claim can only cause a repeated attempt, which at-least-once
+//! delivery allows, and it keeps one commit off the path from a pushed SET to its sink. Failed
+//! attempts back off exponentially with jitter; a row that exhausts its sink's `max_attempts`
+//! ends `dead`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::document::{self, ActionRow};
@@ -34,8 +35,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// the worker's back (another process on the same database) are not left waiting forever.
 const SWEEP: Duration = Duration::from_secs(5);
 
-/// How long a failed result write is retried before the row is left `running` for the next start.
+/// How often a failed result write is retried before the rows are left `running` for the next
+/// start.
 const RECORD_RETRIES: u32 = 3;
+
+/// Most attempt results written in one store job.
+const RECORD_BATCH: usize = 512;
 
 /// Longest detail quoted in a log line; the attempt row keeps the whole (bounded) detail.
 const LOG_DETAIL: usize = 512;
@@ -65,7 +70,10 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         }
     };
     recover(&app).await;
-    let mut in_flight: JoinSet<Option<UnixMillis>> = JoinSet::new();
+    let (results_tx, results_rx) = mpsc::unbounded_channel();
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(record_results(app.clone(), results_rx, retry_tx));
+    let mut in_flight: JoinSet<()> = JoinSet::new();
     // When the next pending row comes due, as far as the worker knows; 0 = look now.
     let mut next_due: Option<UnixMillis> = Some(0);
     let mut last_claim = Instant::now();
@@ -85,7 +93,12 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     // A full claim means more may be waiting: look again when there is room.
                     next_due = if rows.len() == room { Some(0) } else { later };
                     for row in rows {
-                        in_flight.spawn(attempt(app.clone(), client.clone(), row));
+                        in_flight.spawn(attempt(
+                            app.clone(),
+                            client.clone(),
+                            row,
+                            results_tx.clone(),
+                        ));
                     }
                 }
                 None => next_due = Some(now + 1000),
@@ -94,13 +107,14 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = app.actions_ready.notified() => next_due = Some(0),
             _ = tick.tick() => {}
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
-                Ok(Some(retry_at)) => {
-                    next_due = Some(next_due.map_or(retry_at, |t| t.min(retry_at)));
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "an action attempt task failed");
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "an action attempt task failed"),
-            },
+            }
+            Some(retry_at) = retry_rx.recv() => {
+                next_due = Some(next_due.map_or(retry_at, |t| t.min(retry_at)));
+            }
             changed = stop.changed() => if changed.is_err() { break },
         }
     }
@@ -117,6 +131,11 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         );
         in_flight.abort_all();
         while in_flight.join_next().await.is_some() {}
+    }
+    // With every attempt ended, the recorder writes what is left and stops.
+    drop(results_tx);
+    if tokio::time::timeout(grace, recorder).await.is_err() {
+        tracing::warn!("stopping before every attempt result was written; those actions will be retried on the next start");
     }
 }
 
@@ -219,8 +238,24 @@ struct AttemptEnd {
     next_attempt_ms: Option<UnixMillis>,
 }
 
-/// Runs one attempt and records it; returns the time of the next attempt when there is one.
-async fn attempt(app: Arc<App>, client: reqwest::Client, row: ActionRow) -> Option<UnixMillis> {
+/// One finished attempt, waiting to be written.
+struct Finished {
+    row: ActionRow,
+    outcome: Outcome,
+    end: AttemptEnd,
+    started_ms: UnixMillis,
+    duration: Duration,
+}
+
+/// Runs one attempt and hands its result to the recorder. The attempt's slot is free as soon as
+/// the sink has answered: waiting for the result's commit here would tie the worker's throughput
+/// to the writer's fsync latency.
+async fn attempt(
+    app: Arc<App>,
+    client: reqwest::Client,
+    row: ActionRow,
+    results: mpsc::UnboundedSender<Finished>,
+) {
     let config = app.config();
     let started_ms = now_millis();
     let started = Instant::now();
@@ -245,7 +280,7 @@ async fn attempt(app: Arc<App>, client: reqwest::Client, row: ActionRow) -> Opti
     let duration = started.elapsed();
     let finished_ms = now_millis();
     let failures = row.attempt - row.budget_from;
-    let result = if outcome.ok {
+    let end = if outcome.ok {
         AttemptEnd {
             status: "done",
             next_attempt_ms: None,
@@ -265,59 +300,93 @@ async fn attempt(app: Arc<App>, client: reqwest::Client, row: ActionRow) -> Opti
             },
         }
     };
-    let latency_ms = duration.as_secs_f64() * 1000.0;
-    let recorded = record(&app, &row, &outcome, &result, started_ms, duration).await;
-    log_attempt(&row, &outcome, &result, latency_ms);
-    if let Err(e) = recorded {
+    let finished = Finished {
+        row,
+        outcome,
+        end,
+        started_ms,
+        duration,
+    };
+    if let Err(mpsc::error::SendError(f)) = results.send(finished) {
         tracing::error!(
-            action_id = row.id, error = %e,
-            "could not record an action attempt; it stays running until the next start"
+            action_id = f.row.id,
+            "the attempt recorder has stopped; the action stays running until the next start"
         );
-        return None;
     }
-    result.next_attempt_ms
 }
 
-async fn record(
-    app: &Arc<App>,
-    row: &ActionRow,
-    outcome: &Outcome,
-    result: &AttemptEnd,
-    started_ms: UnixMillis,
-    duration: Duration,
-) -> Result<(), StoreError> {
+/// Writes finished attempts, as many as are waiting in one store job, then logs them and tells
+/// the worker when the earliest retry among them is due. Ends when every sender is gone.
+async fn record_results(
+    app: Arc<App>,
+    mut results: mpsc::UnboundedReceiver<Finished>,
+    retries: mpsc::UnboundedSender<UnixMillis>,
+) {
+    while let Some(first) = results.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match results.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let batch = Arc::new(batch);
+        match write_results(&app, batch.clone()).await {
+            Ok(()) => {
+                for f in batch.iter() {
+                    log_attempt(f);
+                }
+                if let Some(t) = batch.iter().filter_map(|f| f.end.next_attempt_ms).min() {
+                    let _ = retries.send(t);
+                }
+            }
+            Err(e) => {
+                for f in batch.iter() {
+                    tracing::error!(
+                        action_id = f.row.id, error = %e,
+                        "could not record an action attempt; it stays running until the next start"
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn write_results(app: &Arc<App>, batch: Arc<Vec<Finished>>) -> Result<(), StoreError> {
     let mut tries = 0;
     loop {
-        let (id, attempt, ok, detail) = (row.id, row.attempt, outcome.ok, outcome.detail.clone());
-        let (status, next) = (result.status, result.next_attempt_ms);
+        let job = batch.clone();
         let written = app
             .store
             .write(move |c| {
-                let finished = (status != "pending").then(now_millis);
-                c.prepare_cached(
+                let now = now_millis();
+                let mut insert = c.prepare_cached(
                     "INSERT INTO attempts (outbox_id, attempt, started_at_ms, duration_ms, ok, detail)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    id,
-                    attempt,
-                    started_ms,
-                    duration.as_millis() as i64,
-                    ok,
-                    detail
-                ])?;
-                c.prepare_cached(
+                )?;
+                let mut update = c.prepare_cached(
                     "UPDATE outbox SET status = ?2, next_attempt_ms = COALESCE(?3, next_attempt_ms),
                             finished_at_ms = ?4, last_error = ?5
                       WHERE id = ?1 AND status = 'running'",
-                )?
-                .execute(params![
-                    id,
-                    status,
-                    next,
-                    finished,
-                    if ok { "" } else { detail.as_str() }
-                ])?;
+                )?;
+                for f in job.iter() {
+                    let ok = f.outcome.ok;
+                    insert.execute(params![
+                        f.row.id,
+                        f.row.attempt,
+                        f.started_ms,
+                        f.duration.as_millis() as i64,
+                        ok,
+                        f.outcome.detail
+                    ])?;
+                    update.execute(params![
+                        f.row.id,
+                        f.end.status,
+                        f.end.next_attempt_ms,
+                        (f.end.status != "pending").then_some(now),
+                        if ok { "" } else { f.outcome.detail.as_str() }
+                    ])?;
+                }
                 Ok(())
             })
             .await;
@@ -327,16 +396,18 @@ async fn record(
             Err(e) if tries >= RECORD_RETRIES => return Err(e),
             Err(e) => {
                 tries += 1;
-                tracing::warn!(action_id = row.id, error = %e, "retrying the write of an attempt result");
+                tracing::warn!(error = %e, attempts = batch.len(), "retrying the write of attempt results");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
 }
 
-fn log_attempt(row: &ActionRow, outcome: &Outcome, result: &AttemptEnd, latency_ms: f64) {
-    let short: String = outcome.detail.chars().take(LOG_DETAIL).collect();
-    match result.status {
+fn log_attempt(f: &Finished) {
+    let (row, end) = (&f.row, &f.end);
+    let latency_ms = f.duration.as_secs_f64() * 1000.0;
+    let short: String = f.outcome.detail.chars().take(LOG_DETAIL).collect();
+    match end.status {
         "done" => tracing::info!(
             stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
             sink = %row.sink, attempt = row.attempt, ok = true, status = "done", latency_ms,
@@ -345,7 +416,7 @@ fn log_attempt(row: &ActionRow, outcome: &Outcome, result: &AttemptEnd, latency_
         "pending" => tracing::warn!(
             stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
             sink = %row.sink, attempt = row.attempt, ok = false, status = "pending", latency_ms,
-            retry_in_ms = result.next_attempt_ms.map(|t| t - now_millis()).unwrap_or(0),
+            retry_in_ms = end.next_attempt_ms.map(|t| t - now_millis()).unwrap_or(0),
             error = %short, "action attempt"
         ),
         _ => tracing::error!(
