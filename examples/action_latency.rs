@@ -61,6 +61,27 @@ async fn receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCode {
     }
 }
 
+/// CPU time this process has used (user + system), to report the cost per SET.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The 1-minute load average, so that figures from a busy machine are read as such.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -206,6 +227,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let load_before = load_average();
+    let cpu_before = cpu_time();
     let started = Instant::now();
     let mut pushes = Vec::with_capacity(total);
     for (jti, set) in sets {
@@ -257,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let delivered = latency.len();
+    let cpu_used = cpu_time().saturating_sub(cpu_before);
 
     println!("ssfd action latency benchmark");
     println!(
@@ -273,6 +297,14 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "delivered     {delivered} webhook actions; delivery rate {:.1}/s (first push to last arrival)",
         delivered as f64 / last_arrival.duration_since(started).as_secs_f64().max(1e-9)
+    );
+    println!(
+        "cpu           {:.2} s for the run ({:.0} us per SET: ssfd, this transmitter and this webhook \
+         receiver together); {} cores; load average {load_before} before, {} after",
+        cpu_used.as_secs_f64(),
+        cpu_used.as_secs_f64() * 1e6 / (sent_at.len().max(1) as f64),
+        workers,
+        load_average()
     );
     summary("push sent -> 202", ack_latency);
     summary("push sent -> webhook", latency);

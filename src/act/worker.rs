@@ -6,7 +6,9 @@
 //! it back to `pending`, so the attempt is repeated with the same idempotency key. The sink starts
 //! as soon as the claim has run in the writer's transaction, without waiting for that
 //! transaction's fsync: a lost claim can only cause a repeated attempt, which at-least-once
-//! delivery allows, and it keeps one commit off the path from a pushed SET to its sink. Failed
+//! delivery allows, and it keeps one commit off the path from a pushed SET to its sink. (The claim
+//! may share a transaction with the SET's own insert; if that commit failed, the SET was never
+//! acknowledged, the transmitter delivers it again, and the sink sees the same key again.) Failed
 //! attempts back off exponentially with jitter; a row that exhausts its sink's `max_attempts`
 //! ends `dead`.
 
@@ -201,11 +203,9 @@ fn claim_rows(
     for row in &rows {
         mark.execute([row.id])?;
     }
-    let later: Option<UnixMillis> = c.query_row(
-        "SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending'",
-        [],
-        |r| r.get(0),
-    )?;
+    let later: Option<UnixMillis> = c
+        .prepare_cached("SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?;
     Ok((rows, later))
 }
 
