@@ -85,6 +85,13 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             break;
         }
+        // Finished attempts count against the bound until they are reaped; reap them all, not
+        // one per turn of this loop, or the bound throttles the worker to its loop rate.
+        while let Some(done) = in_flight.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "an action attempt task failed");
+            }
+        }
         let now = now_millis();
         let room = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
         let due = next_due.is_some_and(|t| t <= now) || last_claim.elapsed() >= SWEEP;
