@@ -1,6 +1,6 @@
 -- ssfd database schema: the single source of truth, embedded in the binary.
 -- Times are Unix seconds (UTC) unless a column name ends in _ms.
--- Migrations: each `-- migration N` block below upgrades PRAGMA user_version from N-1 to N.
+-- Migrations: each block below, headed by a "migration N" comment line, upgrades PRAGMA user_version from N-1 to N.
 
 -- migration 1
 CREATE TABLE streams (
@@ -48,7 +48,7 @@ CREATE TABLE inbox (
     claims          TEXT NOT NULL,                       -- decoded payload, JSON
     received_at_ms  INTEGER NOT NULL,
     delivery        TEXT NOT NULL,                       -- 'push' | 'poll'
-    outcome         TEXT NOT NULL,                       -- 'planned' | 'log_only' | 'stored' | 'control' | 'discarded'
+    outcome         TEXT NOT NULL,                       -- 'revoke' | 'log_only' | 'stored' | 'control' | 'discarded'
     decision        TEXT NOT NULL DEFAULT '',            -- human-readable reason for the outcome
     UNIQUE (stream_id, jti)
 );
@@ -66,6 +66,8 @@ CREATE TABLE outbox (
     idempotency_key TEXT NOT NULL,                       -- streamId:jti:eventType
     status          TEXT NOT NULL,                       -- 'pending' | 'running' | 'done' | 'dead'
     attempts        INTEGER NOT NULL DEFAULT 0,
+    budget_from     INTEGER NOT NULL DEFAULT 0,          -- attempts made before the last operator retry;
+                                                         -- max_attempts counts from here
     next_attempt_ms INTEGER NOT NULL,
     created_at_ms   INTEGER NOT NULL,
     finished_at_ms  INTEGER,
@@ -74,6 +76,8 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt_ms);
 CREATE INDEX outbox_inbox ON outbox (inbox_seq);
+CREATE INDEX outbox_status ON outbox (status, id);           -- GET /api/v1/actions?status=
+CREATE INDEX outbox_stream ON outbox (stream_id, status, id); -- ?streamId=, dead count in stats
 
 -- One row per attempt of an outbox action.
 CREATE TABLE attempts (
@@ -85,6 +89,7 @@ CREATE TABLE attempts (
     ok              INTEGER NOT NULL,
     detail          TEXT NOT NULL DEFAULT ''             -- status, exit code, bounded output
 );
+CREATE INDEX attempts_outbox ON attempts (outbox_id);
 
 -- Revocation ledger: subject key -> sessions issued before revoked_before are revoked.
 CREATE TABLE ledger (

@@ -45,6 +45,11 @@ pub enum ConfigError {
 
 /// Attempts before a sink action is `dead`, when a sink does not set `max_attempts`.
 pub const DEFAULT_SINK_MAX_ATTEMPTS: u32 = 8;
+/// First retry delay of a sink action, when a sink does not set `retry_base`; it doubles per
+/// attempt up to [`SINK_RETRY_CAP`].
+pub const DEFAULT_SINK_RETRY_BASE: Duration = Duration::from_secs(1);
+/// Longest delay between two attempts of a sink action.
+pub const SINK_RETRY_CAP: Duration = Duration::from_secs(300);
 /// Timeout of a webhook sink that does not set `timeout`.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of a command sink that does not set `timeout`.
@@ -161,6 +166,8 @@ pub struct SinkConfig {
     pub events: Vec<String>,
     /// Attempts before an action is `dead` (default 8).
     pub max_attempts: u32,
+    /// Delay before the first retry (default 1s); doubles per attempt, capped at 5 minutes.
+    pub retry_base: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,6 +413,7 @@ const SINK_COMMON_KEYS: &[&str] = &[
     "streams",
     "events",
     "max_attempts",
+    "retry_base",
 ];
 const WEBHOOK_KEYS: &[&str] = &["url", "secret_file"];
 const COMMAND_KEYS: &[&str] = &["argv"];
@@ -612,6 +620,19 @@ fn parse_sink(mut s: Section<'_>) -> Result<(SinkConfig, usize), ConfigError> {
         Some(f) => f.int_in(SINK_MAX_ATTEMPTS_RANGE)?,
         None => DEFAULT_SINK_MAX_ATTEMPTS,
     };
+    let retry_base = match s.take("retry_base") {
+        Some(f) => {
+            let d = f.duration(false)?;
+            if d > SINK_RETRY_CAP {
+                return Err(f.err(format!(
+                    "must not exceed {} (the longest delay between attempts)",
+                    format_duration(SINK_RETRY_CAP)
+                )));
+            }
+            d
+        }
+        None => DEFAULT_SINK_RETRY_BASE,
+    };
     let sink = SinkConfig {
         name,
         kind,
@@ -619,6 +640,7 @@ fn parse_sink(mut s: Section<'_>) -> Result<(SinkConfig, usize), ConfigError> {
         streams,
         events,
         max_attempts,
+        retry_base,
     };
     Ok((sink, name_line))
 }
@@ -1279,6 +1301,7 @@ struct ShownSink {
     streams: Vec<String>,
     events: Vec<String>,
     max_attempts: u32,
+    retry_base: String,
 }
 
 #[derive(Serialize)]
@@ -1356,6 +1379,7 @@ impl From<&Config> for Shown {
                         streams: s.streams.clone(),
                         events: s.events.clone(),
                         max_attempts: s.max_attempts,
+                        retry_base: format_duration(s.retry_base),
                     }
                 })
                 .collect(),
@@ -1468,6 +1492,7 @@ timeout = "10s"
                     streams: vec![],
                     events: vec![],
                     max_attempts: DEFAULT_SINK_MAX_ATTEMPTS,
+                    retry_base: DEFAULT_SINK_RETRY_BASE,
                 },
                 SinkConfig {
                     name: "local-sessions".into(),
@@ -1478,6 +1503,7 @@ timeout = "10s"
                     streams: vec![],
                     events: vec![],
                     max_attempts: DEFAULT_SINK_MAX_ATTEMPTS,
+                    retry_base: DEFAULT_SINK_RETRY_BASE,
                 },
             ]
         );
@@ -1530,6 +1556,7 @@ secret_file = "credential:webhook"
 streams = ["s1", "s2"]
 events = ["session-revoked"]
 max_attempts = 3
+retry_base = "250ms"
 
 [[sink]]
 type = "command"
@@ -1583,6 +1610,7 @@ rule = "email_local_part"
         assert_eq!(hook.streams, vec!["s1", "s2"]);
         assert_eq!(hook.events, vec!["session-revoked"]);
         assert_eq!(hook.max_attempts, 3);
+        assert_eq!(hook.retry_base, Duration::from_millis(250));
         let cmd = &cfg.sinks[1];
         assert_eq!(
             cmd.kind,
@@ -1943,6 +1971,9 @@ rule = "email_local_part"
         assert_fails(&hook("timeout = \"0s\""), 6, "sink[0].timeout");
         assert_fails(&hook("max_attempts = 0"), 6, "sink[0].max_attempts");
         assert_fails(&hook("max_attempts = 1001"), 6, "sink[0].max_attempts");
+        assert_fails(&hook("retry_base = \"0s\""), 6, "sink[0].retry_base");
+        assert_fails(&hook("retry_base = \"10m\""), 6, "sink[0].retry_base");
+        assert_fails(&hook("retry_base = 1"), 6, "sink[0].retry_base");
         assert_fails(&hook("streams = \"s1\""), 6, "sink[0].streams");
         assert_fails(&hook("streams = [\"\"]"), 6, "sink[0].streams");
         assert_fails(&hook("events = [\"a\", 2]"), 6, "sink[0].events[1]");

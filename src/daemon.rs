@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::secrets::{random_token, token_hash};
 use crate::store::{Store, StoreError};
 use crate::verify::jwks::JwksCache;
-use crate::{admin, http, intake};
+use crate::{act, admin, http, intake};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -199,6 +199,7 @@ impl Daemon {
             shutdown.subscribe(),
             grace,
         ));
+        tasks.spawn(act::worker::run(app.clone(), shutdown.subscribe()));
         tracing::info!(push = %push_addr, admin = %admin_addr, streams = app.registry.len(), "ssfd is ready");
         Ok(Daemon {
             app,

@@ -4,8 +4,12 @@
 //! the same transaction as the inbox row: ledger entries and audit rows at once, and one outbox
 //! row per sink that the action worker then delivers.
 
+pub mod document;
 pub mod identity;
 pub mod policy;
+pub mod replay;
+pub mod sinks;
+pub mod worker;
 
 use rusqlite::{params, Connection};
 use serde_json::Value;
@@ -41,6 +45,11 @@ pub struct Plan {
 /// The time a revocation applies from: `event_timestamp` (seconds; milliseconds tolerated),
 /// else `toe`, else `iat`.
 pub fn event_time(set: &VerifiedSet, payload: &serde_json::Map<String, Value>) -> i64 {
+    event_time_of(payload, set.toe, set.iat)
+}
+
+/// [`event_time`] from the parts of a SET, for code that reads stored claims.
+pub fn event_time_of(payload: &serde_json::Map<String, Value>, toe: Option<i64>, iat: i64) -> i64 {
     let ts = payload
         .get("event_timestamp")
         .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
@@ -48,7 +57,7 @@ pub fn event_time(set: &VerifiedSet, payload: &serde_json::Map<String, Value>) -
         // Anything past the year 5138 in seconds is a millisecond timestamp.
         Some(t) if t > 100_000_000_000 => t / 1000,
         Some(t) => t,
-        None => set.toe.unwrap_or(set.iat),
+        None => toe.unwrap_or(iat),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admin listener: the ConductorOne-shaped management API under `/api/`, which needs the admin
 //! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none.
 
+pub mod actions;
 pub mod ledger;
 pub mod streams;
 pub mod wire;
@@ -175,6 +176,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/events", get(streams::list_events))
         .route("/api/v1/subjects:check", post(ledger::check))
+        .route("/api/v1/actions", get(actions::list))
+        .route("/api/v1/actions/{id}/retry", post(actions::retry))
+        .route("/api/v1/events/replay", post(actions::replay))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             require_admin_token,
