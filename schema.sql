@@ -1,6 +1,7 @@
 -- ssfd database schema: the single source of truth, embedded in the binary.
 -- Times are Unix seconds (UTC) unless a column name ends in _ms.
--- Migrations: each `-- migration N` block below upgrades PRAGMA user_version from N-1 to N.
+-- Migrations: each block below, headed by its "migration N" marker comment, upgrades PRAGMA
+-- user_version from N-1 to N.
 
 -- migration 1
 CREATE TABLE streams (
@@ -29,6 +30,7 @@ CREATE TABLE streams (
     transmitter_stream_id       TEXT NOT NULL DEFAULT '',
     transmitter_status          TEXT NOT NULL DEFAULT '',
     transmitter_status_reason   TEXT NOT NULL DEFAULT '',
+    events_delivered            TEXT NOT NULL DEFAULT '[]',  -- JSON array of URIs the transmitter said it delivers
     push_token_hash             BLOB,                    -- SHA-256 of the push token; the token itself is never stored
     prev_push_token_hash        BLOB,
     prev_push_token_expires_at  INTEGER,

@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::secrets::{random_token, token_hash};
 use crate::store::{Store, StoreError};
 use crate::verify::jwks::JwksCache;
-use crate::{admin, intake};
+use crate::{admin, intake, transmitter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -151,6 +151,10 @@ impl Daemon {
         let admin_router = admin::router(app.clone());
         tasks.spawn(serve(push_listener, push_router, shutdown.subscribe()));
         tasks.spawn(serve(admin_listener, admin_router, shutdown.subscribe()));
+        // Pollers start, restart and stop with their streams; on shutdown they send their last
+        // acknowledgements before the supervisor returns.
+        tasks.spawn(intake::poll::supervise(app.clone(), shutdown.subscribe()));
+        tasks.spawn(transmitter::health::run(app.clone(), shutdown.subscribe()));
         tracing::info!(push = %push_addr, admin = %admin_addr, streams = app.registry.len(), "ssfd is ready");
         Ok(Daemon {
             app,

@@ -2,6 +2,7 @@
 //! admin API. Exit codes: 0 ok, 1 error, 2 usage.
 
 pub mod logging;
+pub mod transmitter;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ pub enum Command {
         #[arg(long, value_name = "LEVEL")]
         log_level: Option<String>,
     },
+    /// Act at a stream's transmitter through the running daemon's admin API.
+    Transmitter(transmitter::TransmitterArgs),
 }
 
 pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, crate::config::ConfigError> {
@@ -72,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(serve(config))
         }
+        Command::Transmitter(args) => transmitter::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! stores it with its planned actions in one transaction, and only then reports success, so that
 //! nothing acknowledged can be lost.
 
+pub mod poll;
 pub mod push;
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use crate::verify::{self, ControlEvent, SetError, VerifyFailure};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     Push,
+    /// Also records the poll acknowledgement as pending in the same transaction, so that a SET
+    /// committed just before a crash is still acknowledged after the restart.
     Poll,
 }
 
@@ -130,11 +133,15 @@ async fn receive_inner(
     let set_for_tx = set.clone();
     let plan_for_tx = plan.clone();
     let now_ms = now_millis();
+    let pending_ack = delivery == Delivery::Poll;
     let stored = app
         .store
         .write(move |conn| {
             let set = set_for_tx;
             if inbox::exists(conn, &stream_id, &set.jti)? {
+                if pending_ack {
+                    poll::record_pending_ack(conn, &stream_id, &set.jti)?;
+                }
                 return Ok(Stored::Duplicate);
             }
             let now = now_ms / 1000;
@@ -183,9 +190,15 @@ async fn receive_inner(
                 decision: plan_for_tx.summary.clone(),
             };
             let Some(seq) = inbox::insert(conn, &row)? else {
+                if pending_ack {
+                    poll::record_pending_ack(conn, &stream_id, &set.jti)?;
+                }
                 return Ok(Stored::Duplicate);
             };
             act::record(conn, seq, &stream_id, &set, &plan_for_tx, now_ms)?;
+            if pending_ack {
+                poll::record_pending_ack(conn, &stream_id, &set.jti)?;
+            }
             Ok(Stored::New)
         })
         .await;
