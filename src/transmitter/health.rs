@@ -23,6 +23,8 @@ pub struct HealthStats {
     pub verifications_missed: AtomicU64,
     /// Verification requests the transmitter did not accept.
     pub verification_errors: AtomicU64,
+    /// Completed rounds over all streams.
+    pub rounds: AtomicU64,
 }
 
 /// How often the task looks at the configuration while the check is off.
@@ -106,6 +108,7 @@ async fn round(app: &Arc<App>, awaited: &mut HashMap<String, String>) {
             }
         }
     }
+    stats.rounds.fetch_add(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]
