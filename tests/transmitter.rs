@@ -263,6 +263,20 @@ async fn a_409_takes_over_the_existing_stream() {
 }
 
 #[tokio::test]
+async fn registering_again_updates_the_registered_stream() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ssfReceiverStream"]["transmitterStreamId"], tid.as_str());
+    assert_eq!(tx.stream_ids(), vec![tid.clone()]);
+    let last = tx.management_calls().pop().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("PUT", 200));
+    assert_eq!(last.body["stream_id"], tid.as_str());
+}
+
+#[tokio::test]
 async fn verification_with_the_requested_state_is_accepted() {
     // 33
     let d = daemon().await;

@@ -138,15 +138,15 @@ pub async fn supervise(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn reconcile(app: &Arc<App>, running: &mut HashMap<String, Running>) {
-    let desired: HashMap<String, Fingerprint> = app
+    let desired: HashMap<String, (Arc<Stream>, Fingerprint)> = app
         .registry
         .list()
-        .iter()
-        .filter_map(|s| wanted(s).map(|f| (s.id.clone(), f)))
+        .into_iter()
+        .filter_map(|s| wanted(&s).map(|f| (s.id.clone(), (s, f))))
         .collect();
     let stale: Vec<String> = running
         .iter()
-        .filter(|(id, r)| desired.get(*id) != Some(&r.fingerprint))
+        .filter(|(id, r)| desired.get(*id).map(|d| &d.1) != Some(&r.fingerprint))
         .map(|(id, _)| id.clone())
         .collect();
     for id in stale {
@@ -156,12 +156,12 @@ async fn reconcile(app: &Arc<App>, running: &mut HashMap<String, Running>) {
             tracing::info!(stream = %id, "poller stopped");
         }
     }
-    for (id, fingerprint) in desired {
+    for (id, (stream, fingerprint)) in desired {
         if running.contains_key(&id) {
             continue;
         }
         let (stop_tx, stop_rx) = watch::channel(false);
-        let poller = Poller::new(app.clone(), id.clone(), &fingerprint);
+        let poller = Poller::new(app.clone(), stream, &fingerprint);
         let task = tokio::spawn(poller.run(stop_rx));
         tracing::info!(stream = %id, "poller started");
         running.insert(
@@ -201,6 +201,9 @@ impl From<TransmitterError> for PollFailure {
 struct Poller {
     app: Arc<App>,
     id: String,
+    /// The stream as last seen in the registry: still usable for the final acknowledgements
+    /// after the stream was deleted.
+    stream: Arc<Stream>,
     endpoint: String,
     interval: Option<Duration>,
     /// jtis committed and not yet acknowledged in a request the transmitter answered with 200.
@@ -214,10 +217,11 @@ struct Poller {
 }
 
 impl Poller {
-    fn new(app: Arc<App>, id: String, f: &Fingerprint) -> Poller {
+    fn new(app: Arc<App>, stream: Arc<Stream>, f: &Fingerprint) -> Poller {
         Poller {
             app,
-            id,
+            id: stream.id.clone(),
+            stream,
             endpoint: f.endpoint.clone(),
             interval: f.interval,
             acks: Vec::new(),
@@ -244,6 +248,9 @@ impl Poller {
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if let Some(s) = self.app.registry.get(&self.id) {
+                self.stream = s;
             }
             let body = self.request_body(false);
             let outcome = tokio::select! {
@@ -328,10 +335,7 @@ impl Poller {
     }
 
     async fn exchange_with(&self, body: &Value, timeout: Duration) -> Result<Answer, PollFailure> {
-        let stream = self.app.registry.get(&self.id).ok_or_else(|| PollFailure {
-            message: "poll: the stream no longer exists".into(),
-            retry_after: None,
-        })?;
+        let stream = self.stream.clone();
         let with_errs = !self.errs.is_empty();
         let resp = auth::send(&self.app, &stream, "poll", timeout, |c| {
             let req = c

@@ -346,6 +346,15 @@ async fn create_or_replace(
     config_url: &str,
     body: &Value,
 ) -> Result<StreamConfig, TransmitterError> {
+    // Registered before: update that stream rather than leave it orphaned beside a new one.
+    if !stream.transmitter_stream_id.is_empty() {
+        match replace(app, stream, config_url, &stream.transmitter_stream_id, body).await {
+            Err(TransmitterError::Status { status: 404, .. }) => {
+                tracing::info!(stream = %stream.id, "the transmitter no longer has the registered stream; creating a new one");
+            }
+            other => return other,
+        }
+    }
     let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
         c.post(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
