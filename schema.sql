@@ -29,6 +29,7 @@ CREATE TABLE streams (
     transmitter_stream_id       TEXT NOT NULL DEFAULT '',
     transmitter_status          TEXT NOT NULL DEFAULT '',
     transmitter_status_reason   TEXT NOT NULL DEFAULT '',
+    events_delivered            TEXT NOT NULL DEFAULT '[]',  -- JSON array of URIs the transmitter said it delivers
     push_token_hash             BLOB,                    -- SHA-256 of the push token; the token itself is never stored
     prev_push_token_hash        BLOB,
     prev_push_token_expires_at  INTEGER,

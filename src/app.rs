@@ -18,6 +18,8 @@ pub struct App {
     pub keys: JwksCache,
     /// SHA-256 of the admin token; the token itself is not kept.
     pub admin_token_hash: [u8; 32],
+    /// Shared by the pollers and the management client: HTTP client, access tokens, counters.
+    pub transmitters: crate::transmitter::Transmitters,
     /// Woken when new actions are committed, so the worker need not wait for its next tick.
     pub actions_ready: Notify,
     pub started: Instant,
@@ -39,6 +41,7 @@ impl App {
             registry,
             keys,
             admin_token_hash,
+            transmitters: Default::default(),
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),

@@ -131,6 +131,8 @@ pub struct JwksConfig {
 pub struct PollConfig {
     pub max_events: u32,
     pub timeout: Duration,
+    /// Ask every registered, enabled stream for a verification this often; `None` = off.
+    pub verify_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +230,7 @@ impl Default for Config {
             poll: PollConfig {
                 max_events: 100,
                 timeout: Duration::from_secs(90),
+                verify_interval: None,
             },
             policy: BTreeMap::new(),
             log: LogConfig {
@@ -275,12 +278,19 @@ impl Config {
             parse_jwks(f.section(JWKS_KEYS)?, &mut cfg.jwks)?;
         }
         if let Some(f) = root.take("poll") {
-            let mut s = f.section(&["max_events", "timeout"])?;
+            let mut s = f.section(&["max_events", "timeout", "verify_interval"])?;
             if let Some(f) = s.take("max_events") {
                 cfg.poll.max_events = f.int_in(POLL_MAX_EVENTS_RANGE)?;
             }
             if let Some(f) = s.take("timeout") {
                 cfg.poll.timeout = f.duration(false)?;
+            }
+            if let Some(f) = s.take("verify_interval") {
+                // "0s" or "off" keeps the health check off, as when the key is absent.
+                cfg.poll.verify_interval = match f.str() {
+                    Ok(v) if v.trim().eq_ignore_ascii_case("off") => None,
+                    _ => Some(f.duration(true)?).filter(|d| !d.is_zero()),
+                };
             }
         }
         if let Some(f) = root.take("policy") {
@@ -1278,6 +1288,8 @@ struct ShownJwks {
 struct ShownPoll {
     max_events: u32,
     timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify_interval: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1349,6 +1361,7 @@ impl From<&Config> for Shown {
             poll: ShownPoll {
                 max_events: c.poll.max_events,
                 timeout: format_duration(c.poll.timeout),
+                verify_interval: c.poll.verify_interval.map(format_duration),
             },
             policy: c
                 .policy
@@ -1841,6 +1854,25 @@ rule = "email_local_part"
             );
         }
         assert_eq!(size("\"16MiB\"").unwrap(), MAX_BODY_LIMIT);
+    }
+
+    #[test]
+    fn poll_verify_interval() {
+        assert_eq!(Config::default().poll.verify_interval, None);
+        let cfg = parse("[poll]\nverify_interval = \"15m\"\n").unwrap();
+        assert_eq!(cfg.poll.verify_interval, Some(Duration::from_secs(900)));
+        let back = parse(&cfg.redacted_toml()).unwrap();
+        assert_eq!(back.poll.verify_interval, Some(Duration::from_secs(900)));
+        for off in ["\"off\"", "\"0s\""] {
+            let text = format!("[poll]\nverify_interval = {off}\n");
+            assert_eq!(parse(&text).unwrap().poll.verify_interval, None);
+        }
+        assert_fails("[poll]\nverify_interval = 60\n", 2, "poll.verify_interval");
+        assert_fails(
+            "[poll]\nverify_interval = \"soon\"\n",
+            2,
+            "poll.verify_interval",
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::secrets::{random_token, token_hash};
 use crate::store::{Store, StoreError};
 use crate::verify::jwks::JwksCache;
-use crate::{act, admin, http, intake};
+use crate::{act, admin, http, intake, transmitter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -200,6 +200,10 @@ impl Daemon {
             grace,
         ));
         tasks.spawn(act::worker::run(app.clone(), shutdown.subscribe()));
+        // Pollers start, restart and stop with their streams; on shutdown they send their last
+        // acknowledgements before the supervisor returns.
+        tasks.spawn(intake::poll::supervise(app.clone(), shutdown.subscribe()));
+        tasks.spawn(transmitter::health::run(app.clone(), shutdown.subscribe()));
         tracing::info!(push = %push_addr, admin = %admin_addr, streams = app.registry.len(), "ssfd is ready");
         Ok(Daemon {
             app,

@@ -3,7 +3,8 @@
 //! A Security Event Token flows through the modules in the order they are listed here:
 //! it arrives through [`intake`] (push or poll), is checked by [`verify`], made durable by
 //! [`store`] together with the actions [`act`] planned for it, and only then acknowledged.
-//! [`admin`] manages the stream records the rest of the flow is bound to; [`daemon`] wires
+//! [`admin`] manages the stream records the rest of the flow is bound to; [`transmitter`] talks
+//! to the transmitters themselves (registration, verification, status); [`daemon`] wires
 //! everything together, [`service`] runs it under a service manager and [`metrics`] counts what
 //! it does; [`cli`] is the operator's command line.
 
@@ -22,4 +23,5 @@ pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod transmitter;
 pub mod verify;

@@ -142,6 +142,8 @@ pub struct Stream {
     pub transmitter_stream_id: String,
     pub transmitter_status: String,
     pub transmitter_status_reason: String,
+    /// Event types the transmitter promised at registration (SSF §8.1.1 `events_delivered`).
+    pub events_delivered: Vec<String>,
     /// SHA-256 of the current push token (PUSH streams only).
     pub push_token_hash: Option<[u8; 32]>,
     /// SHA-256 of the previous push token, valid until `prev_push_token_expires_at`.
@@ -195,6 +197,7 @@ impl Default for Stream {
             transmitter_stream_id: String::new(),
             transmitter_status: String::new(),
             transmitter_status_reason: String::new(),
+            events_delivered: Vec::new(),
             push_token_hash: None,
             prev_push_token_hash: None,
             prev_push_token_expires_at: None,

@@ -654,3 +654,26 @@ async fn events_listing_filters() {
     assert_eq!(status, 400);
     assert!(v["message"].as_str().unwrap().starts_with("since"));
 }
+
+#[tokio::test]
+async fn admin_updates_keep_the_rejected_count() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    d.push(
+        &id,
+        &token,
+        &tx.set().iss("https://other.example.com").sign(),
+    )
+    .await;
+    assert_eq!(d.stats(&id).await["eventsFailedCount"], 1);
+    let (status, _) = d
+        .api(
+            Method::POST,
+            &format!("{STREAMS}/{id}"),
+            Some(json!({"ssfReceiverStream": {"description": "x"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(d.stats(&id).await["eventsFailedCount"], 1);
+}

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod ledger;
 pub mod streams;
+pub mod transmitter;
 pub mod wire;
 
 use std::sync::Arc;
@@ -173,6 +174,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/api/v1/ssf-receiver-streams/{id}/rotate-push-token",
             post(streams::rotate_push_token),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/register",
+            post(transmitter::register),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/verify",
+            post(transmitter::verify),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/transmitter-status",
+            get(transmitter::read_status).post(transmitter::update_status),
         )
         .route("/api/v1/events", get(streams::list_events))
         .route("/api/v1/subjects:check", post(ledger::check))

@@ -258,10 +258,18 @@ pub async fn update(
     Ok(json_ok(out))
 }
 
+#[derive(serde::Deserialize)]
+pub struct DeleteQuery {
+    /// `true`: delete the stream at its transmitter first (SSF §8.1.1.5).
+    remote: Option<String>,
+}
+
 pub async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
 ) -> Result<Response, ApiError> {
+    super::transmitter::delete_remote_first(&app, &id, q.remote.as_deref()).await?;
     let now = now_unix();
     app.registry
         .modify(&id, |s: &mut Stream| -> Result<(), ApiError> {
@@ -408,12 +416,20 @@ pub async fn rotate_push_token(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let token = rotate_push_token_of(&app, &id).await?;
+    Ok(json_ok(json!({"pushAuthTokenPlaintext": token})))
+}
+
+/// Installs a fresh push token on a PUSH stream and returns it; the previous token stays valid
+/// for `[server] push_token_overlap`. Shared by the rotate call and by registration at a
+/// transmitter, which hands the fresh token over as the `authorization_header`.
+pub async fn rotate_push_token_of(app: &App, id: &str) -> Result<String, ApiError> {
     let overlap = app.config().server.push_token_overlap;
     let token = random_token();
     let hash = token_hash(&token);
     let now = now_unix();
     app.registry
-        .modify(&id, |s: &mut Stream| -> Result<(), ApiError> {
+        .modify(id, |s: &mut Stream| -> Result<(), ApiError> {
             if !s.is_push() {
                 return Err(ApiError::invalid(
                     "deliveryMethod",
@@ -429,7 +445,7 @@ pub async fn rotate_push_token(
         .await?
         .ok_or_else(|| ApiError::not_found("stream"))?;
     tracing::info!(stream = %id, overlap_secs = overlap.as_secs(), "push token rotated");
-    Ok(json_ok(json!({"pushAuthTokenPlaintext": token})))
+    Ok(token)
 }
 
 #[derive(serde::Deserialize)]

@@ -45,6 +45,7 @@ pub const READ_ONLY: &[&str] = &[
     "lastVerifiedAt",
     "transmitterStatus",
     "transmitterStatusReason",
+    "eventsDelivered",
 ];
 
 /// Shortest push token an operator may supply.
@@ -126,6 +127,7 @@ pub fn stream_json(s: &Stream, public_base_url: &str) -> Value {
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
+    m.insert("eventsDelivered".into(), json!(s.events_delivered));
     Value::Object(m)
 }
 

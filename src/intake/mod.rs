@@ -2,6 +2,7 @@
 //! stores it with its planned actions in one transaction, and only then reports success, so that
 //! nothing acknowledged can be lost.
 
+pub mod poll;
 pub mod push;
 
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use crate::verify::{self, ControlEvent, SetError, VerifiedSet, VerifyFailure};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     Push,
+    /// Also records the poll acknowledgement as pending in the same transaction, so that a SET
+    /// committed just before a crash is still acknowledged after the restart.
     Poll,
 }
 
@@ -239,7 +242,13 @@ fn store_set(
     delivery: Delivery,
     now_ms: i64,
 ) -> Result<Stored, StoreError> {
+    // A polled SET is acknowledged on the next request once it is stored, duplicates
+    // included; the pending ack is part of the same transaction.
+    let pending_ack = delivery == Delivery::Poll;
     if inbox::exists(conn, stream_id, &set.jti)? {
+        if pending_ack {
+            poll::record_pending_ack(conn, stream_id, &set.jti)?;
+        }
         return Ok(Stored::Duplicate);
     }
     let now = now_ms / 1000;
@@ -293,9 +302,15 @@ fn store_set(
         decision: plan.summary.clone(),
     };
     let Some(seq) = inbox::insert(conn, &row)? else {
+        if pending_ack {
+            poll::record_pending_ack(conn, stream_id, &set.jti)?;
+        }
         return Ok(Stored::Duplicate);
     };
     act::record(conn, seq, stream_id, set, plan, now_ms)?;
+    if pending_ack {
+        poll::record_pending_ack(conn, stream_id, &set.jti)?;
+    }
     Ok(Stored::New)
 }
 

@@ -14,7 +14,8 @@ const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expe
     event_types_enabled, session_revoked_action, credential_change_action,
     credential_compromise_action, account_disabled_action, created_at, updated_at, deleted_at,
     last_error_at, last_error_message, last_verified_at, transmitter_stream_id, transmitter_status,
-    transmitter_status_reason, push_token_hash, prev_push_token_hash, prev_push_token_expires_at";
+    transmitter_status_reason, push_token_hash, prev_push_token_hash, prev_push_token_expires_at,
+    events_delivered";
 
 fn action_from_db(s: &str) -> Result<RevocationAction, StoreError> {
     RevocationAction::from_api(s).ok_or_else(|| StoreError::Corrupt(format!("action {s:?}")))
@@ -116,6 +117,7 @@ fn from_row(row: &Row<'_>) -> Result<Stream, StoreError> {
         push_token_hash: hash_from_db(row.get(25)?)?,
         prev_push_token_hash: hash_from_db(row.get(26)?)?,
         prev_push_token_expires_at: row.get(27)?,
+        events_delivered: json_col(&row.get::<_, String>(28)?)?,
     })
 }
 
@@ -123,8 +125,17 @@ fn from_row(row: &Row<'_>) -> Result<Stream, StoreError> {
 pub fn upsert(conn: &Connection, s: &Stream) -> Result<(), StoreError> {
     conn.execute(
         &format!(
-            "INSERT OR REPLACE INTO streams ({COLUMNS}) VALUES
-             (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)"
+            "INSERT INTO streams ({COLUMNS}) VALUES
+             (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)
+             ON CONFLICT (id) DO UPDATE SET {}",
+            // Every column but the counters ssfd keeps on its own (rejected_count).
+            COLUMNS
+                .split(',')
+                .map(str::trim)
+                .filter(|c| *c != "id")
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         params![
             s.id,
@@ -155,6 +166,7 @@ pub fn upsert(conn: &Connection, s: &Stream) -> Result<(), StoreError> {
             s.push_token_hash.map(|h| h.to_vec()),
             s.prev_push_token_hash.map(|h| h.to_vec()),
             s.prev_push_token_expires_at,
+            serde_json::to_string(&s.events_delivered)?,
         ],
     )?;
     Ok(())
@@ -196,6 +208,17 @@ pub fn record_error(
         params![id, at, message, rejected_set as i64],
     )?;
     Ok(())
+}
+
+/// Clears `last_error_*` when they still hold `message`: a problem that went away must not erase
+/// a newer, different one. Returns whether it cleared.
+pub fn clear_error_if(conn: &Connection, id: &str, message: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE streams SET last_error_at = NULL, last_error_message = ''
+          WHERE id = ?1 AND last_error_message = ?2",
+        params![id, message],
+    )?;
+    Ok(n > 0)
 }
 
 /// Counters of the stats endpoint.

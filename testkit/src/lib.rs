@@ -2,7 +2,9 @@
 //!
 //! [`TestTransmitter`] serves real SSF metadata and a real JWKS, signs real Security Event
 //! Tokens and pushes them, and lets a test break any of that on purpose: rotate or withdraw
-//! keys, fail the JWKS, lie about the issuer, or forge headers.
+//! keys, fail the JWKS, lie about the issuer, or forge headers. It also runs the SSF §8
+//! management API (streams, status, verification), an OAuth 2.0 client-credentials token
+//! endpoint, and RFC 8936 poll endpoints serving queued SETs, each with knobs to misbehave.
 //!
 //! ```no_run
 //! # async fn demo(push_url: &str, token: &str) {
@@ -22,6 +24,8 @@
 pub mod events;
 pub mod jws;
 mod keys;
+mod mgmt;
+mod poll;
 mod push;
 mod rsa_small;
 mod server;
@@ -31,7 +35,9 @@ mod transmitter;
 
 pub use josekit::jwk::Jwk;
 pub use keys::{KeyKind, SigningKey};
-pub use push::{http_client, push_set, SET_MEDIA_TYPE};
+pub use mgmt::{EndpointPaths, ManagementCall, TokenRequest};
+pub use poll::PollRequest;
+pub use push::{http_client, push_set, push_set_with_header, SET_MEDIA_TYPE};
 pub use server::{DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};
 pub use set::{random_jti, SetBuilder, DEFAULT_AUDIENCE};
 pub use transmitter::{TestTransmitter, TransmitterOptions};

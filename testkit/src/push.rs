@@ -35,3 +35,22 @@ pub async fn push_set(
     }
     request.send().await
 }
+
+/// Like [`push_set`], but with a whole `Authorization` value (as SSF's
+/// `delivery.authorization_header` carries it), or none.
+pub async fn push_set_with_header(
+    client: &reqwest::Client,
+    push_url: &str,
+    authorization: Option<&str>,
+    set: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let mut request = client
+        .post(push_url)
+        .header(reqwest::header::CONTENT_TYPE, SET_MEDIA_TYPE)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(set.to_owned());
+    if let Some(value) = authorization {
+        request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    request.send().await
+}

@@ -1,7 +1,7 @@
-//! The transmitter's HTTP surface: SSF discovery metadata and the JWKS.
+//! The transmitter's HTTP surface: SSF discovery metadata and the JWKS, merged with the
+//! management, token and poll endpoints of [`crate::mgmt`] and [`crate::poll`].
 //!
-//! Each group of endpoints is its own `Router` merged in [`router`], so the management API
-//! (SSF §8) and a poll endpoint (RFC 8936) can join as further groups over the same state.
+//! Each group of endpoints is its own `Router` merged in [`router`], over the same state.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub(crate) fn jwks_path(issuer_path: &str) -> String {
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(discovery_routes(&shared.issuer_path))
+        .merge(crate::mgmt::routes(&shared.paths))
+        .merge(crate::poll::routes(&shared.paths))
         .with_state(shared)
 }
 
@@ -42,7 +44,7 @@ fn discovery_routes(issuer_path: &str) -> Router<Arc<Shared>> {
         .route(&jwks_path(issuer_path), get(jwks))
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     (
         status,
         [(

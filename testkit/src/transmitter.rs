@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::events;
 use crate::jws;
 use crate::keys::{KeyKind, SigningKey};
+use crate::mgmt::{EndpointPaths, Mgmt};
 use crate::push;
 use crate::server::{self, DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};
 use crate::set::{KeySource, SetBuilder, DEFAULT_AUDIENCE};
@@ -39,6 +40,9 @@ pub struct TransmitterOptions {
     pub issuer_path: Option<String>,
     /// The `aud` of built SETs; [`DEFAULT_AUDIENCE`] when absent.
     pub audience: Option<String>,
+    /// Where the management, token and poll endpoints live; [`EndpointPaths::sailpoint`] when
+    /// absent.
+    pub paths: Option<EndpointPaths>,
 }
 
 struct KeyEntry {
@@ -80,12 +84,29 @@ pub(crate) struct Shared {
     pub jwks_fetches: AtomicUsize,
     pub metadata_fetches: AtomicUsize,
     state: Mutex<State>,
+    pub paths: EndpointPaths,
+    /// Streams, tokens and poll queues (SSF §8, RFC 6749, RFC 8936).
+    pub mgmt: Mutex<Mgmt>,
+    /// Woken whenever a poll queue or stream status changes, so held long polls look again.
+    pub feeds_changed: Notify,
+    /// For pushing verification events to registered push streams.
+    pub client: reqwest::Client,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A test that panicked while holding the lock has already failed; keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn mgmt(&self) -> MutexGuard<'_, Mgmt> {
+        self.mgmt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`: management endpoints live at the host, not under the
+    /// issuer path.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     pub(crate) fn jwks_url(&self) -> String {
@@ -108,6 +129,22 @@ impl Shared {
         doc.insert(
             "delivery_methods_supported".into(),
             json!([DELIVERY_METHOD_PUSH, DELIVERY_METHOD_POLL]),
+        );
+        doc.insert(
+            "configuration_endpoint".into(),
+            json!(self.url(&self.paths.configuration)),
+        );
+        doc.insert(
+            "status_endpoint".into(),
+            json!(self.url(&self.paths.status)),
+        );
+        doc.insert(
+            "verification_endpoint".into(),
+            json!(self.url(&self.paths.verification)),
+        );
+        doc.insert(
+            "authorization_schemes".into(),
+            json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
         );
         for (name, edit) in &state.metadata_edits {
             match edit {
@@ -234,6 +271,10 @@ impl TestTransmitter {
                 .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
             jwks_fetches: AtomicUsize::new(0),
             metadata_fetches: AtomicUsize::new(0),
+            paths: options.paths.unwrap_or_default(),
+            mgmt: Mutex::new(Mgmt::new()),
+            feeds_changed: Notify::new(),
+            client: push::http_client(),
             state: Mutex::new(State {
                 current: key.kid().to_owned(),
                 keys: vec![KeyEntry {
@@ -268,7 +309,7 @@ impl TestTransmitter {
         })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 

@@ -1,0 +1,602 @@
+//! RFC 8936 poll delivery: a supervisor keeps one poller task per enabled POLL stream; each
+//! poller asks its transmitter for SETs, hands every one to [`super::receive`], and
+//! acknowledges only what was committed (errors go back in `setErrs`, never as acks).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use rusqlite::{params, Connection};
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::{receive, Delivery, IntakeError};
+use crate::app::App;
+use crate::clock::now_unix;
+use crate::store::{streams, StoreError};
+use crate::stream::{OutboundAuth, Stream};
+use crate::transmitter::{auth, read_limited, retry_after, TransmitterError};
+use crate::verify::ErrCode;
+
+/// First back-off delay after a failed poll; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest `Retry-After` honoured; a larger value is taken as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Time allowed for the acknowledgement-only request sent when a poller stops.
+const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest poll answer read (10,000 SETs of several KiB each fit).
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Records, inside the transaction that stores a polled SET, that its ack is still to be sent.
+pub(crate) fn record_pending_ack(
+    conn: &Connection,
+    stream_id: &str,
+    jti: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR IGNORE INTO pending_acks (stream_id, jti) VALUES (?1, ?2)")?
+        .execute(params![stream_id, jti])?;
+    Ok(())
+}
+
+fn load_pending_acks(conn: &Connection, stream_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT jti FROM pending_acks WHERE stream_id = ?1 ORDER BY rowid")?;
+    let rows = stmt.query_map([stream_id], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn delete_pending_acks(
+    conn: &Connection,
+    stream_id: &str,
+    jtis: &[String],
+) -> Result<(), StoreError> {
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM pending_acks WHERE stream_id = ?1 AND jti = ?2")?;
+    for jti in jtis {
+        stmt.execute(params![stream_id, jti])?;
+    }
+    Ok(())
+}
+
+/// The delay before the next attempt after `failures` failures in a row: 1 s doubling to
+/// 5 min, scaled by `jitter` in [0, 1] into its upper half (so retries of many streams spread
+/// out but never come sooner than half the nominal delay), and never before `Retry-After`.
+pub fn backoff_delay(failures: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let nominal = FIRST_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF);
+    let jittered = nominal.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+    jittered.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
+}
+
+/// The `jti` claim of a compact SET, read without verifying anything: only to compare it with
+/// the key the SET was delivered under. `None` when the token cannot be read (verification
+/// will then reject it with its own reason).
+pub fn peek_jti(token: &str) -> Option<String> {
+    let mut parts = token.trim().split('.');
+    let payload = parts.nth(1)?;
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = engine.decode(payload).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("jti")?.as_str().map(String::from)
+}
+
+/// What decides how a stream is polled; any change restarts its poller.
+#[derive(Debug, Clone, PartialEq)]
+struct Fingerprint {
+    endpoint: String,
+    interval: Option<Duration>,
+    auth: Option<OutboundAuth>,
+}
+
+fn wanted(stream: &Stream) -> Option<Fingerprint> {
+    let polls = !stream.is_push()
+        && stream.enabled
+        && stream.deleted_at.is_none()
+        && !stream.poll_endpoint_url.is_empty();
+    polls.then(|| Fingerprint {
+        endpoint: stream.poll_endpoint_url.clone(),
+        interval: stream.poll_interval.filter(|d| !d.is_zero()),
+        auth: stream.outbound_auth.clone(),
+    })
+}
+
+struct Running {
+    fingerprint: Fingerprint,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Keeps the set of pollers in line with the registry until `stop` turns true, then stops every
+/// poller (each sends its last acknowledgements) and returns.
+pub async fn supervise(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut versions = app.registry.subscribe();
+    let mut running: HashMap<String, Running> = HashMap::new();
+    loop {
+        versions.borrow_and_update();
+        reconcile(&app, &mut running).await;
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            changed = versions.changed() => if changed.is_err() { break },
+        }
+    }
+    let all: Vec<Running> = running.into_values().collect();
+    for r in &all {
+        let _ = r.stop.send(true);
+    }
+    for r in all {
+        let _ = r.task.await;
+    }
+    app.transmitters.set_running_pollers(Vec::new());
+}
+
+async fn reconcile(app: &Arc<App>, running: &mut HashMap<String, Running>) {
+    let desired: HashMap<String, (Arc<Stream>, Fingerprint)> = app
+        .registry
+        .list()
+        .into_iter()
+        .filter_map(|s| wanted(&s).map(|f| (s.id.clone(), (s, f))))
+        .collect();
+    let stale: Vec<String> = running
+        .iter()
+        .filter(|(id, r)| desired.get(*id).map(|d| &d.1) != Some(&r.fingerprint))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in stale {
+        if let Some(r) = running.remove(&id) {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+            tracing::info!(stream = %id, "poller stopped");
+        }
+    }
+    for (id, (stream, fingerprint)) in desired {
+        if running.contains_key(&id) {
+            continue;
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let poller = Poller::new(app.clone(), stream, &fingerprint);
+        let task = tokio::spawn(poller.run(stop_rx));
+        tracing::info!(stream = %id, "poller started");
+        running.insert(
+            id,
+            Running {
+                fingerprint,
+                stop: stop_tx,
+                task,
+            },
+        );
+    }
+    app.transmitters
+        .set_running_pollers(running.keys().cloned().collect::<Vec<_>>());
+}
+
+/// One poll answer (RFC 8936 §2.3).
+struct Answer {
+    sets: Map<String, Value>,
+    more_available: bool,
+}
+
+/// A poll that did not produce an answer.
+struct PollFailure {
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl From<TransmitterError> for PollFailure {
+    fn from(e: TransmitterError) -> PollFailure {
+        PollFailure {
+            message: e.to_string(),
+            retry_after: None,
+        }
+    }
+}
+
+struct Poller {
+    app: Arc<App>,
+    id: String,
+    /// The stream as last seen in the registry: still usable for the final acknowledgements
+    /// after the stream was deleted.
+    stream: Arc<Stream>,
+    endpoint: String,
+    interval: Option<Duration>,
+    /// jtis committed and not yet acknowledged in a request the transmitter answered with 200.
+    acks: Vec<String>,
+    acked: HashSet<String>,
+    /// Rejected SETs to report, by the key they were delivered under.
+    errs: BTreeMap<String, (ErrCode, String)>,
+    failures: u32,
+    /// The lastErrorMessage this poller wrote, cleared once polling works again.
+    error_written: Option<String>,
+}
+
+impl Poller {
+    fn new(app: Arc<App>, stream: Arc<Stream>, f: &Fingerprint) -> Poller {
+        Poller {
+            app,
+            id: stream.id.clone(),
+            stream,
+            endpoint: f.endpoint.clone(),
+            interval: f.interval,
+            acks: Vec::new(),
+            acked: HashSet::new(),
+            errs: BTreeMap::new(),
+            failures: 0,
+            error_written: None,
+        }
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let id = self.id.clone();
+        match self
+            .app
+            .store
+            .read(move |c| load_pending_acks(c, &id))
+            .await
+        {
+            Ok(jtis) => jtis.into_iter().for_each(|j| self.add_ack(j)),
+            Err(e) => {
+                tracing::error!(stream = %self.id, error = %e, "could not load pending acknowledgements")
+            }
+        }
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if let Some(s) = self.app.registry.get(&self.id) {
+                self.stream = s;
+            }
+            let body = self.request_body(false);
+            let outcome = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                r = self.exchange(&body) => r,
+            };
+            let pause = match outcome {
+                Ok(answer) => {
+                    self.app.metrics.poll_request(&self.id, true);
+                    self.confirmed().await;
+                    self.recovered().await;
+                    let delivered = answer.sets.len();
+                    let intact = self.take(answer.sets).await;
+                    if !intact {
+                        // Keys or the database are unavailable: the transmitter will deliver
+                        // these again; asking at once would only fail again.
+                        self.failures += 1;
+                        Some(backoff_delay(self.failures, None, rand::random()))
+                    } else {
+                        self.failures = 0;
+                        if answer.more_available || delivered > 0 {
+                            None
+                        } else {
+                            self.interval
+                        }
+                    }
+                }
+                Err(f) => {
+                    self.app.metrics.poll_request(&self.id, false);
+                    self.failures += 1;
+                    self.record_failure(&f.message).await;
+                    let delay = backoff_delay(self.failures, f.retry_after, rand::random());
+                    tracing::warn!(
+                        stream = %self.id, error = %f.message, failures = self.failures,
+                        retry_in_ms = delay.as_millis() as u64, "poll failed"
+                    );
+                    Some(delay)
+                }
+            };
+            if let Some(d) = pause {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(d) => {}
+                }
+            }
+        }
+        self.flush().await;
+    }
+
+    fn add_ack(&mut self, jti: String) {
+        if self.acked.insert(jti.clone()) {
+            self.acks.push(jti);
+        }
+    }
+
+    /// The RFC 8936 §2.2 request. `final_ack` asks for nothing more (`maxEvents: 0`).
+    fn request_body(&self, final_ack: bool) -> Value {
+        let errs: Map<String, Value> = self
+            .errs
+            .iter()
+            .map(|(k, (code, description))| {
+                (
+                    k.clone(),
+                    json!({"err": code.as_str(), "description": description}),
+                )
+            })
+            .collect();
+        let max_events = if final_ack {
+            0
+        } else {
+            self.app.config().poll.max_events
+        };
+        json!({
+            "ack": self.acks,
+            "setErrs": errs,
+            "maxEvents": max_events,
+            "returnImmediately": final_ack || self.interval.is_some(),
+        })
+    }
+
+    async fn exchange(&self, body: &Value) -> Result<Answer, PollFailure> {
+        self.exchange_with(body, self.app.config().poll.timeout)
+            .await
+    }
+
+    async fn exchange_with(&self, body: &Value, timeout: Duration) -> Result<Answer, PollFailure> {
+        let stream = self.stream.clone();
+        let with_errs = !self.errs.is_empty();
+        let resp = auth::send(&self.app, &stream, "poll", timeout, |c| {
+            let req = c
+                .post(&self.endpoint)
+                .header(reqwest::header::ACCEPT, "application/json")
+                .json(body);
+            // RFC 8936 §2.6: error descriptions are English.
+            if with_errs {
+                req.header(reqwest::header::CONTENT_LANGUAGE, "en-US")
+            } else {
+                req
+            }
+        })
+        .await?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            // A 400 body is undefined (RFC 8936 §2.5.1); no body is read for any error.
+            return Err(PollFailure {
+                message: format!("poll: the transmitter answered HTTP {status}"),
+                retry_after: retry_after(&resp),
+            });
+        }
+        let bytes = read_limited(resp, "poll", MAX_ANSWER_BYTES).await?;
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|_| PollFailure {
+            message: "poll: the answer is not valid JSON".into(),
+            retry_after: None,
+        })?;
+        let sets = match doc.get("sets") {
+            Some(Value::Object(m)) => m.clone(),
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => {
+                return Err(PollFailure {
+                    message: "poll: sets in the answer is not an object".into(),
+                    retry_after: None,
+                })
+            }
+        };
+        Ok(Answer {
+            sets,
+            more_available: doc
+                .get("moreAvailable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+
+    /// The transmitter answered a request carrying every pending ack and error: forget them.
+    async fn confirmed(&mut self) {
+        self.errs.clear();
+        if self.acks.is_empty() {
+            return;
+        }
+        let jtis = std::mem::take(&mut self.acks);
+        self.acked.clear();
+        let id = self.id.clone();
+        let deleted = self
+            .app
+            .store
+            .write(move |c| delete_pending_acks(c, &id, &jtis))
+            .await;
+        if let Err(e) = deleted {
+            // The rows only cause the same jtis to be acknowledged again after a restart.
+            tracing::warn!(stream = %self.id, error = %e, "could not clear pending acknowledgements");
+        }
+    }
+
+    /// Hands every delivered SET to `receive`, concurrently so that the store can commit them in
+    /// one batch. Returns false when some could not be judged now (keys or store unavailable).
+    async fn take(&mut self, sets: Map<String, Value>) -> bool {
+        if sets.is_empty() {
+            return true;
+        }
+        let Some(stream) = self.app.registry.get(&self.id) else {
+            return false;
+        };
+        let mut tasks = JoinSet::new();
+        for (key, value) in sets {
+            let Some(token) = value.as_str().map(String::from) else {
+                self.errs.insert(
+                    key,
+                    (
+                        ErrCode::InvalidRequest,
+                        "the SET is not a JSON string".into(),
+                    ),
+                );
+                continue;
+            };
+            if let Some(jti) = peek_jti(&token) {
+                if jti != key {
+                    tracing::info!(stream = %self.id, key = %key, "SET rejected: delivered under a key that is not its jti");
+                    self.errs.insert(
+                        key,
+                        (
+                            ErrCode::InvalidRequest,
+                            "the key of this SET in sets is not its jti".into(),
+                        ),
+                    );
+                    continue;
+                }
+            }
+            let (app, stream) = (self.app.clone(), stream.clone());
+            tasks.spawn(async move {
+                let result = receive(&app, &stream, &token, Delivery::Poll).await;
+                (key, result)
+            });
+        }
+        let mut intact = true;
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((key, result)) = joined else {
+                intact = false;
+                continue;
+            };
+            match result {
+                Ok(_) => self.add_ack(key),
+                Err(IntakeError::Rejected(e)) => {
+                    self.errs.insert(key, (e.code, e.description));
+                }
+                Err(IntakeError::Unavailable(_)) | Err(IntakeError::Store(_)) => intact = false,
+            }
+        }
+        intact
+    }
+
+    async fn record_failure(&mut self, message: &str) {
+        let now = now_unix();
+        let (id, msg) = (self.id.clone(), message.to_string());
+        let written = self
+            .app
+            .store
+            .write(move |c| streams::record_error(c, &id, now, &msg, false))
+            .await;
+        if written.is_ok() {
+            self.app.registry.refresh_cached(&self.id, |s| {
+                s.last_error_at = Some(now);
+                s.last_error_message = message.to_string();
+            });
+            self.error_written = Some(message.to_string());
+        }
+    }
+
+    async fn recovered(&mut self) {
+        let Some(message) = self.error_written.take() else {
+            return;
+        };
+        let (id, msg) = (self.id.clone(), message.clone());
+        let cleared = self
+            .app
+            .store
+            .write(move |c| streams::clear_error_if(c, &id, &msg))
+            .await;
+        if matches!(cleared, Ok(true)) {
+            self.app.registry.refresh_cached(&self.id, |s| {
+                if s.last_error_message == message {
+                    s.last_error_at = None;
+                    s.last_error_message.clear();
+                }
+            });
+        }
+        tracing::info!(stream = %self.id, "polling works again");
+    }
+
+    /// RFC 8936 §2.4 acknowledgement-only request, sent when the poller stops.
+    async fn flush(&mut self) {
+        if self.acks.is_empty() && self.errs.is_empty() {
+            return;
+        }
+        let body = self.request_body(true);
+        let timeout = self.app.config().poll.timeout.min(FINAL_ACK_TIMEOUT);
+        match self.exchange_with(&body, timeout).await {
+            Ok(_) => {
+                let n = self.acks.len();
+                self.confirmed().await;
+                tracing::info!(stream = %self.id, acks = n, "final acknowledgements sent");
+            }
+            Err(f) => tracing::warn!(
+                stream = %self.id, error = %f.message, pending = self.acks.len(),
+                "final acknowledgements not sent; they will be sent after the next start"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_ceiling() {
+        assert_eq!(backoff_delay(1, None, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff_delay(1, None, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff_delay(2, None, 1.0), Duration::from_secs(2));
+        assert_eq!(backoff_delay(4, None, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff_delay(9, None, 1.0), Duration::from_secs(256));
+        assert_eq!(backoff_delay(10, None, 1.0), Duration::from_secs(300));
+        assert_eq!(backoff_delay(1000, None, 1.0), Duration::from_secs(300));
+        // Retry-After is a floor, itself bounded.
+        assert_eq!(
+            backoff_delay(1, Some(Duration::from_secs(7)), 0.0),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            backoff_delay(1, Some(Duration::from_secs(1 << 20)), 0.0),
+            MAX_RETRY_AFTER
+        );
+        // Five seconds of failures cannot see more than five attempts.
+        let mut t = Duration::ZERO;
+        let mut attempts = 0;
+        while t < Duration::from_secs(5) {
+            attempts += 1;
+            t += backoff_delay(attempts, None, 0.0);
+        }
+        assert!(attempts <= 5, "{attempts}");
+    }
+
+    #[test]
+    fn jti_is_peeked_without_trusting_it() {
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"jti":"abc"}"#);
+        assert_eq!(peek_jti(&format!("h.{claims}.s")).as_deref(), Some("abc"));
+        let padded = base64::engine::general_purpose::URL_SAFE.encode(br#"{"jti":"abcd"}"#);
+        assert_eq!(peek_jti(&format!("h.{padded}.s")).as_deref(), Some("abcd"));
+        assert_eq!(peek_jti("not a token"), None);
+        assert_eq!(peek_jti("a.!!!.c"), None);
+        let no_jti = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"iss":"x"}"#);
+        assert_eq!(peek_jti(&format!("h.{no_jti}.s")), None);
+    }
+
+    #[test]
+    fn only_enabled_poll_streams_with_an_endpoint_are_polled() {
+        let poll = Stream {
+            delivery_method: crate::stream::DeliveryMethod::Poll,
+            poll_endpoint_url: "https://tr/poll".into(),
+            ..Stream::default()
+        };
+        assert!(wanted(&poll).is_some());
+        assert!(wanted(&Stream::default()).is_none());
+        assert!(wanted(&Stream {
+            enabled: false,
+            ..poll.clone()
+        })
+        .is_none());
+        assert!(wanted(&Stream {
+            deleted_at: Some(1),
+            ..poll.clone()
+        })
+        .is_none());
+        let a = wanted(&poll).unwrap();
+        let b = wanted(&Stream {
+            poll_interval: Some(Duration::from_secs(5)),
+            ..poll.clone()
+        })
+        .unwrap();
+        assert_ne!(a, b);
+        // Bookkeeping changes do not restart a poller.
+        let c = wanted(&Stream {
+            last_verified_at: Some(5),
+            last_error_message: "x".into(),
+            ..poll.clone()
+        })
+        .unwrap();
+        assert_eq!(a, c);
+    }
+}

@@ -1,0 +1,630 @@
+//! Stream management against a transmitter (SSF §8): registration for push and poll in both the
+//! Okta and SailPoint API styles, issuer checks, the 409 path, verification, status, remote
+//! delete, outbound OAuth, stream health and the command line. Numbers refer to the checklist.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDaemon, ADMIN_TOKEN};
+use reqwest::Method;
+use serde_json::{json, Value};
+use ssfd_testkit::{EndpointPaths, TestTransmitter, TransmitterOptions};
+
+const PUSH: &str = "urn:ietf:rfc:8935";
+const POLL: &str = "urn:ietf:rfc:8936";
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn transmitter(paths: EndpointPaths) -> TestTransmitter {
+    let tx = TestTransmitter::start_with(TransmitterOptions {
+        paths: Some(paths),
+        ..Default::default()
+    })
+    .await;
+    tx.set_poll_hold(Duration::from_millis(200));
+    tx
+}
+
+/// A daemon whose public base URL is its real push address, so registered push endpoints work.
+async fn daemon_with(edit: impl FnOnce(&mut ssfd::config::Config)) -> TestDaemon {
+    let d = TestDaemon::start_with(edit).await;
+    let mut config = (*d.daemon.app.config()).clone();
+    config.server.public_base_url = d.daemon.push_url();
+    d.daemon.app.replace_config(config);
+    d
+}
+
+async fn daemon() -> TestDaemon {
+    daemon_with(|_| {}).await
+}
+
+fn bearer(tx: &TestTransmitter) -> Value {
+    json!({"outboundAuthBearer": {"token": tx.static_token()}})
+}
+
+fn oauth(tx: &TestTransmitter, secret: Option<&str>) -> Value {
+    let (id, real) = tx.client_credentials();
+    json!({"outboundAuthOauth2": {"clientId": id, "clientSecret": secret.unwrap_or(&real),
+                                  "tokenUrl": tx.token_url(), "scopes": []}})
+}
+
+fn merged(mut a: Value, b: Value) -> Value {
+    for (k, v) in b.as_object().cloned().unwrap_or_default() {
+        a[k] = v;
+    }
+    a
+}
+
+/// A POLL stream created disabled with a placeholder endpoint, as an operator would before the
+/// transmitter assigns one.
+async fn unregistered_poll_stream(d: &TestDaemon, tx: &TestTransmitter, auth: Value) -> String {
+    let body = merged(
+        json!({
+            "deliveryMethod": "SSF_DELIVERY_METHOD_POLL",
+            "pollEndpointUrl": tx.poll_url("placeholder"),
+            "enabled": false,
+        }),
+        auth,
+    );
+    d.create_stream_for(tx, body).await.0
+}
+
+async fn call(
+    d: &TestDaemon,
+    method: Method,
+    id: &str,
+    suffix: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (status, v) = d
+        .api(
+            method,
+            &format!("/api/v1/ssf-receiver-streams/{id}{suffix}"),
+            body,
+        )
+        .await;
+    (status.as_u16(), v)
+}
+
+async fn register(d: &TestDaemon, id: &str) -> (u16, Value) {
+    call(d, Method::POST, id, "/register", None).await
+}
+
+async fn enable(d: &TestDaemon, id: &str) {
+    let (status, v) = call(
+        d,
+        Method::POST,
+        id,
+        "",
+        Some(json!({"ssfReceiverStream": {"enabled": true}, "updateMask": "enabled"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+}
+
+/// A registered, enabled POLL stream: (local id, transmitter stream id).
+async fn registered_poll_stream(d: &TestDaemon, tx: &TestTransmitter) -> (String, String) {
+    let id = unregistered_poll_stream(d, tx, bearer(tx)).await;
+    let (status, v) = register(d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    enable(d, &id).await;
+    let tid = v["ssfReceiverStream"]["transmitterStreamId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (id, tid)
+}
+
+fn local(d: &TestDaemon, id: &str) -> std::sync::Arc<ssfd::stream::Stream> {
+    d.daemon.app.registry.get(id).unwrap()
+}
+
+#[tokio::test]
+async fn register_for_push_in_the_okta_style() {
+    // 9, 14, 16
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::okta()).await;
+    let (id, old_token) = d.create_stream_for(&tx, bearer(&tx)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    let s = &v["ssfReceiverStream"];
+    let tid = s["transmitterStreamId"].as_str().unwrap().to_string();
+    assert_eq!(tx.stream_ids(), vec![tid.clone()]);
+    let delivered = s["eventsDelivered"].as_array().unwrap();
+    assert!(!delivered.is_empty());
+
+    let create = tx.management_calls().remove(0);
+    assert_eq!((create.method.as_str(), create.status), ("POST", 201));
+    assert_eq!(create.uri, "/api/v1/ssf/stream");
+    assert_eq!(
+        create.authorization,
+        Some(format!("Bearer {}", tx.static_token()))
+    );
+    assert_eq!(create.body["delivery"]["method"], PUSH);
+    assert_eq!(create.body["delivery"]["endpoint_url"], d.push_url(&id));
+    let header = create.body["delivery"]["authorization_header"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(header.starts_with("Bearer ") && header.len() > 40);
+    let requested = create.body["events_requested"].as_array().unwrap();
+    assert!(!requested.is_empty());
+    assert!(requested.contains(&json!(
+        "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+    )));
+    assert_eq!(create.body["description"], "test stream");
+    // The fresh token is handed to the transmitter only, never shown by the API.
+    let token = header.trim_start_matches("Bearer ");
+    assert!(!v.to_string().contains(token));
+
+    let resp = tx.push_registered(&tid, &tx.set().sign()).await;
+    assert_eq!(resp.status(), 202);
+    // The token the stream had before keeps working for the overlap.
+    let resp = d.push(&id, &old_token, &tx.set().sign()).await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(d.events(&id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn register_for_poll_in_the_sailpoint_style_with_oauth() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let id = unregistered_poll_stream(&d, &tx, oauth(&tx, None)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    let tid = v["ssfReceiverStream"]["transmitterStreamId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(v["ssfReceiverStream"]["pollEndpointUrl"], tx.poll_url(&tid));
+    let create = tx.management_calls().remove(0);
+    assert_eq!(create.uri, "/ssf/streams");
+    assert_eq!(create.body["delivery"], json!({"method": POLL}));
+    let token_requests = tx.token_requests();
+    assert_eq!(token_requests.len(), 1);
+    assert_eq!(token_requests[0].scope, "ssf.manage ssf.read");
+    assert!(token_requests[0].secret_in_body);
+
+    enable(&d, &id).await;
+    let jti = tx.enqueue_set(&tid, &tx.set());
+    until("the registered stream is polled", || {
+        tx.acked().contains(&jti)
+    })
+    .await;
+    // One token served registration and polling alike.
+    assert_eq!(tx.tokens_issued(), 1);
+}
+
+#[tokio::test]
+async fn a_foreign_issuer_in_the_answer_is_refused_and_the_stream_disabled() {
+    // 5
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_config_iss(Some("https://impostor.example.com".into()));
+    let (id, token) = d.create_stream_for(&tx, bearer(&tx)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["code"], "unavailable");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("register") && message.contains("iss"),
+        "{message}"
+    );
+    assert!(!message.contains("impostor"));
+    let s = d.get_stream(&id).await;
+    assert_eq!(s["enabled"], false);
+    assert_eq!(s["transmitterStreamId"], "");
+    assert!(s["lastErrorMessage"].as_str().unwrap().contains("iss"));
+    // The push token is what it was: the refused registration rotated nothing.
+    let stream = local(&d, &id);
+    assert_eq!(stream.prev_push_token_hash, None);
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+}
+
+#[tokio::test]
+async fn a_409_takes_over_the_existing_stream() {
+    // 9
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::okta()).await;
+    tx.set_one_stream_per_client(true);
+    let existing = tx.create_stream(json!({"method": POLL}));
+    let id = unregistered_poll_stream(&d, &tx, bearer(&tx)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["ssfReceiverStream"]["transmitterStreamId"],
+        existing.as_str()
+    );
+    let calls: Vec<(String, u16)> = tx
+        .management_calls()
+        .into_iter()
+        .map(|c| (c.method, c.status))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("POST".to_string(), 409),
+            ("GET".to_string(), 200),
+            ("PUT".to_string(), 200)
+        ]
+    );
+    let config = tx.stream_config(&existing).unwrap();
+    assert_eq!(config["description"], "test stream");
+    assert_eq!(tx.stream_ids(), vec![existing]);
+}
+
+#[tokio::test]
+async fn registering_again_updates_the_registered_stream() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ssfReceiverStream"]["transmitterStreamId"], tid.as_str());
+    assert_eq!(tx.stream_ids(), vec![tid.clone()]);
+    let last = tx.management_calls().pop().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("PUT", 200));
+    assert_eq!(last.body["stream_id"], tid.as_str());
+}
+
+#[tokio::test]
+async fn verification_with_the_requested_state_is_accepted() {
+    // 33
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    let state = v["state"].as_str().unwrap().to_string();
+    assert!(v["requestedAt"].is_string());
+    assert_eq!(tx.verification_requests(), vec![(tid.clone(), Some(state))]);
+    until("the verification arrives", || {
+        local(&d, &id).last_verified_at.is_some()
+    })
+    .await;
+    until("it is acknowledged", || {
+        tx.queued(&tid) == 0 && !tx.acked().is_empty()
+    })
+    .await;
+    assert!(tx.set_errs().is_empty());
+    assert!(d.get_stream(&id).await["lastVerifiedAt"].is_string());
+}
+
+#[tokio::test]
+async fn verification_with_another_state_is_rejected_with_invalid_state() {
+    // 33
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_verification_state(Some("forged-state".into()));
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    until("the verification is rejected", || !tx.set_errs().is_empty()).await;
+    let errs = tx.set_errs();
+    let (key, err) = errs.iter().next().unwrap();
+    assert_eq!(err["err"], "invalid_state");
+    assert!(!tx.acked().contains(key));
+    assert_eq!(local(&d, &id).last_verified_at, None);
+}
+
+#[tokio::test]
+async fn a_verification_queued_behind_other_events_arrives() {
+    // 34, CONF verification behind queued events
+    let d = daemon_with(|c| c.poll.max_events = 2).await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    tx.set_stream_status(&tid, "paused", Some("maintenance"));
+    let events: Vec<String> = (0..5).map(|_| tx.enqueue_set(&tid, &tx.set())).collect();
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(tx.queued(&tid), 6);
+    tx.set_stream_status(&tid, "enabled", None);
+    until("everything is acknowledged", || {
+        tx.queued(&tid) == 0 && events.iter().all(|e| tx.acked().contains(e))
+    })
+    .await;
+    until("the verification counted", || {
+        local(&d, &id).last_verified_at.is_some()
+    })
+    .await;
+    let delivering: Vec<Vec<String>> = tx
+        .poll_requests()
+        .into_iter()
+        .filter(|r| !r.delivered.is_empty())
+        .map(|r| r.delivered)
+        .collect();
+    let last = delivering.last().unwrap();
+    assert!(
+        last.iter().any(|k| !events.contains(k)),
+        "the verification came last"
+    );
+}
+
+#[tokio::test]
+async fn status_is_read_and_updated_at_the_transmitter() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = call(&d, Method::GET, &id, "/transmitter-status", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"status": "enabled", "reason": ""}));
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/transmitter-status",
+        Some(json!({"status": "paused", "reason": "maintenance window"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"status": "paused", "reason": "maintenance window"})
+    );
+    assert_eq!(
+        tx.stream_status(&tid),
+        Some(("paused".into(), Some("maintenance window".into())))
+    );
+    let s = d.get_stream(&id).await;
+    assert_eq!(s["transmitterStatus"], "paused");
+    assert_eq!(s["transmitterStatusReason"], "maintenance window");
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/transmitter-status",
+        Some(json!({"status": "asleep"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(v["message"].as_str().unwrap().starts_with("status"));
+}
+
+#[tokio::test]
+async fn verification_limits_are_respected() {
+    // 12
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_min_verification_interval(Some(3600));
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["code"], "resource_exhausted");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("min_verification_interval"));
+    assert_eq!(tx.verification_requests().len(), 1, "refused locally");
+}
+
+#[tokio::test]
+async fn a_429_from_the_transmitter_is_honoured() {
+    // 12
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    // Announced only after registration: ssfd learns it from the 429.
+    tx.set_min_verification_interval(Some(3600));
+    assert_eq!(call(&d, Method::POST, &id, "/verify", None).await.0, 200);
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("HTTP 429"));
+    let (status, _) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429);
+    let verify_calls = tx
+        .management_calls()
+        .iter()
+        .filter(|c| c.uri.starts_with("/ssf/streams/verify"))
+        .count();
+    assert_eq!(verify_calls, 2, "the third was refused locally");
+}
+
+#[tokio::test]
+async fn remote_delete_deletes_at_the_transmitter_first() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::okta()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = call(&d, Method::DELETE, &id, "?remote=maybe", None).await;
+    assert_eq!(status, 400, "{v}");
+    tx.fail_management(Some(500));
+    let (status, v) = call(&d, Method::DELETE, &id, "?remote=true", None).await;
+    assert_eq!(status, 502, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("delete") && message.contains("HTTP 500"),
+        "{message}"
+    );
+    assert!(!message.contains(&tx.static_token()));
+    assert_eq!(call(&d, Method::GET, &id, "", None).await.0, 200, "kept");
+    tx.fail_management(None);
+    let (status, v) = call(&d, Method::DELETE, &id, "?remote=true", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(tx.stream_ids().is_empty());
+    let delete = tx.management_calls().pop().unwrap();
+    assert_eq!(delete.method, "DELETE");
+    assert_eq!(delete.uri, format!("/api/v1/ssf/stream?stream_id={tid}"));
+    assert_eq!(delete.status, 204);
+    assert_eq!(call(&d, Method::GET, &id, "", None).await.0, 404);
+    until("its poller stops", || {
+        !d.daemon.app.transmitters.running_pollers().contains(&id)
+    })
+    .await;
+
+    // A stream that was never registered cannot be deleted remotely.
+    let other = unregistered_poll_stream(&d, &tx, bearer(&tx)).await;
+    let (status, v) = call(&d, Method::DELETE, &other, "?remote=true", None).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["code"], "failed_precondition");
+}
+
+#[tokio::test]
+async fn management_calls_fetch_a_new_token_after_a_401() {
+    // 15
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let id = unregistered_poll_stream(&d, &tx, oauth(&tx, None)).await;
+    assert_eq!(register(&d, &id).await.0, 200);
+    assert_eq!(tx.tokens_issued(), 1);
+    tx.revoke_tokens();
+    let (status, v) = call(&d, Method::GET, &id, "/transmitter-status", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(tx.tokens_issued(), 2);
+    assert_eq!(tx.unauthorized_count(), 1);
+}
+
+#[tokio::test]
+async fn token_failures_name_the_step_but_never_the_secret() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let secret = "hunter2-this-secret-must-stay-inside";
+    let id = unregistered_poll_stream(&d, &tx, oauth(&tx, Some(secret))).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 502, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("token")
+            && message.contains("HTTP 401")
+            && message.contains("invalid_client"),
+        "{message}"
+    );
+    assert!(!v.to_string().contains(secret));
+    assert!(!d.get_stream(&id).await.to_string().contains(secret));
+}
+
+#[tokio::test]
+async fn a_stream_without_management_endpoints_cannot_be_registered() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_metadata_member("configuration_endpoint", None);
+    let (id, _) = d.create_stream_for(&tx, bearer(&tx)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 502, "{v}");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("configuration_endpoint"));
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["code"], "failed_precondition");
+    assert_eq!(
+        call(&d, Method::POST, "nope", "/register", None).await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn stream_health_counts_missing_verifications_and_pauses_with_the_stream() {
+    let d = daemon_with(|c| c.poll.verify_interval = Some(Duration::from_secs(1))).await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_drop_verifications(true);
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let health = &d.daemon.app.transmitters.health;
+    let missed = || {
+        health
+            .verifications_missed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    until("a missing verification is counted", || missed() >= 1).await;
+    until("verifications go on being requested", || {
+        tx.verification_requests().len() >= 2
+    })
+    .await;
+
+    // The transmitter pauses the stream (SSF §8.1.5): no verification is expected any more.
+    let jti = tx.enqueue_set(
+        &tid,
+        &tx.stream_updated_set(&tid, "paused", Some("maintenance")),
+    );
+    until("the pause is known", || {
+        tx.acked().contains(&jti) && local(&d, &id).transmitter_status == "paused"
+    })
+    .await;
+    let rounds = || health.rounds.load(std::sync::atomic::Ordering::Relaxed);
+    let start = rounds();
+    until("two more rounds", || rounds() >= start + 2).await;
+    let (requests, misses) = (tx.verification_requests().len(), missed());
+    until("two rounds after that", || rounds() >= start + 4).await;
+    assert_eq!(tx.verification_requests().len(), requests);
+    assert_eq!(missed(), misses);
+}
+
+#[tokio::test]
+async fn the_command_line_acts_through_the_admin_api() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    let admin_url = d.daemon.admin_url();
+    let run = move |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
+            .arg("transmitter")
+            .args(args)
+            .arg("--admin-url")
+            .arg(&admin_url)
+            .env("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    };
+    let run2 = run.clone();
+    let sid = id.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run2(vec![
+            "status".into(),
+            sid,
+            "--set".into(),
+            "disabled".into(),
+            "--reason".into(),
+            "done".into(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, json!({"status": "disabled", "reason": "done"}));
+
+    let sid = id.clone();
+    let out = tokio::task::spawn_blocking(move || run(vec!["verify".into(), sid]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["state"].is_string());
+
+    let admin_url = d.daemon.admin_url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
+            .args([
+                "transmitter",
+                "register",
+                "no-such-stream",
+                "--admin-url",
+                &admin_url,
+            ])
+            .env("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 404"));
+}
