@@ -567,8 +567,9 @@ async fn the_command_line_acts_through_the_admin_api() {
     let admin_url = d.daemon.admin_url();
     let run = move |args: Vec<String>| {
         std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
-            .arg("transmitter")
+            .arg("streams")
             .args(args)
+            .arg("--json")
             .arg("--admin-url")
             .arg(&admin_url)
             .env("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -613,7 +614,7 @@ async fn the_command_line_acts_through_the_admin_api() {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
             .args([
-                "transmitter",
+                "streams",
                 "register",
                 "no-such-stream",
                 "--admin-url",
@@ -626,5 +627,6 @@ async fn the_command_line_acts_through_the_admin_api() {
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 404"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not_found"), "{stderr}");
 }

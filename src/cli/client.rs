@@ -237,8 +237,12 @@ impl AdminClient {
             .await
     }
 
-    pub async fn delete(&self, segments: &[&str]) -> Result<Value, ClientError> {
-        self.send(Method::DELETE, self.url(segments, &[]), None)
+    pub async fn delete(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
+        self.send(Method::DELETE, self.url(segments, query), None)
             .await
     }
 

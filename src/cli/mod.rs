@@ -8,7 +8,6 @@ pub mod logging;
 pub mod streams;
 pub mod subject;
 pub mod table;
-pub mod transmitter;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -163,9 +162,6 @@ Example:
   ssfd version"
     )]
     Version,
-
-    /// Act at a stream's transmitter through the running daemon's admin API.
-    Transmitter(transmitter::TransmitterArgs),
 }
 
 /// A command line that clap accepted but that does not make sense (`--poll-url` without
@@ -346,7 +342,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let (rt, api) = connect(&global)?;
             to_stdout(global.json, |out| rt.block_on(subject::run(c, &api, out)))
         }
-        Command::Transmitter(args) => transmitter::run(args),
     }
 }
 

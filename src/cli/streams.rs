@@ -106,12 +106,69 @@ Examples:
         long_about = "Delete a stream. Its push URL answers 404 from then on and it disappears from \
 lists; the events it received stay in the database (a soft delete).
 
-Example:
-  ssfd streams delete 3f9c2a..."
+With --remote the stream is first deleted at its transmitter (SSF stream management); if that \
+fails, nothing is deleted here.
+
+Examples:
+  ssfd streams delete 3f9c2a...
+  ssfd streams delete 3f9c2a... --remote"
     )]
     Delete {
         /// The stream's ID.
         id: String,
+        /// Delete the stream at its transmitter too (first).
+        #[arg(long)]
+        remote: bool,
+    },
+
+    #[command(
+        about = "Register the stream at its transmitter",
+        long_about = "Create the stream at its transmitter (SSF stream management): read the \
+transmitter's metadata from the issuer URL, create or take over the stream at its \
+configuration endpoint, and store what the transmitter assigned (stream ID, events delivered, \
+and for POLL streams the poll URL). For a PUSH stream a fresh push token is issued and handed to \
+the transmitter as its authorization header.
+
+Example:
+  ssfd streams register 3f9c2a..."
+    )]
+    Register {
+        /// The stream's ID.
+        id: String,
+    },
+
+    #[command(
+        about = "Ask the transmitter for a verification event",
+        long_about = "Ask the stream's transmitter to send a verification event carrying a fresh \
+random state. When it arrives, the stream's lastVerifiedAt is set; a verification carrying a \
+state ssfd did not ask for is refused with invalid_state.
+
+Example:
+  ssfd streams verify 3f9c2a..."
+    )]
+    Verify {
+        /// The stream's ID.
+        id: String,
+    },
+
+    #[command(
+        about = "Show or change the stream's status at its transmitter",
+        long_about = "Read the stream's status at its transmitter (enabled, paused or disabled), or \
+change it with --set and an optional --reason.
+
+Examples:
+  ssfd streams status 3f9c2a...
+  ssfd streams status 3f9c2a... --set paused --reason 'maintenance window'"
+    )]
+    Status {
+        /// The stream's ID.
+        id: String,
+        /// The new status.
+        #[arg(long, value_parser = ["enabled", "paused", "disabled"])]
+        set: Option<String>,
+        /// Why (sent with --set).
+        #[arg(long, requires = "set")]
+        reason: Option<String>,
     },
 
     #[command(
@@ -505,12 +562,77 @@ pub async fn run(cmd: StreamsCommand, api: &AdminClient, out: &mut Out<'_>) -> a
             writeln!(out.w)?;
             write_stream(out, s)
         }
-        StreamsCommand::Delete { id } => {
-            let answer = api.delete(&path(&id, None)).await?;
+        StreamsCommand::Delete { id, remote } => {
+            let query = if remote {
+                vec![("remote", "true".to_string())]
+            } else {
+                Vec::new()
+            };
+            let answer = api.delete(&path(&id, None), &query).await?;
             if out.json {
                 return out.print_json(&answer);
             }
-            writeln!(out.w, "Deleted stream {id}.")?;
+            if remote {
+                writeln!(out.w, "Deleted stream {id} at its transmitter and here.")?;
+            } else {
+                writeln!(out.w, "Deleted stream {id}.")?;
+            }
+            Ok(())
+        }
+        StreamsCommand::Register { id } => {
+            let answer = api.post(&path(&id, Some("register")), &json!({})).await?;
+            if out.json {
+                return out.print_json(&answer);
+            }
+            let s = answer.get("ssfReceiverStream").unwrap_or(&Value::Null);
+            writeln!(
+                out.w,
+                "Registered stream {id} at its transmitter (transmitter stream {}).",
+                text(s, "transmitterStreamId")
+            )?;
+            writeln!(out.w)?;
+            write_stream(out, s)
+        }
+        StreamsCommand::Verify { id } => {
+            let answer = api.post(&path(&id, Some("verify")), &json!({})).await?;
+            if out.json {
+                return out.print_json(&answer);
+            }
+            write_fields(
+                out.w,
+                &[
+                    ("Stream", id.clone()),
+                    ("Verification requested", text(&answer, "requestedAt")),
+                    ("State", text(&answer, "state")),
+                ],
+            )?;
+            writeln!(
+                out.w,
+                "The transmitter will send a verification event; `ssfd streams get {id}` shows \
+                 lastVerifiedAt once it arrives."
+            )?;
+            Ok(())
+        }
+        StreamsCommand::Status { id, set, reason } => {
+            let answer = match set {
+                Some(status) => {
+                    let body = json!({"status": status, "reason": reason.unwrap_or_default()});
+                    api.post(&path(&id, Some("transmitter-status")), &body)
+                        .await?
+                }
+                None => api.get(&path(&id, Some("transmitter-status")), &[]).await?,
+            };
+            if out.json {
+                return out.print_json(&answer);
+            }
+            write_fields(
+                out.w,
+                &[
+                    ("Stream", id.clone()),
+                    ("Status at the transmitter", text(&answer, "status")),
+                    ("Reason", text(&answer, "reason")),
+                ],
+            )?;
             Ok(())
         }
         StreamsCommand::RotateToken { id } => {
