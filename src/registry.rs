@@ -110,12 +110,20 @@ impl Registry {
     }
 
     /// Updates the cached copy after a targeted UPDATE made elsewhere (intake bookkeeping) has
-    /// committed.
+    /// committed. Read, change and replace happen under one write lock, so a concurrent delete,
+    /// rotation or update is never overwritten with an older copy.
     pub fn refresh_cached(&self, id: &str, update: impl FnOnce(&mut Stream)) {
-        if let Some(current) = self.get(id) {
-            let mut s = (*current).clone();
-            update(&mut s);
-            self.put(Arc::new(s));
-        }
+        let mut map = match self.live.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let Some(current) = map.get(id) else {
+            return;
+        };
+        let mut s = (**current).clone();
+        update(&mut s);
+        map.insert(id.to_string(), Arc::new(s));
+        drop(map);
+        self.version.send_modify(|v| *v += 1);
     }
 }

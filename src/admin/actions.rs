@@ -16,8 +16,6 @@ use crate::app::App;
 use crate::clock::{now_millis, parse_rfc3339, rfc3339_millis};
 use crate::store::StoreError;
 
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 1000;
 const STATUSES: [&str; 4] = ["pending", "running", "done", "dead"];
 
 const COLUMNS: &str = "id, stream_id, jti, event_type, action, sink, idempotency_key, status,
@@ -81,13 +79,7 @@ pub async fn list(
             ))
         }
     };
-    let size = match q.page_size.as_deref().map(str::trim) {
-        None | Some("") | Some("0") => DEFAULT_PAGE_SIZE,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) => n.min(MAX_PAGE_SIZE),
-            Err(_) => return Err(ApiError::invalid("pageSize", "must be a positive integer")),
-        },
-    };
+    let size = super::page_size(q.page_size.as_deref())?;
     let before = match q
         .page_token
         .as_deref()
@@ -223,7 +215,8 @@ pub async fn replay(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
             parse_rfc3339(s)
                 .map(|t| t * 1000)
                 .or_else(|| {
-                    wire::parse_api_duration(s).map(|d| now_millis() - d.as_millis() as i64)
+                    wire::parse_api_duration(s)
+                        .map(|d| now_millis().saturating_sub(d.as_millis() as i64))
                 })
                 .ok_or_else(|| {
                     ApiError::invalid("since", "must be an RFC 3339 time or a duration like 1h")

@@ -104,6 +104,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Page size of a list call: default 50, at most 1000 (DESIGN §8); anything but a
+/// non-negative integer is a field error.
+pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("") | Some("0") => Ok(DEFAULT_PAGE_SIZE),
+        Some(s) => s
+            .parse::<usize>()
+            .map(|n| n.min(MAX_PAGE_SIZE))
+            .map_err(|_| ApiError::invalid("pageSize", "must be a positive integer")),
+    }
+}
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
 /// A JSON 200 answer.
 pub fn json_ok(value: serde_json::Value) -> Response {
     let mut resp = (StatusCode::OK, value.to_string()).into_response();
@@ -130,16 +145,30 @@ pub fn json_body(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Val
     }
 }
 
-async fn require_admin_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+fn has_admin_token(app: &App, headers: &axum::http::HeaderMap) -> bool {
     let presented = bearer_token(
-        req.headers()
+        headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
-    match presented {
-        Some(t) if token_matches(t, &app.admin_token_hash) => next.run(req).await,
-        _ => ApiError::unauthenticated().into_response(),
+    presented.is_some_and(|t| token_matches(t, &app.admin_token_hash))
+}
+
+async fn require_admin_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    if has_admin_token(&app, req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::unauthenticated().into_response()
     }
+}
+
+/// Unknown paths: under `/api/` the token is checked first, so that without it nothing about
+/// the API's shape can be learnt.
+async fn unknown_route(State(app): State<Arc<App>>, req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") && !has_admin_token(&app, req.headers()) {
+        return ApiError::unauthenticated().into_response();
+    }
+    ApiError::not_found("route").into_response()
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -198,7 +227,14 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     Router::new()
         .merge(api)
-        .fallback(|| async { ApiError::not_found("route") })
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                message: "this method is not allowed on this path".into(),
+            }
+        })
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::scrape))

@@ -22,9 +22,6 @@ use crate::verify::jwks::KeySource;
 use crate::verify::subject::parse_subject_shorthand;
 use crate::verify::SetEvent;
 
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 1000;
-
 fn found(app: &App, id: &str) -> Result<Arc<Stream>, ApiError> {
     app.registry
         .get(id)
@@ -102,13 +99,7 @@ pub async fn list(
     State(app): State<Arc<App>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let size = match q.page_size.as_deref().map(str::trim) {
-        None | Some("") | Some("0") => DEFAULT_PAGE_SIZE,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) => n.min(MAX_PAGE_SIZE),
-            Err(_) => return Err(ApiError::invalid("pageSize", "must be a positive integer")),
-        },
-    };
+    let size = super::page_size(q.page_size.as_deref())?;
     let all = app.registry.list();
     let start = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
         None => 0,
@@ -455,7 +446,7 @@ pub struct EventsQuery {
     /// RFC 3339 time or a duration back from now (`"1h"`).
     since: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<usize>,
+    page_size: Option<String>,
     #[serde(rename = "pageToken")]
     page_token: Option<String>,
 }
@@ -471,7 +462,7 @@ pub async fn list_events(
                 .map(|t| t * 1000)
                 .or_else(|| {
                     wire::parse_api_duration(s)
-                        .map(|d| crate::clock::now_millis() - d.as_millis() as i64)
+                        .map(|d| crate::clock::now_millis().saturating_sub(d.as_millis() as i64))
                 })
                 .ok_or_else(|| {
                     ApiError::invalid("since", "must be an RFC 3339 time or a duration like 1h")
@@ -485,10 +476,7 @@ pub async fn list_events(
                 ApiError::invalid("pageToken", "is not a token from a previous page")
             })?),
         };
-    let limit = q
-        .page_size
-        .unwrap_or(DEFAULT_PAGE_SIZE)
-        .clamp(1, MAX_PAGE_SIZE);
+    let limit = super::page_size(q.page_size.as_deref())?;
     let filter = inbox::EventFilter {
         stream_id: q.stream_id.filter(|s| !s.is_empty()),
         since_ms,

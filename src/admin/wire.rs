@@ -178,11 +178,19 @@ pub fn parse_api_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if let Some(secs) = s.strip_suffix('s') {
         if let Ok(f) = secs.parse::<f64>() {
-            return (f.is_finite() && f >= 0.0).then(|| Duration::from_secs_f64(f));
+            // Bounded: a century is more than any interval ssfd has use for.
+            return Duration::try_from_secs_f64(f)
+                .ok()
+                .filter(|d| *d <= MAX_API_DURATION);
         }
     }
-    humantime::parse_duration(s).ok()
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| *d <= MAX_API_DURATION)
 }
+
+/// The longest duration the API accepts (100 years).
+pub const MAX_API_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Writes the named fields of `body` onto `stream`. Returns the push token the client supplied,
 /// if any (the caller stores only its hash). `previous` is the record before the change, so that
@@ -243,12 +251,11 @@ pub fn apply_fields(
                     _ => return Err(ApiError::invalid(f, "must be a string")),
                 };
                 if !s.is_empty() {
-                    if s.len() < MIN_PUSH_TOKEN_LEN
-                        || s.chars().any(|c| c.is_whitespace() || c.is_control())
-                    {
+                    // It travels in an HTTP header: visible ASCII only.
+                    if s.len() < MIN_PUSH_TOKEN_LEN || !s.bytes().all(|b| b.is_ascii_graphic()) {
                         return Err(ApiError::invalid(
                             f,
-                            "must be at least 32 characters without whitespace",
+                            "must be at least 32 visible ASCII characters",
                         ));
                     }
                     push_token = Some(s);

@@ -147,6 +147,9 @@ struct Cached {
 struct SourceState {
     cached: Option<Cached>,
     last_forced: Option<Instant>,
+    /// The error of the latest fetch, if it failed (cleared by a successful fetch). It is
+    /// answered again, without fetching, until the cooldown has passed.
+    last_error: Option<(Instant, KeyError)>,
 }
 
 /// The keys of every transmitter ssfd talks to.
@@ -220,6 +223,15 @@ impl JwksCache {
                 return Ok(c.set.clone());
             }
         }
+        // Nothing usable and a fetch just failed: do not hammer the transmitter on every push.
+        if st.cached.is_none() {
+            let cooldown = self.settings().refresh_cooldown;
+            if let Some((at, e)) = &st.last_error {
+                if at.elapsed() < cooldown {
+                    return Err(e.clone());
+                }
+            }
+        }
         self.refresh_locked(source, &mut st).await
     }
 
@@ -275,6 +287,19 @@ impl JwksCache {
                 Err(_) => {}
             }
         }
+        // An unknown key while the JWKS cannot be fetched is not the SET's fault (DESIGN §8):
+        // 503, so that the transmitter delivers it again once the keys can be read.
+        match &st.last_error {
+            Some((_, KeyError::MetadataInvalid(m))) => {
+                return Err(KeyError::MetadataInvalid(m.clone()))
+            }
+            Some((_, e)) => {
+                return Err(KeyError::Unavailable(format!(
+                    "no cached key fits and the keys cannot be fetched: {e}"
+                )))
+            }
+            None => {}
+        }
         Err(KeyError::NoKey(match kid {
             Some(kid) => format!("no key with kid {kid:?} in the transmitter's JWKS"),
             None => format!("no {} key in the transmitter's JWKS", alg.key_type()),
@@ -295,11 +320,14 @@ impl JwksCache {
                     set: set.clone(),
                     expires: Instant::now() + ttl,
                 });
+                st.last_error = None;
                 Ok(set)
             }
             Err(e) => {
                 self.failures.fetch_add(1, Relaxed);
-                match (&e, &st.cached) {
+                st.last_error = Some((Instant::now(), e.clone()));
+                let retry_in = self.settings().refresh_cooldown;
+                match (&e, &mut st.cached) {
                     // Metadata that fails validation must not be used, stale or not.
                     (KeyError::MetadataInvalid(_), _) => {
                         st.cached = None;
@@ -308,6 +336,9 @@ impl JwksCache {
                     (_, Some(c)) => {
                         tracing::warn!(issuer = %source.issuer_url, error = %e,
                             "JWKS refresh failed; keeping the cached keys");
+                        // Serve the stale keys and try again after the cooldown, not on every
+                        // request.
+                        c.expires = Instant::now() + retry_in;
                         Ok(c.set.clone())
                     }
                     (_, None) => Err(e),
