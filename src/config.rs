@@ -269,6 +269,15 @@ impl Config {
             let mut s = f.section(&["path"])?;
             if let Some(f) = s.take("path") {
                 cfg.storage.path = f.path()?;
+                // Unless [admin] says otherwise, the generated admin token lives beside the
+                // database (DESIGN §6).
+                let dir = cfg
+                    .storage
+                    .path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or_else(|| Path::new("."));
+                cfg.admin.token_file = dir.join("ssfd-admin.token");
             }
         }
         if let Some(f) = root.take("admin") {

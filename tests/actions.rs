@@ -450,7 +450,7 @@ async fn default_mapping_for_each_event_type() {
         ),
         ("account-disabled", payload("account-disabled"), true),
         ("account-purged", payload("account-purged"), true),
-        ("identifier-recycled", payload("identifier-recycled"), true),
+        ("identifier-recycled", payload("identifier-recycled"), false),
         (
             "device-compliance-change",
             payload("device-compliance-change"),

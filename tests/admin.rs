@@ -677,3 +677,84 @@ async fn admin_updates_keep_the_rejected_count() {
     assert_eq!(status, 200);
     assert_eq!(d.stats(&id).await["eventsFailedCount"], 1);
 }
+
+#[tokio::test]
+async fn absurd_inputs_get_answers_not_crashes() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    // A SET dated far beyond the year 9999 is stored and can be queried.
+    let set = tx
+        .set()
+        .iat(1_000_000_000_000)
+        .event("session-revoked", json!({}))
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let (status, v) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:check",
+            Some(json!({"subject": {"format": "email", "email": "alice@example.com"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["revoked"], true);
+    assert_eq!(v["revokedBefore"], "9999-12-31T23:59:59Z");
+    let (status, _) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:check",
+            Some(json!({"subject": "email:alice@example.com", "issuedAt": "2026-01-01T10:00:00+02:00"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Huge durations are field errors.
+    let mut body = base(&tx);
+    body["pollInterval"] = json!("1e300s");
+    let (status, v) = d.api(Method::POST, STREAMS, Some(body)).await;
+    assert_eq!(status, 400);
+    assert!(v["message"].as_str().unwrap().starts_with("pollInterval"));
+    let (status, v) = d
+        .api(Method::GET, "/api/v1/events?since=1e300s", None)
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = d
+        .api(Method::GET, "/api/v1/events?pageSize=abc", None)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["code"], "invalid_argument");
+    // A push token must be visible ASCII.
+    let mut body = base(&tx);
+    body["pushAuthToken"] = json!("€".repeat(11));
+    let (status, v) = d.api(Method::POST, STREAMS, Some(body)).await;
+    assert_eq!(status, 400);
+    assert!(v["message"].as_str().unwrap().starts_with("pushAuthToken"));
+}
+
+#[tokio::test]
+async fn unknown_api_paths_need_the_token_first() {
+    let d = TestDaemon::start().await;
+    let url = format!("{}/api/v1/nothing-here", d.daemon.admin_url());
+    let resp = d.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = d
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "not_found");
+    let resp = d
+        .http
+        .put(format!("{}{STREAMS}", d.daemon.admin_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "method_not_allowed");
+}

@@ -63,7 +63,6 @@ fn default_action(event: &SetEvent) -> (RevocationAction, String) {
         (_, true, "credential-compromise") => (RevokeAll, "credential compromised".to_string()),
         (_, true, "account-disabled") => (RevokeAll, "account disabled".to_string()),
         (_, true, "account-purged") => (RevokeAll, "account purged".to_string()),
-        (_, true, "identifier-recycled") => (RevokeAll, "identifier recycled".to_string()),
         (true, _, "device-compliance-change") => match payload_str(event, "current_status") {
             Some("not-compliant") => (RevokeAll, "device not compliant".to_string()),
             Some(s) => (LogOnly, format!("device status {s}")),
@@ -106,10 +105,13 @@ pub fn resolve(
             return (*action, format!("stream {name}"));
         }
     }
-    if let Some((pattern, action)) = table
-        .iter()
-        .find(|(pattern, _)| event_type_matches(pattern, &event.event_type))
-    {
+    // A full URI in the table is more specific than a short name, whatever the sort order.
+    let entry = table.get_key_value(event.event_type.as_str()).or_else(|| {
+        table
+            .iter()
+            .find(|(pattern, _)| event_type_matches(pattern, &event.event_type))
+    });
+    if let Some((pattern, action)) = entry {
         if *action == RevocationAction::LogOnly || policy_applies(event) {
             return (*action, format!("[policy] {pattern:?}"));
         }

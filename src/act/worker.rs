@@ -13,6 +13,8 @@
 //! ends `dead`.
 
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
@@ -268,21 +270,32 @@ async fn attempt(
     let started = Instant::now();
     let sink = config.sinks.iter().find(|s| s.name == row.sink);
     // Without its sink, or with an unreadable SET, no later attempt can do better.
-    let (outcome, hopeless) = match sink {
-        None => (
-            Outcome::failed(format!(
-                "sink {:?} is not in the configuration (removed?)",
-                row.sink
-            )),
-            true,
-        ),
-        Some(sink) => match document::build(&row, &config) {
-            Ok(doc) => (sinks::run(&client, sink, &row, &doc).await, false),
-            Err(e) => (
-                Outcome::failed(format!("cannot build the action document: {e}")),
+    let run = async {
+        match sink {
+            None => (
+                Outcome::failed(format!(
+                    "sink {:?} is not in the configuration (removed?)",
+                    row.sink
+                )),
                 true,
             ),
-        },
+            Some(sink) => match document::build(&row, &config) {
+                Ok(doc) => (sinks::run(&client, sink, &row, &doc).await, false),
+                Err(e) => (
+                    Outcome::failed(format!("cannot build the action document: {e}")),
+                    true,
+                ),
+            },
+        }
+    };
+    // A panic while running an action is recorded as a failed attempt, so the action still
+    // retries and ends `dead` rather than staying `running` forever.
+    let (outcome, hopeless) = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => (
+            Outcome::failed("internal error while running the action".to_string()),
+            false,
+        ),
     };
     let duration = started.elapsed();
     let finished_ms = now_millis();

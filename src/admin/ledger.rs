@@ -13,6 +13,10 @@ use crate::app::App;
 use crate::clock::{parse_rfc3339, rfc3339, rfc3339_millis};
 use crate::verify::subject::{parse_subject, parse_subject_shorthand};
 
+/// Most canonical keys one query may carry (an `aliases` or `ip-addresses` subject can be
+/// long; SQLite binds at most 32766 values).
+const MAX_SUBJECT_KEYS: usize = 1000;
+
 /// One ledger entry that matched.
 struct Entry {
     revoked_before: i64,
@@ -47,6 +51,12 @@ pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
         ),
         Some(_) => return Err(ApiError::invalid("issuedAt", "must be an RFC 3339 time")),
     };
+    if subject.keys.len() > MAX_SUBJECT_KEYS {
+        return Err(ApiError::invalid(
+            "subject",
+            format!("names more than {MAX_SUBJECT_KEYS} identifiers"),
+        ));
+    }
     let keys = subject.keys.clone();
     let entries = app
         .store

@@ -56,7 +56,16 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, stats: Arc<Writer
                 }));
                 continue;
             }
-            let (ok, completion) = job(Some(&conn));
+            // A panicking job must not take the only writer down with it: its changes are rolled
+            // back and its caller sees the writer's answer channel close (an error, never a 202).
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(&conn))));
+            let (ok, completion) = match ran {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!("a database job panicked; its changes were rolled back");
+                    (false, Box::new(|_| {}) as Completion)
+                }
+            };
             if !ok {
                 let _ = conn.execute_batch("ROLLBACK TO job");
             }

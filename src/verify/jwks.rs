@@ -166,7 +166,7 @@ impl JwksCache {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(no_downgrade(settings.allow_http))
             .user_agent(concat!("ssfd/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(JwksCache {
@@ -470,6 +470,20 @@ fn short_error(e: &reqwest::Error) -> String {
             .unwrap_or("request failed")
             .to_string()
     }
+}
+
+/// Follows at most three redirects, never from https to http unless `allow_http`: a redirect
+/// must not weaken what `check_scheme` enforced for the first URL.
+fn no_downgrade(allow_http: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 3 {
+            attempt.error("too many redirects")
+        } else if check_scheme(attempt.url().as_str(), allow_http).is_err() {
+            attempt.error("redirect to a non-https URL")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// `https` is required unless `allow_http`.
