@@ -109,6 +109,25 @@ fn ssfd_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line; the first field after the name is 3.
+    let hz = 100.0; // USER_HZ on Linux
+    (ticks(11) + ticks(12)) / hz
+}
+
 /// Peak and current resident set size of a process, in MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -271,6 +290,7 @@ async fn ingest(
     eprintln!("pushing (daemon pid {}) ...", d.child.id());
     let queue = Arc::new(tokio::sync::Mutex::new(signed.into_iter().enumerate()));
     let url = Arc::new(format!("{}/ssf/push/{id}", d.push));
+    let cpu_before = cpu_seconds(d.child.id());
     let start = Instant::now();
     let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
     let mut workers = Vec::new();
@@ -316,6 +336,7 @@ async fn ingest(
         }
     }
     let elapsed = start.elapsed();
+    let daemon_cpu = cpu_seconds(d.child.id()) - cpu_before;
     lat.sort();
     let (peak, _) = rss_mib(d.child.id());
     let acked = lat.len();
@@ -347,6 +368,12 @@ async fn ingest(
         percentile(&lat, 1.0)
     );
     println!("errors          {errors:?}");
+    println!(
+        "daemon CPU      {:.2} s = {:.0} us per acked SET ({:.2} of one core)",
+        daemon_cpu,
+        daemon_cpu * 1e6 / acked.max(1) as f64,
+        daemon_cpu / elapsed.as_secs_f64()
+    );
     println!("daemon RSS MiB  idle {idle_rss:.1}  peak {peak:.1}");
     if let Some(v) = openssl_rsa_verify_rate() {
         println!(

@@ -141,10 +141,15 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, DaemonError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| DaemonError::Bind { key, addr, source })
+/// Binds a listener; returns it with the address it got (port 0 picks one).
+async fn bind(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let err = |source| DaemonError::Bind { key, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
 }
 
 impl Daemon {
@@ -152,27 +157,17 @@ impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
         let admin_token = load_admin_token(&config)?;
         if let Some(path) = &admin_token.created_at {
-            tracing::info!(path = %path.display(), "created a new admin token file");
+            // A warning so that it shows at any usual log level: the operator needs this file
+            // for the first API call.
+            tracing::warn!(path = %path.display(), "created a new admin token file (mode 0600)");
         }
         let store = Store::open(&config.storage.path)?;
         let registry = Registry::load(store.clone()).await?;
         let keys = JwksCache::new(&config.jwks).map_err(|e| DaemonError::Http(e.to_string()))?;
-        let push_listener = bind("server.push_listen", config.server.push_listen).await?;
-        let admin_listener = bind("server.admin_listen", config.server.admin_listen).await?;
-        let push_addr = push_listener
-            .local_addr()
-            .map_err(|source| DaemonError::Bind {
-                key: "server.push_listen",
-                addr: config.server.push_listen,
-                source,
-            })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|source| DaemonError::Bind {
-                key: "server.admin_listen",
-                addr: config.server.admin_listen,
-                source,
-            })?;
+        let (push_listener, push_addr) =
+            bind("server.push_listen", config.server.push_listen).await?;
+        let (admin_listener, admin_addr) =
+            bind("server.admin_listen", config.server.admin_listen).await?;
         let app = Arc::new(App::new(
             config,
             store,

@@ -105,11 +105,6 @@ async fn serve(
     };
     if let Some(source) = token_source {
         tracing::info!(token_file = %source, "the admin token is in this file");
-        // Printed whatever the log level: a newcomer needs it to make the first API call.
-        eprintln!(
-            "ssfd: push listener http://{}  admin API http://{}  admin token in {source}",
-            daemon.push_addr, daemon.admin_addr
-        );
     }
     let mut status = ready_status(&daemon);
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);

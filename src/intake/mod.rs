@@ -188,13 +188,7 @@ async fn receive_inner(
     let set = match verify::verify_set(&app.keys, stream, token).await {
         Ok(set) => set,
         Err(VerifyFailure::Rejected(e)) => {
-            note_error(
-                app,
-                &stream.id,
-                &format!("{}: {}", e.code, e.description),
-                true,
-            )
-            .await;
+            note_rejection(app, &stream.id, &e).await;
             return Err(e.into());
         }
         Err(VerifyFailure::KeysUnavailable(m)) => {
@@ -336,13 +330,7 @@ async fn after_store(
                 verify::ErrCode::InvalidState,
                 "the verification state does not match a state this receiver requested",
             );
-            note_error(
-                app,
-                &stream.id,
-                &format!("{}: {}", e.code, e.description),
-                true,
-            )
-            .await;
+            note_rejection(app, &stream.id, &e).await;
             Err(e.into())
         }
         Stored::New => {
@@ -378,6 +366,17 @@ async fn after_store(
             ))
         }
     }
+}
+
+/// Records a rejected SET on the stream (`lastError*` reads `<code>: <description>`).
+async fn note_rejection(app: &Arc<App>, stream_id: &str, e: &SetError) {
+    note_error(
+        app,
+        stream_id,
+        &format!("{}: {}", e.code, e.description),
+        true,
+    )
+    .await;
 }
 
 /// Records a problem on the stream (`lastErrorAt`/`lastErrorMessage`, and the rejected-SET count).
