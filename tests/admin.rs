@@ -758,3 +758,28 @@ async fn unknown_api_paths_need_the_token_first() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["code"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn a_disabled_poll_stream_may_wait_for_its_url() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let mut body = base(&tx);
+    body["deliveryMethod"] = json!("SSF_DELIVERY_METHOD_POLL");
+    body["enabled"] = json!(false);
+    let (status, v) = d.api(Method::POST, STREAMS, Some(body)).await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["ssfReceiverStream"]["id"].as_str().unwrap().to_string();
+    // Enabling it without a URL names the field.
+    let (status, v) = d
+        .api(
+            Method::POST,
+            &format!("{STREAMS}/{id}"),
+            Some(json!({"ssfReceiverStream": {"enabled": true}, "updateMask": "enabled"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("pollEndpointUrl"));
+}

@@ -408,10 +408,16 @@ pub fn check_complete(stream: &Stream) -> Result<(), ApiError> {
     if stream.issuer_url.is_empty() {
         return Err(ApiError::invalid("issuerUrl", "is required"));
     }
-    if stream.delivery_method == DeliveryMethod::Poll && stream.poll_endpoint_url.is_empty() {
+    // A disabled POLL stream may wait for its URL: transmitters assign it when the stream is
+    // registered there (`register` fills it in), and it is needed only once polling starts.
+    if stream.delivery_method == DeliveryMethod::Poll
+        && stream.poll_endpoint_url.is_empty()
+        && stream.enabled
+    {
         return Err(ApiError::invalid(
             "pollEndpointUrl",
-            "is required when deliveryMethod is SSF_DELIVERY_METHOD_POLL",
+            "is required when deliveryMethod is SSF_DELIVERY_METHOD_POLL (a disabled stream may \
+             get it from registration)",
         ));
     }
     Ok(())
