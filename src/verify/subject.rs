@@ -324,21 +324,31 @@ fn simple_keys(
     Ok(())
 }
 
-fn ip_keys(
-    obj: &Map<String, Value>,
+/// The required, non-empty array member `name`, with its path for error messages.
+fn non_empty_array<'a>(
+    obj: &'a Map<String, Value>,
     path: &str,
-    prefix: &str,
-    keys: &mut Keys,
-) -> Result<(), SubjectError> {
-    let at = child(path, "ip-addresses");
+    name: &str,
+) -> Result<(&'a Vec<Value>, String), SubjectError> {
+    let at = child(path, name);
     let list = obj
-        .get("ip-addresses")
+        .get(name)
         .ok_or_else(|| err(&at, "missing"))?
         .as_array()
         .ok_or_else(|| err(&at, "must be an array"))?;
     if list.is_empty() {
         return Err(err(&at, "must not be empty"));
     }
+    Ok((list, at))
+}
+
+fn ip_keys(
+    obj: &Map<String, Value>,
+    path: &str,
+    prefix: &str,
+    keys: &mut Keys,
+) -> Result<(), SubjectError> {
+    let (list, at) = non_empty_array(obj, path, "ip-addresses")?;
     for (i, item) in list.iter().enumerate() {
         let at_i = format!("{at}[{i}]");
         let text = item
@@ -357,15 +367,7 @@ fn alias_keys(
     prefix: &str,
     keys: &mut Keys,
 ) -> Result<(), SubjectError> {
-    let at = child(path, "identifiers");
-    let list = obj
-        .get("identifiers")
-        .ok_or_else(|| err(&at, "missing"))?
-        .as_array()
-        .ok_or_else(|| err(&at, "must be an array"))?;
-    if list.is_empty() {
-        return Err(err(&at, "must not be empty"));
-    }
+    let (list, at) = non_empty_array(obj, path, "identifiers")?;
     for (i, item) in list.iter().enumerate() {
         let at_i = format!("{at}[{i}]");
         let member = item
