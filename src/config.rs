@@ -340,20 +340,7 @@ impl Config {
     }
 }
 
-/// Whether a policy key or sink `events` entry matches an event type: the pattern equals the
-/// full URI, or the URI's last path segment (`"session-revoked"` matches
-/// `https://schemas.openid.net/secevent/caep/event-type/session-revoked`).
-pub fn event_type_matches(pattern: &str, event_type_uri: &str) -> bool {
-    if pattern.is_empty() {
-        return false;
-    }
-    if pattern == event_type_uri {
-        return true;
-    }
-    // A pattern with a slash is a URI and must match whole, so that one transmitter's type
-    // is never taken for another's by a partial path.
-    !pattern.contains('/') && event_type_uri.rsplit('/').next() == Some(pattern)
-}
+pub use crate::event_type::event_type_matches;
 
 /// Maps a secret path written as `credential:NAME` to `$CREDENTIALS_DIRECTORY/NAME`; any other
 /// path is returned as it is. Errors when `CREDENTIALS_DIRECTORY` is unset or the name is bad.
@@ -2079,23 +2066,6 @@ rule = "email_local_part"
                 rule: None
             })
         );
-    }
-
-    #[test]
-    fn event_type_patterns() {
-        let uri = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
-        assert!(event_type_matches("session-revoked", uri));
-        assert!(event_type_matches(uri, uri));
-        assert!(!event_type_matches("sessions-revoked", uri));
-        assert!(!event_type_matches("event-type/session-revoked", uri));
-        assert!(!event_type_matches("", uri));
-        assert!(!event_type_matches("revoked", uri));
-        assert!(!event_type_matches(
-            "https://schemas.openid.net/secevent/risc/event-type/session-revoked",
-            uri
-        ));
-        assert!(event_type_matches("plain", "plain"));
-        assert!(!event_type_matches("x", "https://e/x/"));
     }
 
     #[test]

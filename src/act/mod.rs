@@ -15,7 +15,8 @@ use rusqlite::{params, Connection};
 use serde_json::Value;
 
 use crate::clock::UnixMillis;
-use crate::config::{event_type_matches, Config};
+use crate::config::Config;
+use crate::event_type::event_type_matches;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::VerifiedSet;
