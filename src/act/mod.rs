@@ -4,6 +4,7 @@
 //! the same transaction as the inbox row: ledger entries and audit rows at once, and one outbox
 //! row per sink that the action worker then delivers.
 
+pub mod attempt;
 pub mod document;
 pub mod identity;
 pub mod policy;

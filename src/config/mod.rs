@@ -14,8 +14,8 @@
 //! `[[sink]]` tables are described by `act::sinks`: the options every sink shares there, the
 //! settings of each kind in the kind's own file.
 
-mod error;
-mod secret;
+pub(crate) mod error;
+pub(crate) mod secret;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -32,7 +32,6 @@ use toml::Spanned;
 use crate::stream::RevocationAction;
 
 pub use self::error::ConfigError;
-pub(crate) use self::error::{at as error_at, unknown_field, unknown_key_message};
 pub use self::secret::{read_secret, resolve_secret_path, CREDENTIAL_PREFIX};
 pub use self::values::{MAX_BODY_LIMIT, POLL_MAX_EVENTS_RANGE, SINK_MAX_ATTEMPTS_RANGE};
 pub use crate::act::sinks::{
@@ -1114,6 +1113,51 @@ rule = "email_local_part"
                 argv: vec!["/bin/revoke".into(), String::new()]
             })
         );
+    }
+
+    #[test]
+    fn sink_keys_may_come_in_any_order() {
+        let cfg = parse(
+            "[[sink]]\nurl = \"https://h/\"\nname = \"h\"\nsecret_file = \"/s\"\ntype = \"webhook\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.sinks[0].kind,
+            SinkKind::Webhook(WebhookSettings {
+                url: "https://h/".into(),
+                secret_file: "/s".into(),
+            })
+        );
+        assert_eq!(cfg.sinks[0].timeout, DEFAULT_WEBHOOK_TIMEOUT);
+        // With the type unknown, the kind's keys are not judged; the type is.
+        let m = assert_fails(
+            "[[sink]]\nurl = \"https://h/\"\nname = \"h\"\ntype = \"mail\"\n",
+            4,
+            "sink[0].type",
+        );
+        assert!(m.contains("\"webhook\" or \"command\""), "{m}");
+    }
+
+    #[test]
+    fn a_missing_sink_key_says_which_kind_needs_it() {
+        let m = assert_fails(
+            "[[sink]]\ntype = \"webhook\"\nname = \"a\"\nurl = \"https://h/\"\n",
+            1,
+            "sink[0].secret_file",
+        );
+        assert_eq!(m, "missing: a webhook sink needs secret_file");
+        let m = assert_fails("[[sink]]\nname = \"a\"\n", 1, "sink[0].type");
+        assert_eq!(m, "missing: set type = \"webhook\" or \"command\"");
+    }
+
+    #[test]
+    fn every_sink_kind_prints_and_parses_back() {
+        let cfg = parse(README_EXAMPLE).unwrap();
+        let text = cfg.redacted_toml();
+        for kind in SinkKind::TYPES {
+            assert!(text.contains(&format!("type = \"{kind}\"")), "{text}");
+        }
+        assert_eq!(parse(&text).unwrap().sinks, cfg.sinks, "{text}");
     }
 
     #[test]

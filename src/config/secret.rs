@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Prefix of a secret path that names a systemd credential.
 pub const CREDENTIAL_PREFIX: &str = "credential:";

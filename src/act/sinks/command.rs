@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::{printable, Outcome, SinkSettings, DETAIL_LIMIT};
-use crate::act::document::{ActionDocument, ActionRow};
+use crate::act::attempt::{ActionDocument, ActionRow};
 use crate::config::values;
 
 /// `type = "command"`: the program and its arguments, run without a shell.

@@ -14,12 +14,13 @@ use serde::de::{self, MapAccess};
 use serde::{Deserialize, Serialize};
 
 pub use self::command::CommandSettings;
+use self::settings::KindKeys;
+pub(crate) use self::settings::{deserialize_sinks, with_sink_types};
 pub use self::settings::{
-    deserialize_sinks, with_sink_types, KindKeys, SinkConfig, SinkSettings,
-    DEFAULT_SINK_MAX_ATTEMPTS, DEFAULT_SINK_RETRY_BASE, SINK_RETRY_CAP,
+    SinkConfig, SinkSettings, DEFAULT_SINK_MAX_ATTEMPTS, DEFAULT_SINK_RETRY_BASE, SINK_RETRY_CAP,
 };
 pub use self::webhook::WebhookSettings;
-use super::document::{ActionDocument, ActionRow};
+use super::attempt::{ActionDocument, ActionRow};
 
 /// Declares the sink kinds: for each, the `type` value in receiver.toml, the variant of
 /// [`SinkKind`], and the settings type its file owns (which implements [`SinkSettings`] and

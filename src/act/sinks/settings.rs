@@ -118,7 +118,7 @@ impl<'de> de::Visitor<'de> for Sinks {
                 return Ok(sinks);
             };
             if let Some(j) = sinks.iter().position(|o| o.name == sink.name) {
-                return Err(de::Error::custom(crate::config::error_at(
+                return Err(de::Error::custom(crate::config::error::at(
                     &format!("sink[{i}].name"),
                     name_span,
                     format!(
@@ -306,7 +306,7 @@ impl Shared {
 
 /// The sink table as the kind's settings see it: its keys minus the shared ones, which are
 /// read into [`Shared`] on the way.
-pub struct KindKeys<'a, A> {
+pub(super) struct KindKeys<'a, A> {
     map: &'a mut A,
     shared: &'a mut Shared,
 }
@@ -362,16 +362,16 @@ impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
             return Ok(Key::Other);
         };
         let field: de::value::StrDeserializer<'_, D::Error> = name.as_str().into_deserializer();
-        seed.deserialize(field).map(Key::Kind).map_err(|e| {
-            match crate::config::unknown_field(&e.to_string()) {
+        seed.deserialize(field).map(Key::Kind).map_err(
+            |e| match crate::config::error::unknown_field(&e.to_string()) {
                 Some((_, kind_keys)) => {
                     let mut expected: Vec<String> =
                         SHARED_KEYS.iter().map(|k| k.to_string()).collect();
                     expected.extend(kind_keys);
-                    de::Error::custom(crate::config::unknown_key_message(&expected))
+                    de::Error::custom(crate::config::error::unknown_key_message(&expected))
                 }
                 None => e,
-            }
-        })
+            },
+        )
     }
 }

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::{printable, Outcome, SinkSettings, DETAIL_LIMIT};
-use crate::act::document::{ActionDocument, ActionRow};
+use crate::act::attempt::{ActionDocument, ActionRow};
 use crate::clock::now_unix;
-use crate::config::read_secret;
+use crate::config::secret::read_secret;
 use crate::config::values;
 
 /// `type = "webhook"`: where to POST, and the file of the HMAC key that signs each request.
