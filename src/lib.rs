@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod event_type;
 pub mod http;
 pub mod intake;
 pub mod metrics;

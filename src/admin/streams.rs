@@ -307,38 +307,19 @@ pub async fn stats(
     Ok(json_ok(json!({"stats": Value::Object(m)})))
 }
 
-/// Event types the `test` answer previews, by short name.
-const PREVIEW: &[&str] = &[
-    "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
-    "https://schemas.openid.net/secevent/caep/event-type/credential-change",
-    "https://schemas.openid.net/secevent/risc/event-type/credential-compromise",
-    "https://schemas.openid.net/secevent/risc/event-type/account-disabled",
-    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
-    "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
-];
-
 /// The action an event type gets on this stream, with the payload that makes it act where the
 /// default depends on the payload.
-fn preview_action(app: &App, stream: &Stream, event_type: &str) -> RevocationAction {
-    let payload = match event_type.rsplit('/').next() {
-        Some("credential-change") => {
-            json!({"change_type": "update", "credential_type": "password"})
-        }
-        Some("device-compliance-change") => {
-            json!({"previous_status": "compliant", "current_status": "not-compliant"})
-        }
-        Some("risk-level-change") => json!({"principal": "USER", "current_level": "HIGH"}),
-        _ => json!({}),
-    };
+fn preview_action(app: &App, stream: &Stream, event_type: &str, payload: &str) -> RevocationAction {
+    let payload: Map<String, Value> = serde_json::from_str(payload).unwrap_or_default();
     let event = SetEvent {
         event_type: event_type.to_string(),
-        payload: payload.as_object().cloned().unwrap_or_default(),
+        payload,
     };
     let enabled = stream.event_types_enabled.is_empty()
         || stream
             .event_types_enabled
             .iter()
-            .any(|p| crate::config::event_type_matches(p, event_type));
+            .any(|p| crate::event_type::event_type_matches(p, event_type));
     if !stream.enabled || !enabled {
         return RevocationAction::LogOnly;
     }
@@ -381,13 +362,14 @@ pub async fn test(
         .and_then(|s| s.keys.first().cloned())
         .unwrap_or_default();
     let mut preview = Map::new();
-    for t in PREVIEW {
-        preview.insert(
-            t.rsplit('/').next().unwrap_or(t).to_string(),
-            json!(preview_action(&app, &stream, t).as_api()),
-        );
+    let mut session_action = RevocationAction::Unspecified;
+    for (i, (t, payload)) in crate::event_type::previewed_types().enumerate() {
+        let action = preview_action(&app, &stream, &t.uri(), payload);
+        if i == 0 {
+            session_action = action;
+        }
+        preview.insert(t.short.to_string(), json!(action.as_api()));
     }
-    let session_action = preview_action(&app, &stream, PREVIEW[0]);
     let ready = stream.enabled && reachable && key_count > 0;
     Ok(json_ok(json!({
         "jwksReachable": reachable,
