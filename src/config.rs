@@ -59,6 +59,8 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Bounds of `poll.max_events`.
 pub const POLL_MAX_EVENTS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+/// Bounds of `server.max_connections_per_address` and `server.max_failed_auth_per_minute`.
+pub const PER_ADDRESS_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
 /// Bounds of a sink's `max_attempts`.
 pub const SINK_MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 /// The rules `identity.rule` accepts.
@@ -92,6 +94,26 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Grace period for a drain on SIGTERM (default 10 s).
     pub shutdown_grace: Duration,
+    /// `[server.tls]`: HTTPS on the push listener (and the admin one with `admin = true`).
+    pub tls: Option<TlsConfig>,
+    /// Most connections one client address may hold open on one listener (default 64).
+    pub max_connections_per_address: u32,
+    /// Requests with a wrong token one client address may make per minute before it is
+    /// answered 429 (default 20).
+    pub max_failed_auth_per_minute: u32,
+}
+
+/// `[server.tls]`: certificate and key files (PEM) re-read on SIGHUP and when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first; may be `credential:NAME`.
+    pub cert_file: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1); may be `credential:NAME`.
+    pub key_file: PathBuf,
+    /// Serve the admin listener over TLS too.
+    pub admin: bool,
+    /// CA certificates (PEM) that admin clients must present a certificate from; needs `admin`.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +234,9 @@ impl Default for Config {
                 push_token_overlap: Duration::from_secs(3600),
                 max_body_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(10),
+                tls: None,
+                max_connections_per_address: 64,
+                max_failed_auth_per_minute: 20,
             },
             storage: StorageConfig {
                 path: PathBuf::from("./ssfd.db"),
@@ -417,7 +442,11 @@ const SERVER_KEYS: &[&str] = &[
     "push_token_overlap",
     "max_body",
     "shutdown_grace",
+    "tls",
+    "max_connections_per_address",
+    "max_failed_auth_per_minute",
 ];
+const TLS_KEYS: &[&str] = &["cert_file", "key_file", "admin", "client_ca_file"];
 const JWKS_KEYS: &[&str] = &[
     "ttl",
     "refresh_cooldown",
@@ -445,13 +474,35 @@ fn parse_server(mut s: Section<'_>, out: &mut ServerConfig) -> Result<(), Config
     if let Some(f) = s.take("admin_listen") {
         out.admin_listen = f.socket_addr()?;
     }
+    if let Some(f) = s.take("tls") {
+        out.tls = Some(parse_tls(f.section(TLS_KEYS)?)?);
+    }
     if let Some(f) = s.take("public_base_url") {
         let url = f.http_url()?;
         // The push URL is this plus a path, so a query or fragment would end up in the middle.
         if url.query().is_some() || url.fragment().is_some() {
             return Err(f.err("must not have a query or fragment"));
         }
+        // With TLS on, the push listener refuses plain HTTP: an http:// push URL handed to a
+        // transmitter could never be delivered to.
+        if out.tls.is_some() && url.scheme() == "http" {
+            return Err(f.err(
+                "must be an https:// URL while [server.tls] is set (the push listener speaks \
+                 only TLS)",
+            ));
+        }
         out.public_base_url = f.str()?.to_string();
+    } else if out.tls.is_some() {
+        // The default names the push listener itself, which now speaks TLS.
+        if let Some(rest) = out.public_base_url.strip_prefix("http://") {
+            out.public_base_url = format!("https://{rest}");
+        }
+    }
+    if let Some(f) = s.take("max_connections_per_address") {
+        out.max_connections_per_address = f.int_in(PER_ADDRESS_LIMIT_RANGE)?;
+    }
+    if let Some(f) = s.take("max_failed_auth_per_minute") {
+        out.max_failed_auth_per_minute = f.int_in(PER_ADDRESS_LIMIT_RANGE)?;
     }
     if let Some(f) = s.take("push_token_overlap") {
         // Zero is meaningful: a rotation then ends the old token at once.
@@ -465,6 +516,36 @@ fn parse_server(mut s: Section<'_>, out: &mut ServerConfig) -> Result<(), Config
         out.shutdown_grace = f.duration(true)?;
     }
     Ok(())
+}
+
+fn parse_tls(mut s: Section<'_>) -> Result<TlsConfig, ConfigError> {
+    let cert_file = s
+        .take("cert_file")
+        .ok_or_else(|| s.missing("cert_file", "the certificate chain (PEM) to serve"))?
+        .secret_path()?;
+    let key_file = s
+        .take("key_file")
+        .ok_or_else(|| s.missing("key_file", "the private key (PEM) of the certificate"))?
+        .secret_path()?;
+    let admin = match s.take("admin") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
+    let client_ca_file = match s.take("client_ca_file") {
+        Some(f) if !admin => {
+            return Err(f.err(
+                "client certificates are checked on the admin listener only; set admin = true",
+            ))
+        }
+        Some(f) => Some(f.secret_path()?),
+        None => None,
+    };
+    Ok(TlsConfig {
+        cert_file,
+        key_file,
+        admin,
+        client_ca_file,
+    })
 }
 
 fn parse_admin(mut s: Section<'_>, out: &mut AdminConfig) -> Result<(), ConfigError> {
@@ -1269,6 +1350,19 @@ struct ShownServer {
     push_token_overlap: String,
     max_body: String,
     shutdown_grace: String,
+    max_connections_per_address: u32,
+    max_failed_auth_per_minute: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<ShownTls>,
+}
+
+#[derive(Serialize)]
+struct ShownTls {
+    cert_file: String,
+    key_file: String,
+    admin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ca_file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1344,6 +1438,14 @@ impl From<&Config> for Shown {
                 push_token_overlap: format_duration(c.server.push_token_overlap),
                 max_body: format_size(c.server.max_body_bytes),
                 shutdown_grace: format_duration(c.server.shutdown_grace),
+                max_connections_per_address: c.server.max_connections_per_address,
+                max_failed_auth_per_minute: c.server.max_failed_auth_per_minute,
+                tls: c.server.tls.as_ref().map(|t| ShownTls {
+                    cert_file: path(&t.cert_file),
+                    key_file: path(&t.key_file),
+                    admin: t.admin,
+                    client_ca_file: t.client_ca_file.as_deref().map(path),
+                }),
             },
             storage: ShownStorage {
                 path: path(&c.storage.path),

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::App;
+use crate::http::fairness::ClientAddr;
 use crate::secrets::{bearer_token, token_matches};
 use crate::store::StoreError;
 
@@ -155,9 +156,14 @@ fn has_admin_token(app: &App, headers: &axum::http::HeaderMap) -> bool {
 }
 
 async fn require_admin_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let client = req.extensions().get::<ClientAddr>().copied();
+    if let Some(wait) = app.auth_blocked(client) {
+        return crate::http::too_many_failed_auth(wait);
+    }
     if has_admin_token(&app, req.headers()) {
         next.run(req).await
     } else {
+        app.auth_failed(client);
         ApiError::unauthenticated().into_response()
     }
 }
