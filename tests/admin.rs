@@ -782,3 +782,40 @@ async fn a_disabled_poll_stream_may_wait_for_its_url() {
         .unwrap()
         .starts_with("pollEndpointUrl"));
 }
+
+/// A query string axum cannot read (a key given twice) is an API error like any other bad
+/// input, `{"code", "message"}` as JSON, not axum's plain-text rejection (found by schemathesis).
+#[tokio::test]
+async fn a_bad_query_string_is_a_json_api_error() {
+    let d = TestDaemon::start().await;
+    for path in [
+        "/api/v1/ssf-receiver-streams?pageSize=1&pageSize=2",
+        "/api/v1/events?since=1h&since=2h",
+        "/api/v1/actions?status=dead&status=done",
+    ] {
+        let resp = d
+            .http
+            .get(format!("{}{path}", d.daemon.admin_url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["code"], "invalid_argument", "{path}");
+        assert!(v["message"].as_str().unwrap().contains("duplicate"), "{v}");
+    }
+    let resp = d
+        .http
+        .delete(format!(
+            "{}/api/v1/ssf-receiver-streams/x?remote=true&remote=false",
+            d.daemon.admin_url()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+}

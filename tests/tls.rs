@@ -347,3 +347,60 @@ fn tls_keys_in_the_file() {
         .to_string();
     assert!(err.contains("server.tls.verify"), "{err}");
 }
+
+#[tokio::test]
+async fn sighup_rereads_the_certificate() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let first = ca.leaf();
+    let files = write_leaf(dir.path(), &first, "");
+    let extra = format!(
+        "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        files.cert.display(),
+        files.key.display()
+    );
+    // public_base_url is not given: with TLS on it defaults to https.
+    let d = common::ChildDaemon::spawn(dir.path(), &extra).await;
+    let url = format!("https://127.0.0.1:{}", d.push_port);
+    assert_eq!(served_leaf(&ca, &url).await, first.2);
+
+    // A renewal the file watcher cannot see (same sizes, modification times put back), so that
+    // only the SIGHUP can bring it in.
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    let (cert_len, key_len) = (meta(&files.cert).len(), meta(&files.key).len());
+    let (cert_time, key_time) = (
+        meta(&files.cert).modified().unwrap(),
+        meta(&files.key).modified().unwrap(),
+    );
+    let renewed = (0..50)
+        .map(|_| ca.leaf())
+        .find(|l| l.0.len() as u64 == cert_len && l.1.len() as u64 == key_len)
+        .expect("a renewal of the same size");
+    write_leaf(dir.path(), &renewed, "");
+    for (path, time) in [(&files.cert, cert_time), (&files.key, key_time)] {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+    tokio::time::sleep(ssfd::tls::WATCH_INTERVAL * 2).await;
+    assert_eq!(served_leaf(&ca, &url).await, first.2, "the watcher saw it");
+
+    let pid = d.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut served = Vec::new();
+    for _ in 0..100 {
+        served = served_leaf(&ca, &url).await;
+        if served == renewed.2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served, renewed.2, "SIGHUP did not bring in the renewal");
+}

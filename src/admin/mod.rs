@@ -106,6 +106,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A query string extractor whose rejection is an [`ApiError`] like every other bad input
+/// (axum's own answers plain text, which breaks clients that read `{"code", "message"}`).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(ApiQuery(q)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
 /// Page size of a list call: default 50, at most 1000 (DESIGN §8); anything but a
 /// non-negative integer is a field error.
 pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
