@@ -404,3 +404,24 @@ async fn sighup_rereads_the_certificate() {
     }
     assert_eq!(served, renewed.2, "SIGHUP did not bring in the renewal");
 }
+
+#[test]
+fn per_address_limits_in_the_file() {
+    let parse = |text: &str| Config::parse(text, Path::new("receiver.toml"));
+    let c = parse("[server]\nmax_connections_per_address = 8\nmax_failed_auth_per_minute = 5\n")
+        .unwrap();
+    assert_eq!(c.server.max_connections_per_address, 8);
+    assert_eq!(c.server.max_failed_auth_per_minute, 5);
+    let defaults = Config::default();
+    assert_eq!(defaults.server.max_connections_per_address, 64);
+    assert_eq!(defaults.server.max_failed_auth_per_minute, 20);
+    for key in ["max_connections_per_address", "max_failed_auth_per_minute"] {
+        for bad in ["0", "100001", "\"many\""] {
+            let err = parse(&format!("[server]\n{key} = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("server.{key}")), "{err}");
+            assert!(err.contains("line 2"), "{err}");
+        }
+    }
+}
