@@ -16,6 +16,23 @@ pub struct ClientAddr(pub IpAddr);
 /// a flood of spoofed-looking addresses cannot grow the map without bound.
 const MAX_TRACKED: usize = 65_536;
 
+/// The key an address is counted under: an IPv4 address (also when written IPv4-mapped), or an
+/// IPv6 /64, the block one client usually holds whole, so that it cannot step around its
+/// limits by changing the low bits.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(segments))
+            }
+        },
+    }
+}
+
 /// Open connections per address on one listener.
 #[derive(Debug, Clone)]
 pub struct ConnectionsPerAddress {
@@ -40,6 +57,7 @@ impl ConnectionsPerAddress {
 
     /// A slot for one more connection from `addr`, or `None` when it holds `limit` already.
     pub fn try_acquire(&self, addr: IpAddr) -> Option<ConnectionSlot> {
+        let addr = limit_key(addr);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(addr).or_insert(0);
         if *count >= self.limit {
@@ -54,6 +72,7 @@ impl ConnectionsPerAddress {
 
     /// Connections `addr` holds open now.
     pub fn open(&self, addr: IpAddr) -> u32 {
+        let addr = limit_key(addr);
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.get(&addr).copied().unwrap_or(0)
     }
@@ -95,6 +114,7 @@ impl FailedAuth {
     /// When `addr` has used up `limit` failures in its current window: how long until the
     /// window ends (for `Retry-After`). `None`: it may try.
     pub fn blocked(&self, addr: IpAddr, limit: u32, now: Instant) -> Option<Duration> {
+        let addr = limit_key(addr);
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let (start, count) = failures.get(&addr)?;
         let elapsed = now.saturating_duration_since(*start);
@@ -103,6 +123,7 @@ impl FailedAuth {
 
     /// Counts one failed authentication from `addr`.
     pub fn record(&self, addr: IpAddr, now: Instant) {
+        let addr = limit_key(addr);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() >= MAX_TRACKED && !failures.contains_key(&addr) {
             failures.retain(|_, (start, _)| now.saturating_duration_since(*start) < self.window);
@@ -161,6 +182,21 @@ mod tests {
         assert_eq!(f.blocked(ip(1), 3, later), None);
         f.record(ip(1), later);
         assert_eq!(f.blocked(ip(1), 3, later), None);
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(limit_key(mapped), ip(1));
+        let limits = ConnectionsPerAddress::new(1);
+        let _held = limits.try_acquire(a).unwrap();
+        assert!(limits.try_acquire(b).is_none());
+        assert!(limits.try_acquire(other).is_some());
     }
 
     #[test]
