@@ -24,5 +24,6 @@ pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod transmitter;
 pub mod verify;

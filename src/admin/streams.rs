@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::wire::{self, check_complete, stream_json, READ_ONLY, WRITABLE};
-use super::{json_body, json_ok, ApiError};
+use super::{json_body, json_ok, ApiError, ApiQuery};
 use crate::act::policy;
 use crate::app::App;
 use crate::clock::{now_unix, rfc3339, rfc3339_millis};
@@ -97,7 +97,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let size = super::page_size(q.page_size.as_deref())?;
     let all = app.registry.list();
@@ -150,7 +150,7 @@ pub struct UpdateQuery {
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<UpdateQuery>,
+    ApiQuery(q): ApiQuery<UpdateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
@@ -258,7 +258,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     super::transmitter::delete_remote_first(&app, &id, q.remote.as_deref()).await?;
     let now = now_unix();
@@ -435,7 +435,7 @@ pub struct EventsQuery {
 
 pub async fn list_events(
     State(app): State<Arc<App>>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,

@@ -33,7 +33,9 @@ use crate::stream::RevocationAction;
 
 pub use self::error::ConfigError;
 pub use self::secret::{read_secret, resolve_secret_path, CREDENTIAL_PREFIX};
-pub use self::values::{MAX_BODY_LIMIT, POLL_MAX_EVENTS_RANGE, SINK_MAX_ATTEMPTS_RANGE};
+pub use self::values::{
+    MAX_BODY_LIMIT, PER_ADDRESS_LIMIT_RANGE, POLL_MAX_EVENTS_RANGE, SINK_MAX_ATTEMPTS_RANGE,
+};
 pub use crate::act::sinks::{
     CommandSettings, SinkConfig, SinkKind, WebhookSettings, DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_SINK_MAX_ATTEMPTS, DEFAULT_SINK_RETRY_BASE, DEFAULT_WEBHOOK_TIMEOUT, SINK_RETRY_CAP,
@@ -73,7 +75,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "ServerKeys")]
 pub struct ServerConfig {
     #[serde(with = "values::socket_addr")]
     pub push_listen: SocketAddr,
@@ -91,6 +93,16 @@ pub struct ServerConfig {
     /// in flight.
     #[serde(with = "values::duration_or_zero")]
     pub shutdown_grace: Duration,
+    /// Most connections one client address may hold open on one listener (default 64).
+    #[serde(with = "values::per_address_limit")]
+    pub max_connections_per_address: u32,
+    /// Requests with a wrong token one client address may make per minute before it is
+    /// answered 429 (default 20).
+    #[serde(with = "values::per_address_limit")]
+    pub max_failed_auth_per_minute: u32,
+    /// `[server.tls]`: HTTPS on the push listener (and the admin one with `admin = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -102,7 +114,144 @@ impl Default for ServerConfig {
             push_token_overlap: Duration::from_secs(3600),
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            max_connections_per_address: 64,
+            max_failed_auth_per_minute: 20,
+            tls: None,
         }
+    }
+}
+
+/// `[server]` as written, with the place of `public_base_url` for the rule it shares with
+/// `[server.tls]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerKeys {
+    #[serde(default, with = "opt_socket_addr")]
+    push_listen: Option<SocketAddr>,
+    #[serde(default, with = "opt_socket_addr")]
+    admin_listen: Option<SocketAddr>,
+    public_base_url: Option<Spanned<BaseUrl>>,
+    #[serde(default, with = "opt_duration_or_zero")]
+    push_token_overlap: Option<Duration>,
+    #[serde(default, with = "opt_body_size")]
+    max_body: Option<usize>,
+    #[serde(default, with = "opt_duration_or_zero")]
+    shutdown_grace: Option<Duration>,
+    max_connections_per_address: Option<PerAddressLimit>,
+    max_failed_auth_per_minute: Option<PerAddressLimit>,
+    tls: Option<TlsConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct BaseUrl(#[serde(with = "values::base_url")] String);
+
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct PerAddressLimit(#[serde(with = "values::per_address_limit")] u32);
+
+/// `Option` forms of the value readers, for the `*Keys` structs that read a section as written.
+macro_rules! optional_value {
+    ($name:ident, $inner:ident, $t:ty) => {
+        mod $name {
+            use super::*;
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$t>, D::Error> {
+                values::$inner::deserialize(d).map(Some)
+            }
+        }
+    };
+}
+optional_value!(opt_socket_addr, socket_addr, SocketAddr);
+optional_value!(opt_duration_or_zero, duration_or_zero, Duration);
+optional_value!(opt_body_size, body_size, usize);
+
+impl TryFrom<ServerKeys> for ServerConfig {
+    type Error = String;
+
+    fn try_from(keys: ServerKeys) -> Result<ServerConfig, String> {
+        let d = ServerConfig::default();
+        let public_base_url = match keys.public_base_url {
+            // With TLS on, the push listener refuses plain HTTP: an http:// push URL handed to
+            // a transmitter could never be delivered to.
+            Some(url) if keys.tls.is_some() && url.get_ref().0.starts_with("http://") => {
+                return Err(error::at(
+                    "server.public_base_url",
+                    url.span(),
+                    "must be an https:// URL while [server.tls] is set (the push listener \
+                     speaks only TLS)",
+                ))
+            }
+            Some(url) => url.into_inner().0,
+            // The default names the push listener itself, which then speaks TLS.
+            None if keys.tls.is_some() => d.public_base_url.replacen("http://", "https://", 1),
+            None => d.public_base_url,
+        };
+        Ok(ServerConfig {
+            push_listen: keys.push_listen.unwrap_or(d.push_listen),
+            admin_listen: keys.admin_listen.unwrap_or(d.admin_listen),
+            public_base_url,
+            push_token_overlap: keys.push_token_overlap.unwrap_or(d.push_token_overlap),
+            max_body_bytes: keys.max_body.unwrap_or(d.max_body_bytes),
+            shutdown_grace: keys.shutdown_grace.unwrap_or(d.shutdown_grace),
+            max_connections_per_address: keys
+                .max_connections_per_address
+                .map_or(d.max_connections_per_address, |v| v.0),
+            max_failed_auth_per_minute: keys
+                .max_failed_auth_per_minute
+                .map_or(d.max_failed_auth_per_minute, |v| v.0),
+            tls: keys.tls,
+        })
+    }
+}
+
+/// `[server.tls]`: certificate and key files (PEM) re-read on SIGHUP and when they change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "TlsKeys")]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first; may be `credential:NAME`.
+    #[serde(with = "values::path")]
+    pub cert_file: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1); may be `credential:NAME`.
+    #[serde(with = "values::path")]
+    pub key_file: PathBuf,
+    /// Serve the admin listener over TLS too.
+    #[serde(with = "values::boolean")]
+    pub admin: bool,
+    /// CA certificates (PEM) that admin clients must present a certificate from; needs `admin`.
+    #[serde(with = "values::opt_path", skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsKeys {
+    cert_file: SecretPathValue,
+    key_file: SecretPathValue,
+    #[serde(default, with = "values::boolean")]
+    admin: bool,
+    client_ca_file: Option<Spanned<SecretPathValue>>,
+}
+
+impl TryFrom<TlsKeys> for TlsConfig {
+    type Error = String;
+
+    fn try_from(keys: TlsKeys) -> Result<TlsConfig, String> {
+        let client_ca_file =
+            match keys.client_ca_file {
+                Some(f) if !keys.admin => return Err(error::at(
+                    "server.tls.client_ca_file",
+                    f.span(),
+                    "client certificates are checked on the admin listener only; set admin = true",
+                )),
+                Some(f) => Some(f.into_inner().0),
+                None => None,
+            };
+        Ok(TlsConfig {
+            cert_file: keys.cert_file.0,
+            key_file: keys.key_file.0,
+            admin: keys.admin,
+            client_ca_file,
+        })
     }
 }
 

@@ -346,6 +346,8 @@ pub mod boolean {
 
 /// Bounds of `poll.max_events`.
 pub const POLL_MAX_EVENTS_RANGE: RangeInclusive<u32> = 1..=10_000;
+/// Bounds of `server.max_connections_per_address` and `server.max_failed_auth_per_minute`.
+pub const PER_ADDRESS_LIMIT_RANGE: RangeInclusive<u32> = 1..=100_000;
 /// Bounds of a sink's `max_attempts`.
 pub const SINK_MAX_ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=1000;
 
@@ -359,6 +361,17 @@ pub mod poll_max_events {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         integer(d, POLL_MAX_EVENTS_RANGE)
+    }
+}
+
+/// A per-client-address limit, within [`PER_ADDRESS_LIMIT_RANGE`].
+pub mod per_address_limit {
+    use super::*;
+
+    pub use super::poll_max_events::serialize;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        integer(d, PER_ADDRESS_LIMIT_RANGE)
     }
 }
 
