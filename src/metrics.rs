@@ -248,21 +248,11 @@ pub struct StoreCounts {
 }
 
 async fn store_counts(app: &App) -> Result<StoreCounts, StoreError> {
-    app.store
-        .read(|conn| {
-            let (depth, dead) = conn.query_row(
-                "SELECT COALESCE(SUM(status IN ('pending', 'running')), 0),
-                        COALESCE(SUM(status = 'dead'), 0)
-                   FROM outbox",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )?;
-            Ok(StoreCounts {
-                outbox_depth: depth,
-                actions_dead: dead,
-            })
-        })
-        .await
+    let counts = app.store.outbox_counts().await?;
+    Ok(StoreCounts {
+        outbox_depth: counts.depth,
+        actions_dead: counts.dead,
+    })
 }
 
 /// Reads the scrape-time values from the running daemon.

@@ -49,19 +49,7 @@ fn acked_all(tx: &TestTransmitter, jtis: &[String]) -> bool {
 }
 
 async fn pending_ack_rows(d: &TestDaemon, id: &str) -> i64 {
-    let id = id.to_string();
-    d.daemon
-        .app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM pending_acks WHERE stream_id = ?1",
-                [id],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-        .unwrap()
+    d.daemon.app.store.pending_acks(id).await.unwrap().len() as i64
 }
 
 fn last_error(d: &TestDaemon, id: &str) -> String {

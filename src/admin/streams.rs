@@ -16,7 +16,7 @@ use crate::act::policy;
 use crate::app::App;
 use crate::clock::{now_unix, rfc3339, rfc3339_millis};
 use crate::secrets::{random_id, random_token, token_hash};
-use crate::store::{inbox, streams as stream_rows};
+use crate::store::inbox;
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::jwks::KeySource;
 use crate::verify::subject::parse_subject_shorthand;
@@ -279,11 +279,7 @@ pub async fn stats(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = found(&app, &id)?;
-    let sid = id.clone();
-    let counts = app
-        .store
-        .read(move |c| stream_rows::counts(c, &sid))
-        .await?;
+    let counts = app.store.stream_counts(&id).await?;
     let mut m = Map::new();
     m.insert("streamId".into(), json!(s.id));
     m.insert("eventsReceivedCount".into(), json!(counts.received));
@@ -483,7 +479,7 @@ pub async fn list_events(
         before_seq,
         limit,
     };
-    let rows = app.store.read(move |c| inbox::list(c, &filter)).await?;
+    let rows = app.store.list_events(filter).await?;
     let next = if rows.len() == limit {
         rows.last().map(|r| r.seq.to_string()).unwrap_or_default()
     } else {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
 use serde_json::{json, Value};
 
 use super::MANAGEMENT_TIMEOUT;
@@ -556,17 +555,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     }
     let now = now_unix();
     let limit = app.transmitters.verify_limit(id);
-    let sid = id.to_string();
-    let last: Option<i64> = app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT MAX(requested_at) FROM verification_requests WHERE stream_id = ?1",
-                [sid],
-                |r| r.get(0),
-            )?)
-        })
-        .await?;
+    let last: Option<i64> = app.store.last_verification_request(id).await?;
     let min = limit.min_interval.map(|d| d.as_secs() as i64).unwrap_or(0);
     let earliest = last.map(|t| t + min).unwrap_or(0).max(limit.not_before);
     if now < earliest {
@@ -576,16 +565,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         });
     }
     let state = crate::secrets::random_token();
-    let (sid, st) = (id.to_string(), state.clone());
-    app.store
-        .write(move |c| {
-            c.execute(
-                "INSERT INTO verification_requests (stream_id, state, requested_at) VALUES (?1, ?2, ?3)",
-                params![sid, st, now],
-            )?;
-            Ok(())
-        })
-        .await?;
+    app.store.add_verification_request(id, &state, now).await?;
     let body = json!({"stream_id": tid, "state": state});
     let sent = auth::send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
         c.post(&verify_url).json(&body)
@@ -609,17 +589,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         Err(e) => return Err(e),
     };
     if let Some(e) = failure {
-        let (sid, st) = (id.to_string(), state.clone());
-        let _ = app
-            .store
-            .write(move |c| {
-                c.execute(
-                    "DELETE FROM verification_requests WHERE stream_id = ?1 AND state = ?2",
-                    params![sid, st],
-                )?;
-                Ok(())
-            })
-            .await;
+        let _ = app.store.delete_verification_request(id, &state).await;
         return Err(e);
     }
     tracing::info!(stream = %id, "verification requested");

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, OptionalExtension};
 use tokio::sync::watch;
 
 use super::{client, TransmitterError};
@@ -57,20 +56,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn answered(app: &App, stream_id: &str, state: &str) -> bool {
-    let (sid, st) = (stream_id.to_string(), state.to_string());
-    let found = app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT answered_at FROM verification_requests WHERE stream_id = ?1 AND state = ?2",
-                params![sid, st],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()?)
-        })
-        .await;
+    let found = app.store.verification_answered(stream_id, state).await;
     // A database that cannot be read is not the transmitter's fault.
-    found.map(|a| a.flatten().is_some()).unwrap_or(true)
+    found.unwrap_or(true)
 }
 
 async fn round(app: &Arc<App>, awaited: &mut HashMap<String, String>) {
