@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{sqlite, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::clock::UnixMillis;
 
 /// A verified SET about to be stored.
@@ -63,7 +63,7 @@ impl Store {
     /// Stored events matching `filter`, newest first (at most `filter.limit`, at least one).
     pub async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.read(move |c| sqlite::inbox::list(c, &filter)).await,
+            Backend::Sqlite(db) => db.list_events(filter).await,
         }
     }
 
@@ -76,13 +76,10 @@ impl Store {
         since_ms: UnixMillis,
         limit: usize,
     ) -> Result<Vec<ReplayCandidate>, StoreError> {
-        let id = stream_id.to_string();
         match &self.backend {
             Backend::Sqlite(db) => {
-                db.read(move |c| {
-                    sqlite::inbox::replay_candidates(c, &id, after_seq, since_ms, limit)
-                })
-                .await
+                db.replay_candidates(stream_id, after_seq, since_ms, limit)
+                    .await
             }
         }
     }

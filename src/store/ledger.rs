@@ -1,7 +1,7 @@
 //! The revocation ledger: for each canonical subject key, the times before which its sessions
 //! are revoked (written by [`Store::store_set`] and [`Store::replay_set`]).
 
-use super::{sqlite, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::clock::UnixMillis;
 
 /// Most entries [`Store::check_subjects`] returns.
@@ -23,7 +23,7 @@ impl Store {
     /// first), at most [`MAX_ENTRIES`].
     pub async fn check_subjects(&self, keys: Vec<String>) -> Result<Vec<LedgerEntry>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.read(move |c| sqlite::ledger::check(c, &keys)).await,
+            Backend::Sqlite(db) => db.check_subjects(keys).await,
         }
     }
 }

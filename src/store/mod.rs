@@ -6,6 +6,7 @@
 //! type and no SQL text leaves `src/store/`. A SET's whole write transaction is described by a
 //! plain [`set::SetWrite`] and written by [`Store::store_set`].
 
+mod error;
 pub mod inbox;
 pub mod ledger;
 pub mod outbox;
@@ -17,26 +18,10 @@ pub mod verification;
 
 mod sqlite;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use error::StoreError;
 pub use sqlite::WriterStats;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database refused or failed an operation (the driver's message).
-    #[error("database error: {0}")]
-    Database(String),
-    #[error("stored JSON is invalid: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("commit failed: {0}")]
-    Commit(String),
-    #[error("the database writer has stopped")]
-    Closed,
-    #[error("cannot open database {path}: {message}")]
-    Open { path: PathBuf, message: String },
-    #[error("stored row is invalid: {0}")]
-    Corrupt(String),
-}
 
 /// The handle to the database. Cheap to clone: clones share the backend.
 #[derive(Clone)]
@@ -72,9 +57,4 @@ impl Store {
             Backend::Sqlite(db) => db.writable().await,
         }
     }
-}
-
-/// Converts a JSON text column.
-pub(crate) fn json_col<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    Ok(serde_json::from_str(text)?)
 }

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
-use super::{sqlite, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::clock::UnixMillis;
 
 /// An outbox row joined with its inbox row: everything an attempt needs.
@@ -87,10 +85,7 @@ impl Store {
     /// at `now_ms`. Returns how many.
     pub async fn reset_interrupted_actions(&self, now_ms: UnixMillis) -> Result<usize, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.write(move |c| sqlite::outbox::reset_running(c, now_ms))
-                    .await
-            }
+            Backend::Sqlite(db) => db.reset_interrupted_actions(now_ms).await,
         }
     }
 
@@ -103,25 +98,9 @@ impl Store {
         now_ms: UnixMillis,
         limit: usize,
     ) -> Result<ClaimedActions, StoreError> {
-        let (early_tx, early_rx) = oneshot::channel::<ClaimedActions>();
         match &self.backend {
-            Backend::Sqlite(db) => {
-                let db = db.clone();
-                tokio::spawn(async move {
-                    let written = db
-                        .write(move |c| {
-                            let claimed = sqlite::outbox::claim(c, limit, now_ms)?;
-                            let _ = early_tx.send(claimed);
-                            Ok(())
-                        })
-                        .await;
-                    if let Err(e) = written {
-                        tracing::error!(error = %e, "claiming actions failed; they stay pending and will be attempted again");
-                    }
-                });
-            }
+            Backend::Sqlite(db) => db.claim_due_actions(now_ms, limit).await,
         }
-        early_rx.await.map_err(|_| StoreError::Closed)
     }
 
     /// Writes finished attempts in one transaction: an `attempts` row each, and the new state of
@@ -131,12 +110,7 @@ impl Store {
         R: AsRef<AttemptResult> + Send + Sync + 'static,
     {
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.write(move |c| {
-                    sqlite::outbox::record_attempts(c, batch.iter().map(|r| r.as_ref()))
-                })
-                .await
-            }
+            Backend::Sqlite(db) => db.record_attempt_results(batch).await,
         }
     }
 
@@ -146,7 +120,7 @@ impl Store {
         filter: ActionFilter,
     ) -> Result<Vec<ActionRecord>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.read(move |c| sqlite::outbox::list(c, filter)).await,
+            Backend::Sqlite(db) => db.list_actions(filter).await,
         }
     }
 
@@ -158,10 +132,7 @@ impl Store {
         now_ms: UnixMillis,
     ) -> Result<RetryOutcome, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.write(move |c| sqlite::outbox::retry(c, id, now_ms))
-                    .await
-            }
+            Backend::Sqlite(db) => db.retry_action(id, now_ms).await,
         }
     }
 }

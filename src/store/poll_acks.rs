@@ -1,14 +1,13 @@
 //! Poll acknowledgements: jtis of polled SETs that are stored but not yet acknowledged to the
 //! transmitter (recorded by [`Store::store_set`], in the SET's own transaction).
 
-use super::{sqlite, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 
 impl Store {
     /// The stream's pending acknowledgements, in the order they were recorded.
     pub async fn pending_acks(&self, stream_id: &str) -> Result<Vec<String>, StoreError> {
-        let id = stream_id.to_string();
         match &self.backend {
-            Backend::Sqlite(db) => db.read(move |c| sqlite::poll_acks::load(c, &id)).await,
+            Backend::Sqlite(db) => db.pending_acks(stream_id).await,
         }
     }
 
@@ -18,12 +17,8 @@ impl Store {
         stream_id: &str,
         jtis: Vec<String>,
     ) -> Result<(), StoreError> {
-        let id = stream_id.to_string();
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.write(move |c| sqlite::poll_acks::delete(c, &id, &jtis))
-                    .await
-            }
+            Backend::Sqlite(db) => db.delete_pending_acks(stream_id, jtis).await,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! [`Store::replay_set`] writes decisions planned later for a SET already stored.
 
 use super::inbox::NewInboxRow;
-use super::{sqlite, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::clock::UnixMillis;
 
 /// Everything one SET's transaction writes.
@@ -82,13 +82,7 @@ impl Store {
     /// with the outcome, so the caller can report on it without copying it first.
     pub async fn store_set(&self, write: SetWrite) -> Result<(SetStored, SetWrite), StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.write(move |c| {
-                    let stored = sqlite::set::store_set(c, &write)?;
-                    Ok((stored, write))
-                })
-                .await
-            }
+            Backend::Sqlite(db) => db.store_set(write).await,
         }
     }
 
@@ -97,7 +91,7 @@ impl Store {
     /// there first (nothing written).
     pub async fn replay_set(&self, write: ReplayWrite) -> Result<Option<usize>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.write(move |c| sqlite::set::replay_set(c, &write)).await,
+            Backend::Sqlite(db) => db.replay_set(write).await,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Whole-database counters the metrics endpoint reads at scrape time.
 
-use super::{sqlite, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 
 /// Counts over all planned actions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct OutboxCounts {
 impl Store {
     pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.read(sqlite::stats::outbox_counts).await,
+            Backend::Sqlite(db) => db.outbox_counts().await,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Verification requests: the `state` values this receiver asked transmitters to echo, and
 //! whether a verification event answered them (answered by [`Store::store_set`]).
 
-use super::{sqlite, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::clock::UnixSeconds;
 
 impl Store {
@@ -10,12 +10,8 @@ impl Store {
         &self,
         stream_id: &str,
     ) -> Result<Option<UnixSeconds>, StoreError> {
-        let id = stream_id.to_string();
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.read(move |c| sqlite::verification::last_requested(c, &id))
-                    .await
-            }
+            Backend::Sqlite(db) => db.last_verification_request(stream_id).await,
         }
     }
 
@@ -26,10 +22,9 @@ impl Store {
         state: &str,
         requested_at: UnixSeconds,
     ) -> Result<(), StoreError> {
-        let (id, state) = (stream_id.to_string(), state.to_string());
         match &self.backend {
             Backend::Sqlite(db) => {
-                db.write(move |c| sqlite::verification::add(c, &id, &state, requested_at))
+                db.add_verification_request(stream_id, state, requested_at)
                     .await
             }
         }
@@ -41,12 +36,8 @@ impl Store {
         stream_id: &str,
         state: &str,
     ) -> Result<(), StoreError> {
-        let (id, state) = (stream_id.to_string(), state.to_string());
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.write(move |c| sqlite::verification::delete(c, &id, &state))
-                    .await
-            }
+            Backend::Sqlite(db) => db.delete_verification_request(stream_id, state).await,
         }
     }
 
@@ -56,12 +47,8 @@ impl Store {
         stream_id: &str,
         state: &str,
     ) -> Result<bool, StoreError> {
-        let (id, state) = (stream_id.to_string(), state.to_string());
         match &self.backend {
-            Backend::Sqlite(db) => {
-                db.read(move |c| sqlite::verification::answered(c, &id, &state))
-                    .await
-            }
+            Backend::Sqlite(db) => db.verification_answered(stream_id, state).await,
         }
     }
 }

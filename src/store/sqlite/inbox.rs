@@ -2,8 +2,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::{json_col, SqliteStore};
+use crate::clock::UnixMillis;
+use crate::store::error::StoreError;
 use crate::store::inbox::{EventFilter, NewInboxRow, ReplayCandidate, StoredEvent};
-use crate::store::{json_col, StoreError};
 
 /// Inserts the row unless (stream, jti) is already stored. Returns the new row's sequence
 /// number, or `None` for a duplicate (which must change nothing).
@@ -113,4 +115,28 @@ pub(in crate::store) fn replay_candidates(
         });
     }
     Ok(out)
+}
+
+impl SqliteStore {
+    /// Stored events matching `filter`, newest first (at most `filter.limit`, at least one).
+    pub(in crate::store) async fn list_events(
+        &self,
+        filter: EventFilter,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| list(c, &filter)).await
+    }
+
+    /// Up to `limit` stored SETs of `stream_id` that planned no action (`outcome = 'stored'`),
+    /// with a sequence number above `after_seq` and received at or after `since_ms`, oldest first.
+    pub(in crate::store) async fn replay_candidates(
+        &self,
+        stream_id: &str,
+        after_seq: i64,
+        since_ms: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<ReplayCandidate>, StoreError> {
+        let id = stream_id.to_string();
+        self.read(move |c| replay_candidates(c, &id, after_seq, since_ms, limit))
+            .await
+    }
 }

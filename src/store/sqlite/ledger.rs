@@ -2,8 +2,9 @@
 
 use rusqlite::{params_from_iter, Connection};
 
+use super::SqliteStore;
+use crate::store::error::StoreError;
 use crate::store::ledger::{LedgerEntry, MAX_ENTRIES};
-use crate::store::StoreError;
 
 pub(in crate::store) fn check(
     c: &Connection,
@@ -27,4 +28,15 @@ pub(in crate::store) fn check(
         });
     }
     Ok(out)
+}
+
+impl SqliteStore {
+    /// The ledger entries of any of `keys`, latest `revoked_before` first (ties: newest entry
+    /// first), at most [`MAX_ENTRIES`].
+    pub(in crate::store) async fn check_subjects(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.read(move |c| check(c, &keys)).await
+    }
 }

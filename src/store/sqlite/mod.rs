@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use writer::WriterStats;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// The schema, with `-- migration N` markers; see [`migrate`].
 const SCHEMA: &str = include_str!("../../../schema.sql");
@@ -224,6 +224,11 @@ fn migrations() -> Vec<(i64, &'static str)> {
         out.push((v, &SCHEMA[start..]));
     }
     out
+}
+
+/// Converts a JSON text column.
+fn json_col<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    Ok(serde_json::from_str(text)?)
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! SQL of the `outbox` and `attempts` tables.
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use std::sync::Arc;
 
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use tokio::sync::oneshot;
+
+use super::{json_col, SqliteStore};
 use crate::clock::UnixMillis;
+use crate::store::error::StoreError;
 use crate::store::outbox::{
     ActionFilter, ActionRecord, ActionRow, AttemptResult, ClaimedActions, RetryOutcome,
 };
-use crate::store::{json_col, StoreError};
 
 const COLUMNS: &str = "id, stream_id, jti, event_type, action, sink, idempotency_key, status,
     attempts, last_error, created_at_ms, finished_at_ms";
@@ -188,5 +192,73 @@ pub(in crate::store) fn retry(
     match get(c, id)? {
         Some(a) => Ok(RetryOutcome::Retried(Box::new(a))),
         None => Ok(RetryOutcome::NotFound),
+    }
+}
+
+impl SqliteStore {
+    /// Puts rows a previous run left `running` (it stopped mid-attempt) back to `pending`, due
+    /// at `now_ms`. Returns how many.
+    pub(in crate::store) async fn reset_interrupted_actions(
+        &self,
+        now_ms: UnixMillis,
+    ) -> Result<usize, StoreError> {
+        self.write(move |c| reset_running(c, now_ms)).await
+    }
+
+    /// Claims up to `limit` pending rows due at `now_ms` (`running`, attempts + 1), oldest due
+    /// first. Answers as soon as the claim has run in the writer's transaction, without waiting
+    /// for its commit: a lost claim can only repeat an attempt. A claim that fails, or whose
+    /// commit fails, is logged here; the rows stay pending.
+    pub(in crate::store) async fn claim_due_actions(
+        &self,
+        now_ms: UnixMillis,
+        limit: usize,
+    ) -> Result<ClaimedActions, StoreError> {
+        let (early_tx, early_rx) = oneshot::channel::<ClaimedActions>();
+        let db = self.clone();
+        tokio::spawn(async move {
+            let written = db
+                .write(move |c| {
+                    let claimed = claim(c, limit, now_ms)?;
+                    let _ = early_tx.send(claimed);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::error!(error = %e, "claiming actions failed; they stay pending and will be attempted again");
+            }
+        });
+        early_rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Writes finished attempts in one transaction: an `attempts` row each, and the new state of
+    /// its outbox row (only if it is still `running`).
+    pub(in crate::store) async fn record_attempt_results<R>(
+        &self,
+        batch: Arc<Vec<R>>,
+    ) -> Result<(), StoreError>
+    where
+        R: AsRef<AttemptResult> + Send + Sync + 'static,
+    {
+        self.write(move |c| record_attempts(c, batch.iter().map(|r| r.as_ref())))
+            .await
+    }
+
+    /// Actions matching `filter`, newest first, at most `filter.limit`.
+    pub(in crate::store) async fn list_actions(
+        &self,
+        filter: ActionFilter,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        self.read(move |c| list(c, filter)).await
+    }
+
+    /// Makes a dead or pending action pending again, due at `now_ms`; a dead one gets its sink's
+    /// full attempt budget again.
+    pub(in crate::store) async fn retry_action(
+        &self,
+        id: i64,
+        now_ms: UnixMillis,
+    ) -> Result<RetryOutcome, StoreError> {
+        self.write(move |c| retry(c, id, now_ms)).await
     }
 }

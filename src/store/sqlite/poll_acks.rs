@@ -2,7 +2,8 @@
 
 use rusqlite::{params, Connection};
 
-use crate::store::StoreError;
+use super::SqliteStore;
+use crate::store::error::StoreError;
 
 /// Records, inside the transaction that stores a polled SET, that its ack is still to be sent.
 pub(in crate::store) fn record(
@@ -36,4 +37,25 @@ pub(in crate::store) fn delete(
         stmt.execute(params![stream_id, jti])?;
     }
     Ok(())
+}
+
+impl SqliteStore {
+    /// The stream's pending acknowledgements, in the order they were recorded.
+    pub(in crate::store) async fn pending_acks(
+        &self,
+        stream_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let id = stream_id.to_string();
+        self.read(move |c| load(c, &id)).await
+    }
+
+    /// Forgets acknowledgements the transmitter has been sent.
+    pub(in crate::store) async fn delete_pending_acks(
+        &self,
+        stream_id: &str,
+        jtis: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let id = stream_id.to_string();
+        self.write(move |c| delete(c, &id, &jtis)).await
+    }
 }

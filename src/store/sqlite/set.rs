@@ -2,10 +2,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::SqliteStore;
 use super::{inbox, poll_acks};
 use crate::clock::UnixMillis;
+use crate::store::error::StoreError;
 use crate::store::set::{ControlWrite, DecisionWrite, ReplayWrite, SetStored, SetWrite};
-use crate::store::StoreError;
 
 /// Inside the write transaction: duplicate check, verification state, stream bookkeeping, the
 /// inbox row, its decisions and the pending ack.
@@ -181,4 +182,29 @@ pub(in crate::store) fn replay_set(
         |r| r.get(0),
     )?;
     Ok(Some(planned as usize))
+}
+
+impl SqliteStore {
+    /// Writes one SET in one transaction, once it is committed. The description comes back
+    /// with the outcome, so the caller can report on it without copying it first.
+    pub(in crate::store) async fn store_set(
+        &self,
+        write: SetWrite,
+    ) -> Result<(SetStored, SetWrite), StoreError> {
+        self.write(move |c| {
+            let stored = store_set(c, &write)?;
+            Ok((stored, write))
+        })
+        .await
+    }
+
+    /// Records decisions for a stored SET that is still without any (`outcome = 'stored'`).
+    /// Returns the number of outbox rows the SET now has, or `None` when another replay got
+    /// there first (nothing written).
+    pub(in crate::store) async fn replay_set(
+        &self,
+        write: ReplayWrite,
+    ) -> Result<Option<usize>, StoreError> {
+        self.write(move |c| replay_set(c, &write)).await
+    }
 }

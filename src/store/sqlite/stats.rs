@@ -2,8 +2,9 @@
 
 use rusqlite::Connection;
 
+use super::SqliteStore;
+use crate::store::error::StoreError;
 use crate::store::stats::OutboxCounts;
-use crate::store::StoreError;
 
 pub(in crate::store) fn outbox_counts(conn: &Connection) -> Result<OutboxCounts, StoreError> {
     let (depth, dead) = conn.query_row(
@@ -14,4 +15,10 @@ pub(in crate::store) fn outbox_counts(conn: &Connection) -> Result<OutboxCounts,
         |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
     )?;
     Ok(OutboxCounts { depth, dead })
+}
+
+impl SqliteStore {
+    pub(in crate::store) async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.read(outbox_counts).await
+    }
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 
+use super::{json_col, SqliteStore};
 use crate::clock::UnixSeconds;
+use crate::store::error::StoreError;
 use crate::store::streams::StreamCounts;
-use crate::store::{json_col, StoreError};
 use crate::stream::{DeliveryMethod, OutboundAuth, RevocationAction, Stream};
 
 const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expected_audience,
@@ -259,4 +260,58 @@ pub(in crate::store) fn counts(conn: &Connection, id: &str) -> Result<StreamCoun
         failed: rejected + dead,
         last_received_at_ms: last,
     })
+}
+
+impl SqliteStore {
+    /// Every stream that is not deleted, oldest first.
+    pub(in crate::store) async fn load_live_streams(&self) -> Result<Vec<Stream>, StoreError> {
+        self.read(load_live).await
+    }
+
+    /// One stream by id, deleted or not.
+    pub(in crate::store) async fn get_stream(
+        &self,
+        id: &str,
+    ) -> Result<Option<Stream>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| get(c, &id)).await
+    }
+
+    /// Writes the whole record (insert or replace by id); the rejected-SET count is kept.
+    pub(in crate::store) async fn upsert_stream(&self, stream: Stream) -> Result<(), StoreError> {
+        self.write(move |c| upsert(c, &stream)).await
+    }
+
+    /// Records a rejected SET (`rejected_set`, counted) or an operational error on the stream.
+    pub(in crate::store) async fn record_stream_error(
+        &self,
+        id: &str,
+        at: UnixSeconds,
+        message: &str,
+        rejected_set: bool,
+    ) -> Result<(), StoreError> {
+        let (id, message) = (id.to_string(), message.to_string());
+        self.write(move |c| record_error(c, &id, at, &message, rejected_set))
+            .await
+    }
+
+    /// Clears the stream's last error when it still reads `message`: a problem that went away
+    /// must not erase a newer, different one. Returns whether it cleared.
+    pub(in crate::store) async fn clear_stream_error_if(
+        &self,
+        id: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, message) = (id.to_string(), message.to_string());
+        self.write(move |c| clear_error_if(c, &id, &message)).await
+    }
+
+    /// The stream's counters: SETs received, acted on, failed; when the last one arrived.
+    pub(in crate::store) async fn stream_counts(
+        &self,
+        id: &str,
+    ) -> Result<StreamCounts, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| counts(c, &id)).await
+    }
 }
