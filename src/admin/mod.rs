@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod ledger;
+pub mod metrics;
 pub mod streams;
 pub mod transmitter;
 pub mod wire;
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::App;
+use crate::push_token::PushTokenError;
 use crate::secrets::{bearer_token, token_matches};
 use crate::store::StoreError;
 
@@ -85,6 +87,18 @@ impl From<StoreError> for ApiError {
         // The detail goes to the log, never to the client.
         tracing::error!(error = %e, "admin API storage error");
         ApiError::internal()
+    }
+}
+
+impl From<PushTokenError> for ApiError {
+    fn from(e: PushTokenError) -> ApiError {
+        match e {
+            PushTokenError::NotPush => {
+                ApiError::invalid("deliveryMethod", "POLL streams have no push token")
+            }
+            PushTokenError::NotFound => ApiError::not_found("stream"),
+            PushTokenError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -237,6 +251,6 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::scrape))
+        .route("/metrics", get(metrics::scrape))
         .with_state(app)
 }

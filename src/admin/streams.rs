@@ -15,6 +15,7 @@ use super::{json_body, json_ok, ApiError};
 use crate::act::policy;
 use crate::app::App;
 use crate::clock::{now_unix, rfc3339, rfc3339_millis};
+use crate::push_token;
 use crate::secrets::{random_id, random_token, token_hash};
 use crate::store::inbox;
 use crate::stream::{RevocationAction, Stream};
@@ -407,32 +408,10 @@ pub async fn rotate_push_token(
     Ok(json_ok(json!({"pushAuthTokenPlaintext": token})))
 }
 
-/// Installs a fresh push token on a PUSH stream and returns it; the previous token stays valid
-/// for `[server] push_token_overlap`. Shared by the rotate call and by registration at a
-/// transmitter, which hands the fresh token over as the `authorization_header`.
+/// [`push_token::rotate`] with its errors as the admin API answers them.
 pub async fn rotate_push_token_of(app: &App, id: &str) -> Result<String, ApiError> {
     let overlap = app.config().server.push_token_overlap;
-    let token = random_token();
-    let hash = token_hash(&token);
-    let now = now_unix();
-    app.registry
-        .modify(id, |s: &mut Stream| -> Result<(), ApiError> {
-            if !s.is_push() {
-                return Err(ApiError::invalid(
-                    "deliveryMethod",
-                    "POLL streams have no push token",
-                ));
-            }
-            s.prev_push_token_hash = s.push_token_hash;
-            s.prev_push_token_expires_at = Some(now + overlap.as_secs() as i64);
-            s.push_token_hash = Some(hash);
-            s.updated_at = now;
-            Ok(())
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("stream"))?;
-    tracing::info!(stream = %id, overlap_secs = overlap.as_secs(), "push token rotated");
-    Ok(token)
+    Ok(push_token::rotate(&app.registry, id, overlap).await?)
 }
 
 #[derive(serde::Deserialize)]

@@ -199,8 +199,8 @@ async fn endpoints(app: &App, stream: &Stream) -> Result<Endpoints, TransmitterE
         {
             None => Ok(None),
             Some(url) => {
-                crate::admin::wire::check_url(name, url, allow_http)
-                    .map_err(|e| TransmitterError::failed("discovery", e.message))?;
+                crate::url_check::check_url(url, allow_http)
+                    .map_err(|m| TransmitterError::failed("discovery", format!("{name}: {m}")))?;
                 Ok(Some(url.to_string()))
             }
         }
@@ -306,7 +306,8 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
             previous: stream.prev_push_token_hash,
             previous_expires_at: stream.prev_push_token_expires_at,
         };
-        let token = crate::admin::streams::rotate_push_token_of(app, id).await?;
+        let token =
+            crate::push_token::rotate(&app.registry, id, config.server.push_token_overlap).await?;
         rotation = Some((before, crate::secrets::token_hash(&token)));
         json!({
             "method": DELIVERY_PUSH,
@@ -492,8 +493,9 @@ async fn adopt(
                     "the transmitter returned no poll endpoint_url",
                 )
             })?;
-        crate::admin::wire::check_url("delivery.endpoint_url", &url, allow_http)
-            .map_err(|e| TransmitterError::failed("register", e.message))?;
+        crate::url_check::check_url(&url, allow_http).map_err(|m| {
+            TransmitterError::failed("register", format!("delivery.endpoint_url: {m}"))
+        })?;
         Some(url)
     };
     let audience = cfg.aud.first().cloned().unwrap_or_default();

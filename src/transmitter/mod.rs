@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::admin::ApiError;
+use crate::push_token::PushTokenError;
 use crate::store::StoreError;
 
 /// Delivery method URI of RFC 8935 push (SSF §6.1).
@@ -55,7 +55,7 @@ pub enum TransmitterError {
     #[error("stream not found")]
     NotFound,
     #[error(transparent)]
-    Api(#[from] ApiError),
+    PushToken(#[from] PushTokenError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
