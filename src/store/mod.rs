@@ -6,6 +6,7 @@
 //! type and no SQL text leaves `src/store/`. A SET's whole write transaction is described by a
 //! plain [`set::SetWrite`] and written by [`Store::store_set`].
 
+pub mod audit;
 mod error;
 pub mod inbox;
 pub mod ledger;

@@ -44,6 +44,17 @@ pub struct AttemptResult {
     pub next_attempt_ms: Option<UnixMillis>,
 }
 
+/// One attempt on record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub outbox_id: i64,
+    pub attempt: i64,
+    pub started_ms: UnixMillis,
+    pub duration_ms: i64,
+    pub ok: bool,
+    pub detail: String,
+}
+
 /// An outbox row as the admin API lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionRecord {
@@ -133,6 +144,13 @@ impl Store {
     ) -> Result<RetryOutcome, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.retry_action(id, now_ms).await,
+        }
+    }
+
+    /// Every attempt on record, by action and then attempt number.
+    pub async fn list_attempts(&self) -> Result<Vec<AttemptRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.list_attempts().await,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! transaction (group commit), so durability (`synchronous=FULL`) costs one fsync per batch,
 //! not per SET. Reads use a small pool of separate connections (WAL lets them run beside the writer).
 
+pub(super) mod audit;
 pub(super) mod inbox;
 pub(super) mod ledger;
 pub(super) mod outbox;

@@ -9,7 +9,8 @@ use super::{json_col, SqliteStore};
 use crate::clock::UnixMillis;
 use crate::store::error::StoreError;
 use crate::store::outbox::{
-    ActionFilter, ActionRecord, ActionRow, AttemptResult, ClaimedActions, RetryOutcome,
+    ActionFilter, ActionRecord, ActionRow, AttemptRecord, AttemptResult, ClaimedActions,
+    RetryOutcome,
 };
 
 const COLUMNS: &str = "id, stream_id, jti, event_type, action, sink, idempotency_key, status,
@@ -261,4 +262,28 @@ impl SqliteStore {
     ) -> Result<RetryOutcome, StoreError> {
         self.write(move |c| retry(c, id, now_ms)).await
     }
+
+    pub(in crate::store) async fn list_attempts(&self) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.read(attempts).await
+    }
+}
+
+fn attempts(c: &Connection) -> Result<Vec<AttemptRecord>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT outbox_id, attempt, started_at_ms, duration_ms, ok, detail
+           FROM attempts ORDER BY outbox_id, attempt, id",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(AttemptRecord {
+            outbox_id: r.get(0)?,
+            attempt: r.get(1)?,
+            started_ms: r.get(2)?,
+            duration_ms: r.get(3)?,
+            ok: r.get(4)?,
+            detail: r.get(5)?,
+        });
+    }
+    Ok(out)
 }
