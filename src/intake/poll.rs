@@ -15,7 +15,7 @@ use super::{receive, Delivery, IntakeError};
 use crate::app::App;
 use crate::clock::now_unix;
 use crate::stream::{OutboundAuth, Stream};
-use crate::transmitter::{auth, read_limited, retry_after, TransmitterError};
+use crate::transmitter::{client, read_limited, retry_after, TransmitterError};
 use crate::verify::ErrCode;
 
 /// First back-off delay after a failed poll; it doubles up to [`MAX_BACKOFF`].
@@ -300,7 +300,7 @@ impl Poller {
     async fn exchange_with(&self, body: &Value, timeout: Duration) -> Result<Answer, PollFailure> {
         let stream = self.stream.clone();
         let with_errs = !self.errs.is_empty();
-        let resp = auth::send(&self.app, &stream, "poll", timeout, |c| {
+        let resp = client::send(&self.app, &stream, "poll", timeout, |c| {
             let req = c
                 .post(&self.endpoint)
                 .header(reqwest::header::ACCEPT, "application/json")

@@ -355,7 +355,7 @@ async fn create_or_replace(
             other => return other,
         }
     }
-    let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
         c.post(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(body)
@@ -378,7 +378,7 @@ async fn pick_existing(
     stream: &Stream,
     config_url: &str,
 ) -> Result<String, TransmitterError> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
     })
@@ -419,7 +419,7 @@ async fn replace(
     let mut full = body.clone();
     full["stream_id"] = json!(transmitter_id);
     let mut step = "replace";
-    let mut resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+    let mut resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
         c.put(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&full)
@@ -427,7 +427,7 @@ async fn replace(
     .await?;
     if matches!(resp.status().as_u16(), 405 | 501) {
         step = "update";
-        resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+        resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
             c.patch(config_url)
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(&full)
@@ -448,7 +448,7 @@ async fn read_config(
     config_url: &str,
     transmitter_id: &str,
 ) -> Result<StreamConfig, TransmitterError> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .query(&[("stream_id", transmitter_id)])
             .header(reqwest::header::ACCEPT, "application/json")
@@ -569,7 +569,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     let state = crate::secrets::random_token();
     app.store.add_verification_request(id, &state, now).await?;
     let body = json!({"stream_id": tid, "state": state});
-    let sent = auth::send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
+    let sent = send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
         c.post(&verify_url).json(&body)
     })
     .await;
@@ -599,6 +599,30 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         state,
         requested_at: now,
     })
+}
+
+/// Sends a request on behalf of `stream` with its credentials, through the shared HTTP client
+/// and token cache (see [`auth::send`]).
+pub async fn send<F>(
+    app: &App,
+    stream: &Stream,
+    step: &'static str,
+    timeout: Duration,
+    build: F,
+) -> Result<reqwest::Response, TransmitterError>
+where
+    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+{
+    let http = app.transmitters.http()?;
+    auth::send(
+        &http,
+        &app.transmitters.tokens,
+        stream,
+        step,
+        timeout,
+        build,
+    )
+    .await
 }
 
 /// The transmitter-side status of a stream (SSF §8.1.2).
@@ -646,7 +670,7 @@ pub async fn read_status(app: &Arc<App>, id: &str) -> Result<TransmitterStatus, 
     let stream = stream_of(app, id)?;
     let tid = registered_id(&stream)?.to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.get(&url)
             .query(&[("stream_id", tid.as_str())])
             .header(reqwest::header::ACCEPT, "application/json")
@@ -674,7 +698,7 @@ pub async fn update_status(
     if !reason.is_empty() {
         body["reason"] = json!(reason);
     }
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.post(&url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body)
@@ -703,7 +727,7 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
         endpoints(app, &stream).await?.configuration,
         "configuration_endpoint",
     )?;
-    let resp = auth::send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
         c.delete(&url).query(&[("stream_id", tid.as_str())])
     })
     .await?;

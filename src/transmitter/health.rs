@@ -3,28 +3,16 @@
 //! A transmitter that paused or disabled the stream (stream-updated) is not expected to answer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use super::HealthStats;
 use super::{client, TransmitterError};
 use crate::app::App;
 use crate::stream::Stream;
-
-/// Counters the metrics endpoint reads.
-#[derive(Debug, Default)]
-pub struct HealthStats {
-    /// Verifications requested by the health check.
-    pub verifications_requested: AtomicU64,
-    /// Requested verifications that had not arrived one interval later.
-    pub verifications_missed: AtomicU64,
-    /// Verification requests the transmitter did not accept.
-    pub verification_errors: AtomicU64,
-    /// Completed rounds over all streams.
-    pub rounds: AtomicU64,
-}
 
 /// How often the task looks at the configuration while the check is off.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
