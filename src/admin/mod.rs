@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod ledger;
+pub mod metrics;
 pub mod openapi;
 pub mod streams;
 pub mod transmitter;
@@ -19,6 +20,7 @@ use axum::Router;
 
 use crate::app::App;
 use crate::http::fairness::ClientAddr;
+use crate::push_token::PushTokenError;
 use crate::secrets::{bearer_token, token_matches};
 use crate::store::StoreError;
 
@@ -87,6 +89,18 @@ impl From<StoreError> for ApiError {
         // The detail goes to the log, never to the client.
         tracing::error!(error = %e, "admin API storage error");
         ApiError::internal()
+    }
+}
+
+impl From<PushTokenError> for ApiError {
+    fn from(e: PushTokenError) -> ApiError {
+        match e {
+            PushTokenError::NotPush => {
+                ApiError::invalid("deliveryMethod", "POLL streams have no push token")
+            }
+            PushTokenError::NotFound => ApiError::not_found("stream"),
+            PushTokenError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -299,7 +313,7 @@ pub fn public_routes() -> Vec<Route> {
     vec![
         Route::new("GET", "/healthz", || async { "ok" }),
         Route::new("GET", "/readyz", readyz),
-        Route::new("GET", "/metrics", crate::metrics::scrape),
+        Route::new("GET", "/metrics", metrics::scrape),
         Route::new("GET", openapi::PATH, openapi::serve),
     ]
 }
