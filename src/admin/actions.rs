@@ -53,15 +53,15 @@ fn get_action(c: &Connection, id: i64) -> Result<Option<Value>, StoreError> {
     .optional()?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {
-    status: Option<String>,
+    pub status: Option<String>,
     #[serde(rename = "streamId")]
-    stream_id: Option<String>,
+    pub stream_id: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<String>,
+    pub page_size: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 /// `GET /api/v1/actions?status=&streamId=&pageSize=&pageToken=`, newest first.
@@ -69,6 +69,11 @@ pub async fn list(
     State(app): State<Arc<App>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(list_actions(&app, q).await?))
+}
+
+/// The answer of [`list`], also rendered by the console.
+pub async fn list_actions(app: &App, q: ListQuery) -> Result<Value, ApiError> {
     let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) if STATUSES.contains(&s) => Some(s.to_string()),
@@ -138,7 +143,7 @@ pub async fn list(
     } else {
         String::new()
     };
-    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+    Ok(json!({"list": list, "nextPageToken": next}))
 }
 
 enum Retry {
@@ -153,6 +158,11 @@ pub async fn retry(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(json!({"action": retry_action(&app, &id).await?})))
+}
+
+/// What [`retry`] does, also called by the console: the retried action as the API shows it.
+pub async fn retry_action(app: &App, id: &str) -> Result<Value, ApiError> {
     let Ok(id) = id.trim().parse::<i64>() else {
         return Err(ApiError::not_found("action"));
     };
@@ -193,7 +203,7 @@ pub async fn retry(
         Retry::Done(action) => {
             tracing::info!(action_id = id, "action retry requested");
             app.actions_ready.notify_one();
-            Ok(json_ok(json!({"action": action})))
+            Ok(action)
         }
     }
 }

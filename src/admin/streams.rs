@@ -278,8 +278,13 @@ pub async fn stats(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = found(&app, &id)?;
-    let sid = id.clone();
+    Ok(json_ok(json!({"stats": stats_of(&app, &id).await?})))
+}
+
+/// A stream's `stats` object, also rendered by the console.
+pub async fn stats_of(app: &App, id: &str) -> Result<Value, ApiError> {
+    let s = found(app, id)?;
+    let sid = id.to_string();
     let counts = app
         .store
         .read(move |c| stream_rows::counts(c, &sid))
@@ -304,7 +309,7 @@ pub async fn stats(
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
-    Ok(json_ok(json!({"stats": Value::Object(m)})))
+    Ok(Value::Object(m))
 }
 
 /// Event types the `test` answer previews, by short name.
@@ -439,22 +444,27 @@ pub async fn rotate_push_token_of(app: &App, id: &str) -> Result<String, ApiErro
     Ok(token)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct EventsQuery {
     #[serde(rename = "streamId")]
-    stream_id: Option<String>,
+    pub stream_id: Option<String>,
     /// RFC 3339 time or a duration back from now (`"1h"`).
-    since: Option<String>,
+    pub since: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<String>,
+    pub page_size: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 pub async fn list_events(
     State(app): State<Arc<App>>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(events_of(&app, q).await?))
+}
+
+/// The answer of [`list_events`], also rendered by the console.
+pub async fn events_of(app: &App, q: EventsQuery) -> Result<Value, ApiError> {
     let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -500,5 +510,5 @@ pub async fn list_events(
             })
         })
         .collect();
-    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+    Ok(json!({"list": list, "nextPageToken": next}))
 }
