@@ -20,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
 
 use crate::admin::ApiError;
@@ -51,20 +51,22 @@ where
         app,
         sessions: Sessions::default(),
     });
+    // Every method router gets an HTML fallback for other methods, so that the session check
+    // runs for them too: without a session even a wrong method answers the sign-in page.
     let signed_in = Router::new()
-        .route("/ui", get(home))
-        .route("/ui/", get(home))
-        .route("/ui/streams", get(streams::list))
-        .route("/ui/streams/{id}", get(streams::one))
-        .route("/ui/actions", get(actions::list))
+        .route("/ui", page(get(home)))
+        .route("/ui/", page(get(home)))
+        .route("/ui/streams", page(get(streams::list)))
+        .route("/ui/streams/{id}", page(get(streams::one)))
+        .route("/ui/actions", page(get(actions::list)))
         .route(
             "/ui/actions/{id}/retry",
-            post(actions::retry).get(actions::back_to_list),
+            page(post(actions::retry).get(actions::back_to_list)),
         )
-        .route("/ui/subjects", get(subjects::lookup))
-        .route("/ui/daemon", get(daemon::state))
-        .route("/ui/sign-out", post(sign_in::sign_out).get(home))
-        .route("/ui/{*rest}", get(not_found))
+        .route("/ui/subjects", page(get(subjects::lookup)))
+        .route("/ui/daemon", page(get(daemon::state)))
+        .route("/ui/sign-out", page(post(sign_in::sign_out).get(home)))
+        .route("/ui/{*rest}", page(get(not_found)))
         .route_layer(middleware::from_fn_with_state(
             console.clone(),
             require_session,
@@ -79,6 +81,18 @@ where
         .route("/ui/assets/console.js", get(js))
         .layer(middleware::from_fn(security_headers))
         .with_state(console)
+}
+
+fn page(route: MethodRouter<Shared>) -> MethodRouter<Shared> {
+    route.fallback(method_not_allowed)
+}
+
+async fn method_not_allowed(Extension(s): Extension<SignedIn>) -> Response {
+    error_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Some(&s),
+        "This page does not take that method.",
+    )
 }
 
 /// Lets a request through only with a live session, which it hands on to the handler.
