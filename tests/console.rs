@@ -131,7 +131,12 @@ async fn reload_until(c: &Client, url: &str, what: &str, probe: impl Fn(&str) ->
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -185,6 +190,9 @@ async fn scenario(c: Client, work: PathBuf) {
     let (id, push_token) = d
         .create_stream_for(&tx, json!({"displayName": "Okta production"}))
         .await;
+    // A second stream that stays quiet, for contrast on the streams page.
+    d.create_stream_for(&tx, json!({"displayName": "SailPoint staging"}))
+        .await;
     let base = d.daemon.admin_url();
     let url = |path: &str| format!("{base}{path}");
 
@@ -201,7 +209,12 @@ async fn scenario(c: Client, work: PathBuf) {
         .send_keys("not-the-token")
         .await
         .unwrap();
-    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(c
         .source()
         .await
@@ -213,7 +226,12 @@ async fn scenario(c: Client, work: PathBuf) {
         .send_keys(ADMIN_TOKEN)
         .await
         .unwrap();
-    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/ui/streams");
     // The browser kept the Secure cookie on plain-http loopback, with its attributes.
     let cookie = c.get_named_cookie("ssfd_console").await.unwrap();
@@ -244,10 +262,15 @@ async fn scenario(c: Client, work: PathBuf) {
     .await;
     assert_eq!(text_of(&c, &badge).await, "healthy");
     let spark = c
-        .find(Locator::Css(&format!("tr[data-stream=\"{id}\"] svg.sparkline")))
+        .find(Locator::Css(&format!(
+            "tr[data-stream=\"{id}\"] svg.sparkline"
+        )))
         .await
         .unwrap();
-    assert_eq!(spark.attr("data-total").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(
+        spark.attr("data-total").await.unwrap().as_deref(),
+        Some("1")
+    );
     // The script shows the time in the browser's zone and keeps RFC 3339 on hover.
     let when = c
         .find(Locator::Css(&format!("tr[data-stream=\"{id}\"] time")))
@@ -255,8 +278,15 @@ async fn scenario(c: Client, work: PathBuf) {
         .unwrap();
     let datetime = when.attr("datetime").await.unwrap().unwrap();
     assert!(datetime.ends_with('Z'), "{datetime}");
-    assert_eq!(when.attr("title").await.unwrap().as_deref(), Some(datetime.as_str()));
-    assert_ne!(when.text().await.unwrap(), datetime, "the script rewrote the time");
+    assert_eq!(
+        when.attr("title").await.unwrap().as_deref(),
+        Some(datetime.as_str())
+    );
+    assert_ne!(
+        when.text().await.unwrap(),
+        datetime,
+        "the script rewrote the time"
+    );
     screenshot(&c, "streams").await;
 
     // One stream: settings without secrets, the event with its outcome and action.
@@ -281,7 +311,12 @@ async fn scenario(c: Client, work: PathBuf) {
         .send_keys("email:alice@example.com")
         .await
         .unwrap();
-    c.find(Locator::Id("check")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("check"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(text_of(&c, "#verdict").await.starts_with("Revoked"));
     assert!(c.source().await.unwrap().contains(jti));
     c.find(Locator::Id("step-up")).await.unwrap();
@@ -302,9 +337,7 @@ async fn scenario(c: Client, work: PathBuf) {
     // The retry went through the admin API's own path: the sink got a second attempt.
     let mut attempts = 0;
     for _ in 0..200 {
-        let (_, v) = d
-            .api(Method::GET, "/api/v1/actions", None)
-            .await;
+        let (_, v) = d.api(Method::GET, "/api/v1/actions", None).await;
         attempts = v["list"]
             .as_array()
             .unwrap()
@@ -323,11 +356,19 @@ async fn scenario(c: Client, work: PathBuf) {
     c.goto(&url("/ui/daemon")).await.unwrap();
     let state = text_of(&c, "#daemon-state").await;
     assert!(state.contains(env!("CARGO_PKG_VERSION")), "{state}");
-    assert!(state.contains(&d.db_path().display().to_string()), "{state}");
+    assert!(
+        state.contains(&d.db_path().display().to_string()),
+        "{state}"
+    );
     screenshot(&c, "daemon").await;
 
     // Sign out: the cookie is gone and every page is the sign-in page again.
-    c.find(Locator::Id("sign-out")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/ui/sign-in");
     assert!(c.get_named_cookie("ssfd_console").await.is_err());
     for path in [

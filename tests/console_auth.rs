@@ -210,10 +210,19 @@ async fn forms_without_the_session_csrf_token_are_refused_and_sign_out_ends_the_
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // The session survived all that.
-    assert_eq!(get(&d, "/ui/streams", Some(&cookie)).await.0, StatusCode::OK);
+    assert_eq!(
+        get(&d, "/ui/streams", Some(&cookie)).await.0,
+        StatusCode::OK
+    );
 
     // A retry of an action that does not exist is a clear answer, not a crash.
-    let resp = post(&d, "/ui/actions/999/retry", Some(&cookie), &[("csrf", &csrf)]).await;
+    let resp = post(
+        &d,
+        "/ui/actions/999/retry",
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(resp.text().await.unwrap().contains("action not found"));
 
@@ -255,11 +264,14 @@ async fn what_operators_and_transmitters_supply_is_escaped() {
     for path in [
         "/ui/streams".to_string(),
         format!("/ui/streams/{id}"),
-        format!("/ui/subjects?subject=email:%3Cb%3Ex%3C/b%3E@example.com"),
+        "/ui/subjects?subject=email:%3Cb%3Ex%3C/b%3E@example.com".into(),
         "/ui/subjects?subject=%3Cscript%3E".into(),
     ] {
         let (status, body) = get(&d, &path, Some(&cookie)).await;
-        assert!(status == StatusCode::OK || status == StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+            "{path}"
+        );
         assert!(!body.contains("<script>"), "{path}: {body}");
         assert!(!body.contains("<img"), "{path}: {body}");
         assert!(!body.contains("<b>x"), "{path}: {body}");
@@ -267,7 +279,10 @@ async fn what_operators_and_transmitters_supply_is_escaped() {
             assert!(body.contains(escaped), "{body}");
         }
         if path.ends_with(&id) {
-            assert!(body.contains("&lt;img src=x onerror=alert(2)&gt;"), "{body}");
+            assert!(
+                body.contains("&lt;img src=x onerror=alert(2)&gt;"),
+                "{body}"
+            );
         }
     }
 }

@@ -60,10 +60,7 @@ async fn render(c: &Console, s: &SignedIn, q: ActionsPage, error: Option<String>
     body.push_str("<form method=\"get\" action=\"/ui/actions\" class=\"filter\"><label for=\"status\">Status</label><select id=\"status\" name=\"status\">");
     for (value, label) in FILTERS {
         let selected = if value == q.status { " selected" } else { "" };
-        let _ = write!(
-            body,
-            "<option value=\"{value}\"{selected}>{label}</option>"
-        );
+        let _ = write!(body, "<option value=\"{value}\"{selected}>{label}</option>");
     }
     let _ = write!(
         body,

@@ -50,7 +50,10 @@ pub async fn state(State(c): State<Arc<Console>>, Extension(s): Extension<Signed
         ),
         ("Outbox depth (pending and running)", esc(&depth)),
         ("Dead actions", esc(&dead)),
-        ("Streams (enabled)", format!("{} ({enabled})", streams.len())),
+        (
+            "Streams (enabled)",
+            format!("{} ({enabled})", streams.len()),
+        ),
     ];
     let mut body = String::from("<dl class=\"settings\" id=\"daemon-state\">");
     for (label, value) in rows {

@@ -73,10 +73,7 @@ where
         ));
     Router::new()
         .merge(signed_in)
-        .route(
-            "/ui/sign-in",
-            get(sign_in::form).post(sign_in::sign_in),
-        )
+        .route("/ui/sign-in", get(sign_in::form).post(sign_in::sign_in))
         .route("/ui/assets/console.css", get(css))
         .route("/ui/assets/console.js", get(js))
         .layer(middleware::from_fn(security_headers))

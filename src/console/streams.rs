@@ -95,8 +95,14 @@ pub async fn list(State(c): State<Arc<Console>>, Extension(s): Extension<SignedI
             name = esc(text(&v, "displayName")),
             badge = health_badge(&stream.id, word),
             enabled = if stream.enabled { "yes" } else { "no" },
-            delivery = esc(text(&v, "deliveryMethod")),
-            tx_status = esc(text(&stats, "transmitterStatus")),
+            delivery = esc(stream
+                .delivery_method
+                .as_api()
+                .trim_start_matches("SSF_DELIVERY_METHOD_")),
+            tx_status = match text(&stats, "transmitterStatus") {
+                "" => "<span class=\"muted\">unknown</span>".to_string(),
+                status => esc(status),
+            },
             last_event = time(text(&stats, "lastEventReceivedAt")),
             verified = time(text(&stats, "lastVerifiedAt")),
             error_at = if error.is_empty() {
@@ -175,21 +181,6 @@ async fn one_body(app: &App, id: &str) -> Result<(String, String), ApiError> {
     ] {
         let _ = write!(body, "<dt>{label}</dt><dd>{}</dd>", count(&stats, key));
     }
-    body.push_str("</dl></section><section><h2>Settings</h2><dl class=\"settings\">");
-    if let Value::Object(m) = &v {
-        for (key, value) in m {
-            let shown = if key.ends_with("At") {
-                time(&html::value_text(value))
-            } else {
-                esc(&html::value_text(value))
-            };
-            let _ = write!(
-                body,
-                "<dt>{}</dt><dd class=\"mono\">{shown}</dd>",
-                esc(key)
-            );
-        }
-    }
     body.push_str("</dl></section><section><h2>Recent events</h2>");
     let list = events
         .get("list")
@@ -210,7 +201,13 @@ async fn one_body(app: &App, id: &str) -> Result<(String, String), ApiError> {
                     .map(|a| {
                         a.iter()
                             .filter_map(Value::as_str)
-                            .map(|s| if short { s.rsplit('/').next().unwrap_or(s) } else { s })
+                            .map(|s| {
+                                if short {
+                                    s.rsplit('/').next().unwrap_or(s)
+                                } else {
+                                    s
+                                }
+                            })
                             .map(esc)
                             .collect::<Vec<_>>()
                             .join("<br>")
@@ -232,7 +229,19 @@ async fn one_body(app: &App, id: &str) -> Result<(String, String), ApiError> {
         }
         body.push_str("</tbody></table>");
     }
-    body.push_str("</section>");
+    // The API's own record of the stream, which never holds a secret.
+    body.push_str("</section><section><h2>Settings</h2><dl class=\"settings\">");
+    if let Value::Object(m) = &v {
+        for (key, value) in m {
+            let shown = if key.ends_with("At") {
+                time(&html::value_text(value))
+            } else {
+                esc(&html::value_text(value))
+            };
+            let _ = write!(body, "<dt>{}</dt><dd class=\"mono\">{shown}</dd>", esc(key));
+        }
+    }
+    body.push_str("</dl></section>");
     let title = match text(&v, "displayName") {
         "" => format!("Stream {id}"),
         name => format!("Stream {name}"),

@@ -184,9 +184,15 @@ mod tests {
             super::super::streams::upsert(&conn, &stream).unwrap();
         }
         let now = 100 * 3_600_000;
-        for (i, at) in [now, now - 1, now - 3_600_000 + 1, now - 3_600_000, now - 5 * 3_600_000]
-            .into_iter()
-            .enumerate()
+        for (i, at) in [
+            now,
+            now - 1,
+            now - 3_600_000 + 1,
+            now - 3_600_000,
+            now - 5 * 3_600_000,
+        ]
+        .into_iter()
+        .enumerate()
         {
             insert(&conn, &row("s1", &format!("j{i}"), at)).unwrap();
         }
@@ -199,6 +205,9 @@ mod tests {
         assert_eq!(b[23], 4, "{b:?}");
         assert_eq!(b[19], 1, "{b:?}");
         assert_eq!(b.iter().sum::<u64>(), 5);
-        assert_eq!(events_per_hour(&conn, "none", now, 24).unwrap(), vec![0; 24]);
+        assert_eq!(
+            events_per_hour(&conn, "none", now, 24).unwrap(),
+            vec![0; 24]
+        );
     }
 }
