@@ -130,6 +130,17 @@ async fn reload_until(c: &Client, url: &str, what: &str, probe: impl Fn(&str) ->
     panic!("gave up waiting for {what} at {url}");
 }
 
+/// Clicks and waits until the page it leads to shows `css`: a click returns before the
+/// navigation it starts has finished.
+async fn click_then(c: &Client, target: Locator<'_>, css: &str) -> fantoccini::elements::Element {
+    c.find(target).await.unwrap().click().await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} after the click: {e}"))
+}
+
 async fn text_of(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -209,29 +220,19 @@ async fn scenario(c: Client, work: PathBuf) {
         .send_keys("not-the-token")
         .await
         .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(c
-        .source()
-        .await
-        .unwrap()
-        .contains("That is not the admin token."));
+    let refused = click_then(&c, Locator::Id("sign-in"), ".notice-error").await;
+    assert_eq!(
+        refused.text().await.unwrap(),
+        "That is not the admin token."
+    );
     c.find(Locator::Id("token"))
         .await
         .unwrap()
         .send_keys(ADMIN_TOKEN)
         .await
         .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let badge = format!("span.health[data-stream=\"{id}\"]");
+    click_then(&c, Locator::Id("sign-in"), &badge).await;
     assert_eq!(c.current_url().await.unwrap().path(), "/ui/streams");
     // The browser kept the Secure cookie on plain-http loopback, with its attributes.
     let cookie = c.get_named_cookie("ssfd_console").await.unwrap();
@@ -240,7 +241,6 @@ async fn scenario(c: Client, work: PathBuf) {
     assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
     assert_ne!(cookie.value(), ADMIN_TOKEN);
 
-    let badge = format!("span.health[data-stream=\"{id}\"]");
     assert_eq!(text_of(&c, &badge).await, "no events");
     screenshot(&c, "streams-before").await;
 
@@ -290,12 +290,7 @@ async fn scenario(c: Client, work: PathBuf) {
     screenshot(&c, "streams").await;
 
     // One stream: settings without secrets, the event with its outcome and action.
-    c.find(Locator::LinkText("Okta production"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_then(&c, Locator::LinkText("Okta production"), "table.events").await;
     let source = c.source().await.unwrap();
     assert!(source.contains(jti), "the event is listed");
     assert!(source.contains("session-revoked"));
@@ -311,13 +306,8 @@ async fn scenario(c: Client, work: PathBuf) {
         .send_keys("email:alice@example.com")
         .await
         .unwrap();
-    c.find(Locator::Id("check"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(text_of(&c, "#verdict").await.starts_with("Revoked"));
+    let verdict = click_then(&c, Locator::Id("check"), "#verdict").await;
+    assert!(verdict.text().await.unwrap().starts_with("Revoked"));
     assert!(c.source().await.unwrap().contains(jti));
     c.find(Locator::Id("step-up")).await.unwrap();
     screenshot(&c, "subjects").await;
@@ -331,9 +321,11 @@ async fn scenario(c: Client, work: PathBuf) {
     screenshot(&c, "actions").await;
     let button = c.find(Locator::Css("button.retry")).await.unwrap();
     let action_id = button.attr("data-action").await.unwrap().unwrap();
-    button.click().await.unwrap();
-    let notice = text_of(&c, ".notice-info").await;
-    assert_eq!(notice, format!("Action {action_id} is pending again."));
+    let notice = click_then(&c, Locator::Css("button.retry"), ".notice-info").await;
+    assert_eq!(
+        notice.text().await.unwrap(),
+        format!("Action {action_id} is pending again.")
+    );
     // The retry went through the admin API's own path: the sink got a second attempt.
     let mut attempts = 0;
     for _ in 0..200 {
@@ -363,12 +355,7 @@ async fn scenario(c: Client, work: PathBuf) {
     screenshot(&c, "daemon").await;
 
     // Sign out: the cookie is gone and every page is the sign-in page again.
-    c.find(Locator::Id("sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_then(&c, Locator::Id("sign-out"), "#token").await;
     assert_eq!(c.current_url().await.unwrap().path(), "/ui/sign-in");
     assert!(c.get_named_cookie("ssfd_console").await.is_err());
     for path in [

@@ -124,7 +124,7 @@ async fn without_a_session_every_console_route_answers_the_sign_in_page_and_no_d
 }
 
 #[tokio::test]
-async fn a_wrong_token_does_not_sign_in() {
+async fn a_wrong_token_or_a_foreign_form_does_not_sign_in() {
     let d = TestDaemon::start().await;
     for token in ["", "wrong", &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1]] {
         let resp = post(&d, "/ui/sign-in", None, &[("token", token)]).await;
@@ -134,6 +134,16 @@ async fn a_wrong_token_does_not_sign_in() {
         assert!(body.contains("That is not the admin token."), "{body}");
         assert!(is_sign_in_page(&body));
     }
+    // The right token, but the form came from another site.
+    let resp = client()
+        .post(format!("{}/ui/sign-in", d.daemon.admin_url()))
+        .header("origin", "https://evil.example")
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
 }
 
 #[tokio::test]

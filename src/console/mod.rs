@@ -9,7 +9,7 @@
 mod actions;
 mod daemon;
 mod html;
-pub mod session;
+mod session;
 mod sign_in;
 mod streams;
 mod subjects;
@@ -35,9 +35,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the console's handlers share: the daemon and the live sessions.
-pub struct Console {
-    pub app: Arc<App>,
-    pub sessions: Sessions,
+struct Console {
+    app: Arc<App>,
+    sessions: Sessions,
 }
 
 type Shared = Arc<Console>;

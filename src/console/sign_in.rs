@@ -7,9 +7,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Form};
 
-use super::html::{self, esc};
+use super::html;
 use super::session::{self, csrf_matches, SignedIn};
-use super::{error_page, html_page, see_other, Console};
+use super::{error_page, html_page, same_origin, see_other, Console};
 use crate::secrets::token_matches;
 
 /// The sign-in page, with an optional error message.
@@ -20,9 +20,9 @@ pub fn page(status: StatusCode, error: Option<&str>) -> Response {
          <label for=\"token\">Admin token</label>\
          <input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"off\" required autofocus>\
          <button type=\"submit\" id=\"sign-in\">Sign in</button></form>\
-         <p class=\"muted\">The token is the one the admin API takes (see README.md, \
-         \"Admin token\"). {}</p>",
-        esc("The session ends after 12 hours or when you sign out.")
+         <p class=\"muted\">The token the admin API takes: the content of the file \
+         <code>admin.token_file</code> names, <code>./ssfd-admin.token</code> by default. \
+         The session ends after 12 hours, when you sign out, or when ssfd restarts.</p>"
     );
     html_page(
         status,
@@ -40,7 +40,18 @@ pub struct SignInForm {
     token: String,
 }
 
-pub async fn sign_in(State(c): State<Arc<Console>>, Form(f): Form<SignInForm>) -> Response {
+pub async fn sign_in(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(f): Form<SignInForm>,
+) -> Response {
+    // No session yet, so no CSRF token: another site must not sign the browser in either.
+    if !same_origin(&headers) {
+        return page(
+            StatusCode::FORBIDDEN,
+            Some("This form was sent from another site and was refused."),
+        );
+    }
     if !token_matches(f.token.trim(), &c.app.admin_token_hash) {
         tracing::warn!("console sign-in with a wrong admin token");
         return page(
