@@ -251,7 +251,7 @@ async fn scenario(c: Client, work: PathBuf) {
         .jti(jti)
         .event(
             "session-revoked",
-            ssfd_testkit::events::default_payload("session-revoked", None, 0),
+            ssfd_testkit::events::default_payload("session-revoked", None, ssfd::clock::now_unix()),
         )
         .sub_id(json!({"format": "email", "email": "alice@example.com"}))
         .sign();

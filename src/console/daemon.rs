@@ -37,9 +37,12 @@ pub async fn state(State(c): State<Arc<Console>>, Extension(s): Extension<Signed
             esc(&humantime::format_duration(uptime).to_string()),
         ),
         ("Started", time(&rfc3339(started_at))),
-        ("Push listener", esc(&config.server.push_listen.to_string())),
         (
-            "Admin listener",
+            "Push listener (configured)",
+            esc(&config.server.push_listen.to_string()),
+        ),
+        (
+            "Admin listener (configured)",
             esc(&config.server.admin_listen.to_string()),
         ),
         ("Public base URL", esc(&config.server.public_base_url)),
