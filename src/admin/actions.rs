@@ -37,15 +37,15 @@ fn action_json(r: ActionRecord) -> Value {
     Value::Object(m)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {
-    status: Option<String>,
+    pub status: Option<String>,
     #[serde(rename = "streamId")]
-    stream_id: Option<String>,
+    pub stream_id: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<String>,
+    pub page_size: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 /// `GET /api/v1/actions?status=&streamId=&pageSize=&pageToken=`, newest first.
@@ -53,6 +53,11 @@ pub async fn list(
     State(app): State<Arc<App>>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(list_actions(&app, q).await?))
+}
+
+/// The answer of [`list`], also rendered by the console.
+pub async fn list_actions(app: &App, q: ListQuery) -> Result<Value, ApiError> {
     let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) if STATUSES.contains(&s) => Some(s.to_string()),
@@ -100,7 +105,7 @@ pub async fn list(
     } else {
         String::new()
     };
-    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+    Ok(json!({"list": list, "nextPageToken": next}))
 }
 
 /// `POST /api/v1/actions/{id}/retry`: a dead or pending action becomes pending, due now. A dead
@@ -109,6 +114,11 @@ pub async fn retry(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(json!({"action": retry_action(&app, &id).await?})))
+}
+
+/// What [`retry`] does, also called by the console: the retried action as the API shows it.
+pub async fn retry_action(app: &App, id: &str) -> Result<Value, ApiError> {
     let Ok(id) = id.trim().parse::<i64>() else {
         return Err(ApiError::not_found("action"));
     };
@@ -124,7 +134,7 @@ pub async fn retry(
             let action = action_json(*action);
             tracing::info!(action_id = id, "action retry requested");
             app.actions_ready.notify_one();
-            Ok(json_ok(json!({"action": action})))
+            Ok(action)
         }
     }
 }

@@ -19,6 +19,14 @@ const MAX_SUBJECT_KEYS: usize = 1000;
 
 pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
+    Ok(json_ok(check_subject(&app, &body).await?))
+}
+
+/// The answer of [`check`] for a parsed request body, also rendered by the console.
+pub async fn check_subject(
+    app: &App,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Value, ApiError> {
     let subject = match body.get("subject") {
         Some(v @ Value::Object(_)) => {
             parse_subject(v).map_err(|e| ApiError::invalid("subject", e.0))?
@@ -73,5 +81,5 @@ pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
         out.insert("revokedBefore".into(), json!(rfc3339(latest)));
     }
     out.insert("reasons".into(), Value::Array(reasons));
-    Ok(json_ok(Value::Object(out)))
+    Ok(Value::Object(out))
 }

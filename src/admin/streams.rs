@@ -279,8 +279,13 @@ pub async fn stats(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = found(&app, &id)?;
-    let counts = app.store.stream_counts(&id).await?;
+    Ok(json_ok(json!({"stats": stats_of(&app, &id).await?})))
+}
+
+/// A stream's `stats` object, also rendered by the console.
+pub async fn stats_of(app: &App, id: &str) -> Result<Value, ApiError> {
+    let s = found(app, id)?;
+    let counts = app.store.stream_counts(id).await?;
     let mut m = Map::new();
     m.insert("streamId".into(), json!(s.id));
     m.insert("eventsReceivedCount".into(), json!(counts.received));
@@ -301,7 +306,7 @@ pub async fn stats(
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
-    Ok(json_ok(json!({"stats": Value::Object(m)})))
+    Ok(Value::Object(m))
 }
 
 /// The action an event type gets on this stream, with the payload that makes it act where the
@@ -396,22 +401,27 @@ pub async fn rotate_push_token_of(app: &App, id: &str) -> Result<String, ApiErro
     Ok(push_token::rotate(&app.registry, id, overlap).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct EventsQuery {
     #[serde(rename = "streamId")]
-    stream_id: Option<String>,
+    pub stream_id: Option<String>,
     /// RFC 3339 time or a duration back from now (`"1h"`).
-    since: Option<String>,
+    pub since: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<String>,
+    pub page_size: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 pub async fn list_events(
     State(app): State<Arc<App>>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(events_of(&app, q).await?))
+}
+
+/// The answer of [`list_events`], also rendered by the console.
+pub async fn events_of(app: &App, q: EventsQuery) -> Result<Value, ApiError> {
     let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -457,5 +467,5 @@ pub async fn list_events(
             })
         })
         .collect();
-    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+    Ok(json!({"list": list, "nextPageToken": next}))
 }

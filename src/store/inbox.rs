@@ -83,4 +83,16 @@ impl Store {
             }
         }
     }
+    /// SETs `stream_id` received in each of the `hours` whole hours up to `now_ms`, oldest
+    /// first: the last bucket is the hour ending at `now_ms`. Counts SETs of every outcome.
+    pub async fn events_per_hour(
+        &self,
+        stream_id: &str,
+        now_ms: UnixMillis,
+        hours: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.events_per_hour(stream_id, now_ms, hours).await,
+        }
+    }
 }

@@ -52,6 +52,13 @@ impl Store {
         }
     }
 
+    /// Which database this is, for operators (never a credential): `SQLite <path>`.
+    pub fn description(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(db) => format!("SQLite {}", db.path().display()),
+        }
+    }
+
     /// True when a trivial write commits (used by `/readyz`).
     pub async fn writable(&self) -> bool {
         match &self.backend {

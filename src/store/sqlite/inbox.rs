@@ -117,6 +117,35 @@ pub(in crate::store) fn replay_candidates(
     Ok(out)
 }
 
+/// SETs a stream received in each of the `hours` whole hours up to `now_ms`, oldest first: the
+/// last bucket is the hour ending at `now_ms`. Counts SETs of every outcome.
+fn events_per_hour(
+    conn: &Connection,
+    stream_id: &str,
+    now_ms: UnixMillis,
+    hours: usize,
+) -> Result<Vec<u64>, StoreError> {
+    const HOUR_MS: i64 = 3_600_000;
+    let since_ms = now_ms - hours as i64 * HOUR_MS;
+    let mut stmt = conn.prepare_cached(
+        "SELECT (received_at_ms - ?2) / 3600000, COUNT(*)
+           FROM inbox
+          WHERE stream_id = ?1 AND received_at_ms >= ?2 AND received_at_ms <= ?3
+          GROUP BY 1",
+    )?;
+    let mut buckets = vec![0u64; hours];
+    let mut rows = stmt.query(params![stream_id, since_ms, now_ms])?;
+    while let Some(r) = rows.next()? {
+        let (bucket, count): (i64, i64) = (r.get(0)?, r.get(1)?);
+        // Buckets are [start, start + 1 h); a SET exactly at `now_ms` belongs to the last one.
+        let slot = (bucket.max(0) as usize).min(hours.saturating_sub(1));
+        if let Some(b) = buckets.get_mut(slot) {
+            *b += count.max(0) as u64;
+        }
+    }
+    Ok(buckets)
+}
+
 impl SqliteStore {
     /// Stored events matching `filter`, newest first (at most `filter.limit`, at least one).
     pub(in crate::store) async fn list_events(
@@ -138,5 +167,77 @@ impl SqliteStore {
         let id = stream_id.to_string();
         self.read(move |c| replay_candidates(c, &id, after_seq, since_ms, limit))
             .await
+    }
+    pub(in crate::store) async fn events_per_hour(
+        &self,
+        stream_id: &str,
+        now_ms: UnixMillis,
+        hours: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let id = stream_id.to_string();
+        self.read(move |c| events_per_hour(c, &id, now_ms, hours))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::inbox::NewInboxRow;
+
+    fn row(stream_id: &str, jti: &str, received_at_ms: i64) -> NewInboxRow {
+        NewInboxRow {
+            stream_id: stream_id.into(),
+            jti: jti.into(),
+            iss: "https://idp.example".into(),
+            txn: None,
+            event_types: vec![],
+            subject_keys: vec![],
+            raw_token: String::new(),
+            claims: "{}".into(),
+            received_at_ms,
+            delivery: "push",
+            outcome: "accepted".into(),
+            decision: "LOG_ONLY".into(),
+        }
+    }
+
+    #[test]
+    fn events_per_hour_buckets_the_last_hours_of_one_stream() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&conn).unwrap();
+        for id in ["s1", "s2"] {
+            let stream = crate::stream::Stream {
+                id: id.into(),
+                ..Default::default()
+            };
+            super::super::streams::upsert(&conn, &stream).unwrap();
+        }
+        let now = 100 * 3_600_000;
+        for (i, at) in [
+            now,
+            now - 1,
+            now - 3_600_000 + 1,
+            now - 3_600_000,
+            now - 5 * 3_600_000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            insert(&conn, &row("s1", &format!("j{i}"), at)).unwrap();
+        }
+        // Too old, in the future, and another stream's: not counted.
+        insert(&conn, &row("s1", "old", now - 24 * 3_600_000 - 1)).unwrap();
+        insert(&conn, &row("s1", "future", now + 1)).unwrap();
+        insert(&conn, &row("s2", "other", now)).unwrap();
+        let b = events_per_hour(&conn, "s1", now, 24).unwrap();
+        assert_eq!(b.len(), 24);
+        assert_eq!(b[23], 4, "{b:?}");
+        assert_eq!(b[19], 1, "{b:?}");
+        assert_eq!(b.iter().sum::<u64>(), 5);
+        assert_eq!(
+            events_per_hour(&conn, "none", now, 24).unwrap(),
+            vec![0; 24]
+        );
     }
 }

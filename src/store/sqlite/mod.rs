@@ -54,6 +54,10 @@ struct Inner {
 }
 impl SqliteStore {
     /// Opens (creating if needed, mode 0600) and migrates the database, and starts the writer.
+    pub(super) fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
     pub(super) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: path.to_path_buf(),
