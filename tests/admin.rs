@@ -1,4 +1,4 @@
-//! The admin API contract (DESIGN §3 and §8): shapes, validation naming fields, pagination,
+//! The admin API contract (docs/admin-api.md): shapes, validation naming fields, pagination,
 //! updateMask, soft delete, stats, test, rotation, authentication, and that no secret ever
 //! appears in an answer.
 

@@ -1,5 +1,5 @@
 //! Poll delivery (RFC 8936) end to end: a real daemon polls the test transmitter on loopback.
-//! Numbers in comments refer to the receiver checklist in the spec notes (42-49).
+//! Numbers in comments refer to docs/receiver-checklist.md (items 42-49).
 
 mod common;
 

@@ -162,7 +162,7 @@ pub fn audit_subject(set: &VerifiedSet) -> String {
         .unwrap_or_default()
 }
 
-/// The key every attempt of an action carries, so that sinks can deduplicate (DESIGN §2 rule 3).
+/// The key every attempt of an action carries, so that sinks can deduplicate (docs/actions.md#idempotency-key; ARCHITECTURE.md invariant 3).
 pub fn idempotency_key(stream_id: &str, jti: &str, event_type: &str) -> String {
     format!("{stream_id}:{jti}:{event_type}")
 }

@@ -25,7 +25,7 @@ use crate::push_token::PushTokenError;
 use crate::secrets::{bearer_token, token_matches};
 use crate::store::StoreError;
 
-/// An admin API error: `{"code", "message"}` with its HTTP status (DESIGN §3).
+/// An admin API error: `{"code", "message"}` with its HTTP status (docs/admin-api.md#errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
@@ -143,7 +143,7 @@ where
     }
 }
 
-/// Page size of a list call: default 50, at most 1000 (DESIGN §8); anything but a
+/// Page size of a list call: default 50, at most 1000 (docs/admin-api.md#paging); anything but a
 /// non-negative integer is a field error.
 pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
     match raw.map(str::trim) {

@@ -14,7 +14,7 @@ use crate::stream::{OutboundAuth, Stream};
 
 /// Scopes asked for when a stream names none (CAEP interoperability profile, without RFC 9728).
 pub const DEFAULT_SCOPES: &str = "ssf.manage ssf.read";
-/// A token is renewed this long before it expires (DESIGN §8 "Poll").
+/// A token is renewed this long before it expires (docs/poll.md#outbound-authentication).
 const RENEW_BEFORE: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the token answer has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
