@@ -61,11 +61,12 @@ async fn kill_9_under_push_load_loses_nothing_acknowledged() {
     );
 
     let daemon = daemon.restart().await;
-    let stored: HashSet<String> = common::stored_events(&common::storage_settings(dir.path()), Some(&id))
-        .await
-        .into_iter()
-        .map(|e| e.jti)
-        .collect();
+    let stored: HashSet<String> =
+        common::stored_events(&common::storage_settings(dir.path()), Some(&id))
+            .await
+            .into_iter()
+            .map(|e| e.jti)
+            .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),

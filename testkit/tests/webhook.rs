@@ -53,7 +53,12 @@ async fn restarts_on_the_same_address_and_stops_when_dropped() {
     let http = ssfd_testkit::http_client();
     let mut refused = false;
     for _ in 0..50 {
-        if http.post(format!("http://{addr}/hook")).send().await.is_err() {
+        if http
+            .post(format!("http://{addr}/hook"))
+            .send()
+            .await
+            .is_err()
+        {
             refused = true;
             break;
         }
