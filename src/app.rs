@@ -25,6 +25,8 @@ pub struct App {
     pub started: Instant,
     /// Counters and histograms behind `/metrics`.
     pub metrics: Metrics,
+    /// Where each step-up provider's keys are (from its OpenID configuration).
+    pub step_up_discovery: crate::step_up::token::Discovery,
 }
 
 impl App {
@@ -45,6 +47,7 @@ impl App {
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),
+            step_up_discovery: Default::default(),
         }
     }
 
