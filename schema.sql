@@ -132,3 +132,19 @@ CREATE TABLE pending_acks (
     jti             TEXT NOT NULL,
     PRIMARY KEY (stream_id, jti)
 );
+
+-- migration 2
+-- Step-up providers: OpenID providers that make a user authenticate again, more strongly.
+CREATE TABLE step_up_providers (
+    id              TEXT PRIMARY KEY,
+    display_name    TEXT NOT NULL,
+    issuer_url      TEXT NOT NULL,
+    client_id       TEXT NOT NULL DEFAULT '',
+    client_secret   TEXT NOT NULL DEFAULT '',            -- for the token request; never returned by the API
+    enabled         INTEGER NOT NULL DEFAULT 1,
+    settings        TEXT NOT NULL,                       -- JSON: {"oauth2": {...}} or {"microsoft": {...}}
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    last_tested_at  INTEGER
+);
+CREATE INDEX step_up_providers_order ON step_up_providers (created_at, id);

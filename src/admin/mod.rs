@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod ledger;
+pub mod step_up;
 pub mod streams;
 pub mod transmitter;
 pub mod wire;
@@ -15,6 +16,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 
 use crate::app::App;
 use crate::secrets::{bearer_token, token_matches};
@@ -114,6 +117,28 @@ pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
             .map(|n| n.min(MAX_PAGE_SIZE))
             .map_err(|_| ApiError::invalid("pageSize", "must be a positive integer")),
     }
+}
+
+/// The `nextPageToken` of a list ordered by creation: the last record's `(createdAt, id)`.
+pub fn page_token(created_at: i64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+}
+
+/// Reads a [`page_token`]; `None` (or empty) is the first page.
+pub fn page_after(token: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
+    let Some(t) = token.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (created, id) = s.split_once(':')?;
+            Some((created.parse::<i64>().ok()?, id.to_string()))
+        })
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("pageToken", "is not a token from a previous page"))
 }
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -216,6 +241,18 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/ssf-receiver-streams/{id}/transmitter-status",
             get(transmitter::read_status).post(transmitter::update_status),
         )
+        .route(
+            "/api/v1/step-up/providers",
+            post(step_up::create).get(step_up::list),
+        )
+        .route(
+            "/api/v1/step-up/providers/{id}",
+            get(step_up::get_one)
+                .post(step_up::update)
+                .patch(step_up::update)
+                .delete(step_up::delete),
+        )
+        .route("/api/v1/step-up/providers/{id}/test", post(step_up::test))
         .route("/api/v1/events", get(streams::list_events))
         .route("/api/v1/subjects:check", post(ledger::check))
         .route("/api/v1/actions", get(actions::list))

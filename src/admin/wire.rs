@@ -423,13 +423,21 @@ pub fn check_complete(stream: &Stream) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Normalises an `updateMask` entry: camelCase, with an optional `ssfReceiverStream.` prefix;
-/// snake_case is accepted too.
+/// Record names an `updateMask` entry may start with (`ssfReceiverStream.enabled`).
+const MASK_PREFIXES: [&str; 4] = [
+    "ssfReceiverStream.",
+    "ssf_receiver_stream.",
+    "stepUpProvider.",
+    "step_up_provider.",
+];
+
+/// Normalises an `updateMask` entry: camelCase, with an optional record-name prefix
+/// (`ssfReceiverStream.`, `stepUpProvider.`); snake_case is accepted too.
 pub fn mask_field(raw: &str) -> String {
     let raw = raw.trim();
-    let raw = raw
-        .strip_prefix("ssfReceiverStream.")
-        .or_else(|| raw.strip_prefix("ssf_receiver_stream."))
+    let raw = MASK_PREFIXES
+        .iter()
+        .find_map(|p| raw.strip_prefix(p))
         .unwrap_or(raw);
     // Only the top-level field matters: `outboundAuthOauth2.clientSecret` updates the whole oneof.
     let top = raw.split('.').next().unwrap_or(raw);
@@ -448,6 +456,71 @@ pub fn mask_field(raw: &str) -> String {
     out
 }
 
+/// Reads an update request: the record (under `wrapper`, or the bare body) and the fields to
+/// write. The `updateMask` comes from the body (a string or the protobuf `{"paths": [...]}`
+/// form), else from the query; without one, every writable field present in the record.
+pub fn update_request(
+    body: &Map<String, Value>,
+    wrapper: &str,
+    query_mask: Option<String>,
+    writable: &[&str],
+    read_only: &[&str],
+) -> Result<(Map<String, Value>, Vec<String>), ApiError> {
+    let record = match body.get(wrapper) {
+        Some(Value::Object(inner)) => inner.clone(),
+        Some(_) => return Err(ApiError::invalid(wrapper, "must be an object")),
+        // A bare record is accepted too.
+        None => body.clone(),
+    };
+    let mask = match body.get("updateMask") {
+        Some(Value::String(s)) => Some(s.clone()),
+        // The protobuf JSON form of a FieldMask can also arrive as {"paths": [...]}.
+        Some(Value::Object(o)) => o.get("paths").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        Some(Value::Null) | None => query_mask,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "updateMask",
+                "must be a comma-separated string",
+            ))
+        }
+    };
+    let fields: Vec<String> = match mask.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        Some(mask) => {
+            let mut names = Vec::new();
+            for raw in mask.split(',').filter(|s| !s.trim().is_empty()) {
+                let name = mask_field(raw);
+                if read_only.contains(&name.as_str()) {
+                    return Err(ApiError::invalid(
+                        "updateMask",
+                        format!("{name} is read-only"),
+                    ));
+                }
+                if !writable.contains(&name.as_str()) {
+                    return Err(ApiError::invalid(
+                        "updateMask",
+                        format!("unknown field {name}"),
+                    ));
+                }
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names
+        }
+        None => writable
+            .iter()
+            .filter(|f| record.contains_key(**f))
+            .map(|f| f.to_string())
+            .collect(),
+    };
+    Ok((record, fields))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +529,7 @@ mod tests {
     fn mask_forms() {
         assert_eq!(mask_field("display_name"), "displayName");
         assert_eq!(mask_field("ssfReceiverStream.enabled"), "enabled");
+        assert_eq!(mask_field("stepUpProvider.oauth2.acrValues"), "oauth2");
         assert_eq!(
             mask_field(" outboundAuthOauth2.clientSecret "),
             "outboundAuthOauth2"

@@ -1,0 +1,202 @@
+//! Handlers of `/api/v1/step-up/providers`: create, list, get, update, delete and test of the
+//! providers that make users authenticate again (ConductorOne's StepUpProvider API).
+
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{json_body, json_ok, page_after, page_size, page_token, ApiError};
+use crate::app::App;
+use crate::clock::now_unix;
+use crate::secrets::random_id;
+use crate::step_up::{probe, Provider};
+use crate::store::step_up as rows;
+use wire::{apply_fields, check_complete, provider_json, READ_ONLY, WRITABLE};
+
+/// The record under `stepUpProvider`, or the bare body (ConductorOne's create is flat).
+const WRAPPER: &str = "stepUpProvider";
+
+fn not_found() -> ApiError {
+    ApiError::not_found("step-up provider")
+}
+
+fn provider_response(p: &Provider) -> Value {
+    json!({ WRAPPER: provider_json(p) })
+}
+
+/// Forgets what was learnt about an issuer's keys, so that the next check discovers them again.
+fn forget_issuer(app: &App, issuer_url: &str) {
+    app.step_up_discovery.forget(issuer_url);
+}
+
+pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    let fields = match body.get(WRAPPER) {
+        Some(Value::Object(inner)) => inner.clone(),
+        Some(_) => return Err(ApiError::invalid(WRAPPER, "must be an object")),
+        None => body,
+    };
+    let now = now_unix();
+    let mut provider = Provider {
+        id: random_id(),
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+        ..Provider::default()
+    };
+    let names: Vec<String> = WRITABLE
+        .iter()
+        .filter(|f| fields.contains_key(**f))
+        .map(|f| f.to_string())
+        .collect();
+    if !names.iter().any(|n| n == "oauth2" || n == "microsoft") {
+        return Err(ApiError::invalid(
+            "oauth2",
+            "one of oauth2 {acrValues} or microsoft {conditionalAccessIds, tenant, validationMode} is required",
+        ));
+    }
+    apply_fields(&mut provider, &fields, &names, app.config().jwks.allow_http)?;
+    check_complete(&provider)?;
+    let stored = provider.clone();
+    app.store.write(move |c| rows::upsert(c, &stored)).await?;
+    tracing::info!(provider = %provider.id, issuer = %provider.issuer_url, "step-up provider created");
+    Ok(json_ok(provider_response(&provider)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "pageSize")]
+    page_size: Option<String>,
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+}
+
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let size = page_size(q.page_size.as_deref())?;
+    let after = page_after(q.page_token.as_deref())?;
+    // One more than asked tells whether another page follows.
+    let mut page = app
+        .store
+        .read(move |c| rows::list(c, after, size + 1))
+        .await?;
+    let next = if page.len() > size {
+        page.truncate(size);
+        page.last()
+            .map(|p| page_token(p.created_at, &p.id))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let list: Vec<Value> = page.iter().map(provider_json).collect();
+    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+}
+
+pub async fn get_one(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = app
+        .store
+        .read(move |c| rows::get(c, &id))
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(json_ok(provider_response(&p)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct UpdateQuery {
+    #[serde(rename = "updateMask")]
+    update_mask: Option<String>,
+}
+
+pub async fn update(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<UpdateQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    let (record, fields) =
+        super::wire::update_request(&body, WRAPPER, q.update_mask, WRITABLE, READ_ONLY)?;
+    let allow_http = app.config().jwks.allow_http;
+    let names = fields.clone();
+    // Read, change and write in one writer job, so that two updates cannot interleave.
+    let outcome = app
+        .store
+        .write(move |c| {
+            let Some(mut p) = rows::get(c, &id)? else {
+                return Ok(Err(not_found()));
+            };
+            let before = p.issuer_url.clone();
+            if let Err(e) =
+                apply_fields(&mut p, &record, &names, allow_http).and_then(|()| check_complete(&p))
+            {
+                return Ok(Err(e));
+            }
+            p.updated_at = now_unix();
+            rows::upsert(c, &p)?;
+            Ok(Ok((p, before)))
+        })
+        .await??;
+    let (updated, old_issuer) = outcome;
+    forget_issuer(&app, &old_issuer);
+    tracing::info!(provider = %updated.id, fields = %fields.join(","), "step-up provider updated");
+    Ok(json_ok(provider_response(&updated)))
+}
+
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let pid = id.clone();
+    let existed = app.store.write(move |c| rows::delete(c, &pid)).await?;
+    if !existed {
+        return Err(not_found());
+    }
+    tracing::info!(provider = %id, "step-up provider deleted");
+    Ok(json_ok(json!({})))
+}
+
+pub async fn test(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let pid = id.clone();
+    let provider = app
+        .store
+        .read(move |c| rows::get(c, &pid))
+        .await?
+        .ok_or_else(not_found)?;
+    let http = app
+        .transmitters
+        .http()
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let allow_http = app.config().jwks.allow_http;
+    let report = probe::run(&app.keys, &http, &provider, allow_http).await;
+    forget_issuer(&app, &provider.issuer_url);
+    let now = now_unix();
+    let tested = app
+        .store
+        .write(move |c| rows::set_last_tested(c, &id, now))
+        .await?
+        .ok_or_else(not_found)?;
+    let checks: Vec<Value> = report
+        .checks
+        .iter()
+        .map(|c| json!({"check": c.name, "result": c.outcome.as_api(), "detail": c.detail}))
+        .collect();
+    tracing::info!(provider = %tested.id, passed = report.passed(), "step-up provider tested");
+    Ok(json_ok(json!({
+        WRAPPER: provider_json(&tested),
+        "checks": checks,
+        "passed": report.passed(),
+    })))
+}

@@ -1,0 +1,235 @@
+//! Step-up provider rows: mapping between the `step_up_providers` table and [`Provider`].
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Value};
+
+use super::{json_col, StoreError};
+use crate::clock::UnixSeconds;
+use crate::step_up::{Provider, Settings, ValidationMode};
+
+const COLUMNS: &str = "id, display_name, issuer_url, client_id, client_secret, enabled, settings,
+    created_at, updated_at, last_tested_at";
+
+fn settings_to_db(s: &Settings) -> String {
+    match s {
+        Settings::OAuth2 { acr_values } => json!({"oauth2": {"acrValues": acr_values}}),
+        Settings::Microsoft {
+            conditional_access_ids,
+            tenant,
+            validation_mode,
+        } => json!({"microsoft": {"conditionalAccessIds": conditional_access_ids,
+                                  "tenant": tenant,
+                                  "validationMode": validation_mode.as_api()}}),
+    }
+    .to_string()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn settings_from_db(text: &str) -> Result<Settings, StoreError> {
+    let v: Value = json_col(text)?;
+    if let Some(o) = v.get("oauth2") {
+        return Ok(Settings::OAuth2 {
+            acr_values: strings(o.get("acrValues")),
+        });
+    }
+    if let Some(m) = v.get("microsoft") {
+        let mode = m
+            .get("validationMode")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return Ok(Settings::Microsoft {
+            conditional_access_ids: strings(m.get("conditionalAccessIds")),
+            tenant: m
+                .get("tenant")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            validation_mode: ValidationMode::from_api(mode)
+                .ok_or_else(|| StoreError::Corrupt(format!("validationMode {mode:?}")))?,
+        });
+    }
+    Err(StoreError::Corrupt("step-up provider settings".into()))
+}
+
+fn from_row(row: &Row<'_>) -> Result<Provider, StoreError> {
+    Ok(Provider {
+        id: row.get(0)?,
+        display_name: row.get(1)?,
+        issuer_url: row.get(2)?,
+        client_id: row.get(3)?,
+        client_secret: row.get(4)?,
+        enabled: row.get(5)?,
+        settings: settings_from_db(&row.get::<_, String>(6)?)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+        last_tested_at: row.get(9)?,
+    })
+}
+
+/// Writes the whole record (insert or replace by id).
+pub fn upsert(conn: &Connection, p: &Provider) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO step_up_providers ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
+             ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name,
+                issuer_url = excluded.issuer_url, client_id = excluded.client_id,
+                client_secret = excluded.client_secret, enabled = excluded.enabled,
+                settings = excluded.settings, created_at = excluded.created_at,
+                updated_at = excluded.updated_at, last_tested_at = excluded.last_tested_at"
+        ),
+        params![
+            p.id,
+            p.display_name,
+            p.issuer_url,
+            p.client_id,
+            p.client_secret,
+            p.enabled,
+            settings_to_db(&p.settings),
+            p.created_at,
+            p.updated_at,
+            p.last_tested_at,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Provider>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM step_up_providers WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(from_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+/// Up to `limit` providers after `after` (`(created_at, id)` of the previous page's last),
+/// oldest first.
+pub fn list(
+    conn: &Connection,
+    after: Option<(UnixSeconds, String)>,
+    limit: usize,
+) -> Result<Vec<Provider>, StoreError> {
+    let (created, id) = match after {
+        Some((c, i)) => (Some(c), i),
+        None => (None, String::new()),
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM step_up_providers
+          WHERE ?1 IS NULL OR (created_at, id) > (?1, ?2)
+          ORDER BY created_at, id LIMIT ?3"
+    ))?;
+    let mut rows = stmt.query(params![created, id, limit as i64])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// Deletes a provider; returns whether it existed.
+pub fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM step_up_providers WHERE id = ?1", [id])? > 0)
+}
+
+/// Records when the provider was last tested; returns the updated record.
+pub fn set_last_tested(
+    conn: &Connection,
+    id: &str,
+    at: UnixSeconds,
+) -> Result<Option<Provider>, StoreError> {
+    conn.execute(
+        "UPDATE step_up_providers SET last_tested_at = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
+    get(conn, id)
+}
+
+/// Whether a provider with this id exists.
+pub fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM step_up_providers WHERE id = ?1",
+            [id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn provider(id: &str, created_at: i64, settings: Settings) -> Provider {
+        Provider {
+            id: id.into(),
+            display_name: format!("p {id}"),
+            issuer_url: "https://idp.example.com".into(),
+            client_id: "cid".into(),
+            client_secret: "secret".into(),
+            enabled: true,
+            settings,
+            created_at,
+            updated_at: created_at,
+            last_tested_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_round_trip_and_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let a = provider(
+            "a",
+            10,
+            Settings::OAuth2 {
+                acr_values: vec!["phr".into()],
+            },
+        );
+        let b = provider(
+            "b",
+            10,
+            Settings::Microsoft {
+                conditional_access_ids: vec!["c1".into()],
+                tenant: "contoso".into(),
+                validation_mode: ValidationMode::Acrs,
+            },
+        );
+        let c = provider("c", 5, Settings::default());
+        for p in [a.clone(), b.clone(), c.clone()] {
+            store.write(move |conn| upsert(conn, &p)).await.unwrap();
+        }
+        let got = store.read(|conn| get(conn, "b")).await.unwrap();
+        assert_eq!(got.as_ref(), Some(&b));
+        let first = store.read(|conn| list(conn, None, 2)).await.unwrap();
+        assert_eq!(
+            first.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["c", "a"]
+        );
+        let rest = store
+            .read(|conn| list(conn, Some((10, "a".into())), 2))
+            .await
+            .unwrap();
+        assert_eq!(rest, vec![b]);
+        let tested = store
+            .write(|conn| set_last_tested(conn, "a", 99))
+            .await
+            .unwrap();
+        assert_eq!(tested.and_then(|p| p.last_tested_at), Some(99));
+        assert!(store.write(|conn| delete(conn, "a")).await.unwrap());
+        assert!(!store.write(|conn| delete(conn, "a")).await.unwrap());
+        assert!(!store.read(|conn| exists(conn, "a")).await.unwrap());
+    }
+}
