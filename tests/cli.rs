@@ -694,3 +694,75 @@ async fn version_and_help() {
         assert!(r.stdout.contains("Example"), "{args:?}: {}", r.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_up_providers_from_the_command_line() {
+    let h = Harness::start().await;
+    let op = ssfd_testkit::TestOpenIdProvider::start().await;
+    let secret_file = h.dir.path().join("op.secret");
+    std::fs::write(&secret_file, format!("{}\n", op.client_secret())).unwrap();
+    let issuer = op.issuer();
+    let client_id = op.client_id();
+    let secret_path = secret_file.to_str().unwrap();
+    let created = h
+        .ok(&[
+            "step-up",
+            "create",
+            "--name",
+            "Okta MFA",
+            "--issuer",
+            &issuer,
+            "--acr-value",
+            "urn:okta:loa:2fa:any",
+            "--client-id",
+            &client_id,
+            "--client-secret-file",
+            secret_path,
+        ])
+        .await;
+    assert!(created.stdout.starts_with("Created step-up provider "));
+    assert_eq!(field(&created.stdout, "ACR values"), "urn:okta:loa:2fa:any");
+    assert!(!created.stdout.contains(&op.client_secret()));
+    let id = field(&created.stdout, "ID").to_string();
+
+    let listed = h.ok(&["step-up", "list"]).await;
+    assert!(listed.stdout.contains(&id) && listed.stdout.contains("OAUTH2"));
+
+    let tested = h.ok(&["step-up", "test", &id]).await;
+    assert_eq!(field(&tested.stdout, "Passed"), "yes", "{}", tested.stdout);
+    assert!(tested.stdout.contains("clientCredentials  PASSED"));
+
+    let updated = h
+        .ok(&[
+            "step-up",
+            "update",
+            &id,
+            "--conditional-access-id",
+            "c1",
+            "--tenant",
+            "contoso",
+        ])
+        .await;
+    assert!(updated.stdout.contains("(microsoft)"), "{}", updated.stdout);
+    assert_eq!(field(&updated.stdout, "Kind"), "MICROSOFT");
+    assert_eq!(field(&updated.stdout, "Conditional access"), "c1");
+
+    let json = h.json(&["step-up", "get", &id]).await;
+    assert_eq!(json["stepUpProvider"]["microsoft"]["tenant"], "contoso");
+    assert!(!json.to_string().contains(&op.client_secret()));
+
+    let bad = h
+        .ssfd(&["step-up", "create", "--name", "x", "--issuer", "ftp://nope"])
+        .await;
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("invalid_argument: issuerUrl:"),
+        "{}",
+        bad.stderr
+    );
+
+    h.ok(&["step-up", "delete", &id]).await;
+    let gone = h.ssfd(&["step-up", "get", &id]).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("not_found"), "{}", gone.stderr);
+}

@@ -270,7 +270,7 @@ pub fn judge<'a>(
         .filter(|r| revoked_before.is_none_or(|t| t < r.since))
         .filter_map(|r| evaluate(r, facts, now).err().map(|u| (r, u)))
         .collect();
-    unmet.sort_by(|a, b| b.0.since.cmp(&a.0.since));
+    unmet.sort_by_key(|u| std::cmp::Reverse(u.0.since));
     Verdict { unmet }
 }
 
