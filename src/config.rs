@@ -78,6 +78,7 @@ pub struct Config {
     pub log: LogConfig,
     pub sinks: Vec<SinkConfig>,
     pub identity: Option<IdentityConfig>,
+    pub step_up: StepUpConfig,
     /// The file this configuration was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -194,6 +195,17 @@ impl SinkKind {
     }
 }
 
+/// `[step_up]`: what STEP_UP actions ask for when the stream does not say.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepUpConfig {
+    /// The step-up provider of streams without `stepUpProviderId`; empty: none (the challenge
+    /// then asks only for a fresh authentication).
+    pub default_provider: String,
+    /// RFC 9470 `max_age` of recorded requirements; zero asks for an authentication after the
+    /// event.
+    pub max_age: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityConfig {
     /// A file of `subject-key = local-user` lines (TOML table), optional.
@@ -239,6 +251,7 @@ impl Default for Config {
             },
             sinks: Vec::new(),
             identity: None,
+            step_up: StepUpConfig::default(),
             source: None,
         }
     }
@@ -326,6 +339,15 @@ impl Config {
         if let Some(f) = root.take("identity") {
             cfg.identity = Some(parse_identity(f)?);
         }
+        if let Some(f) = root.take("step_up") {
+            let mut s = f.section(&["default_provider", "max_age"])?;
+            if let Some(f) = s.take("default_provider") {
+                cfg.step_up.default_provider = f.str()?.trim().to_string();
+            }
+            if let Some(f) = s.take("max_age") {
+                cfg.step_up.max_age = f.duration(true)?;
+            }
+        }
         Ok(cfg)
     }
 
@@ -408,7 +430,7 @@ fn check_credential_name(name: &str) -> Result<(), String> {
 }
 
 const ROOT_KEYS: &[&str] = &[
-    "server", "storage", "admin", "jwks", "poll", "policy", "log", "sink", "identity",
+    "server", "storage", "admin", "jwks", "poll", "policy", "log", "sink", "identity", "step_up",
 ];
 const SERVER_KEYS: &[&str] = &[
     "push_listen",
@@ -520,7 +542,7 @@ fn parse_policy(f: Field<'_>) -> Result<BTreeMap<String, RevocationAction>, Conf
             return Err(f.err("an event type must not be empty"));
         }
         let action = RevocationAction::from_short(f.str()?)
-            .ok_or_else(|| f.err("expected \"REVOKE_ALL\" or \"LOG_ONLY\""))?;
+            .ok_or_else(|| f.err("expected \"REVOKE_ALL\", \"LOG_ONLY\" or \"STEP_UP\""))?;
         policy.insert(f.name.clone(), action);
     }
     Ok(policy)
@@ -1259,6 +1281,13 @@ struct Shown {
     sink: Vec<ShownSink>,
     #[serde(skip_serializing_if = "Option::is_none")]
     identity: Option<ShownIdentity>,
+    step_up: ShownStepUp,
+}
+
+#[derive(Serialize)]
+struct ShownStepUp {
+    default_provider: String,
+    max_age: String,
 }
 
 #[derive(Serialize)]
@@ -1409,6 +1438,10 @@ impl From<&Config> for Shown {
                 map_file: i.map_file.as_deref().map(path),
                 rule: i.rule.clone(),
             }),
+            step_up: ShownStepUp {
+                default_provider: c.step_up.default_provider.clone(),
+                max_age: format_duration(c.step_up.max_age),
+            },
         }
     }
 }

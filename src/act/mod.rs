@@ -26,16 +26,29 @@ pub struct Decision {
     pub event_type: String,
     pub action: RevocationAction,
     pub reason: String,
-    /// Sessions issued before this time (Unix seconds) are revoked.
+    /// The event time (Unix seconds): sessions issued before it are revoked (REVOKE_ALL), or
+    /// only an authentication at or after it satisfies the step-up (STEP_UP).
     pub revoked_before: i64,
-    /// Sinks that must run for this decision (REVOKE_ALL only).
+    /// Sinks that must run for this decision (REVOKE_ALL and STEP_UP).
     pub sinks: Vec<String>,
+    /// What a STEP_UP asks for (STEP_UP only).
+    pub step_up: Option<StepUpPlan>,
+}
+
+/// The provider and `max_age` a STEP_UP decision names; what the provider demands is read
+/// when the requirement is recorded, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUpPlan {
+    /// The stream's `stepUpProviderId`, else `[step_up] default_provider`; may be empty.
+    pub provider_id: String,
+    pub max_age: u64,
 }
 
 /// The decisions for a whole SET.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Stored in `inbox.outcome`: `revoke`, `log_only`, `stored` (nothing to act on) or `control`.
+    /// Stored in `inbox.outcome`: `revoke`, `step_up`, `log_only`, `stored` (nothing to act on)
+    /// or `control`.
     pub outcome: &'static str,
     /// Human-readable summary stored in `inbox.decision`.
     pub summary: String,
@@ -90,7 +103,11 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
             continue;
         }
         let (action, reason) = policy::resolve(stream, event, &config.policy);
-        let sinks = if action == RevocationAction::RevokeAll {
+        let acts = matches!(
+            action,
+            RevocationAction::RevokeAll | RevocationAction::StepUp
+        );
+        let sinks = if acts {
             config
                 .sinks
                 .iter()
@@ -112,6 +129,14 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
             reason,
             revoked_before: event_time(set, &event.payload),
             sinks,
+            step_up: (action == RevocationAction::StepUp).then(|| StepUpPlan {
+                provider_id: if stream.step_up_provider_id.is_empty() {
+                    config.step_up.default_provider.clone()
+                } else {
+                    stream.step_up_provider_id.clone()
+                },
+                max_age: config.step_up.max_age.as_secs(),
+            }),
         });
     }
     let outcome = if decisions
@@ -119,6 +144,11 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
         .any(|d| d.action == RevocationAction::RevokeAll)
     {
         "revoke"
+    } else if decisions
+        .iter()
+        .any(|d| d.action == RevocationAction::StepUp)
+    {
+        "step_up"
     } else if decisions.is_empty() {
         "stored"
     } else {
@@ -138,8 +168,9 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
     }
 }
 
-/// Writes a plan for a stored SET: ledger entries for every subject key of each REVOKE_ALL,
-/// an audit row per decision, and an outbox row per sink to run.
+/// Writes a plan for a stored SET: ledger entries for every subject key of each REVOKE_ALL, a
+/// step-up requirement on every subject key of each STEP_UP, an audit row per decision, and an
+/// outbox row per sink to run.
 pub fn record(
     conn: &Connection,
     inbox_seq: i64,
@@ -169,6 +200,22 @@ pub fn record(
                     now_ms
                 ])?;
             }
+        }
+        if let Some(step_up) = &d.step_up {
+            crate::store::step_up::record_requirement(
+                conn,
+                &crate::store::step_up::NewRequirement {
+                    stream_id,
+                    jti: &set.jti,
+                    txn: set.txn.as_deref(),
+                    event_type: &d.event_type,
+                    provider_id: &step_up.provider_id,
+                    max_age: step_up.max_age,
+                    since: d.revoked_before,
+                    received_at_ms: now_ms,
+                    subject_keys: set.subject_keys(),
+                },
+            )?;
         }
         conn.prepare_cached(
             "INSERT INTO audit (at_ms, stream_id, jti, event_type, subject, action, detail)

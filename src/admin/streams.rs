@@ -71,6 +71,7 @@ pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
             "POLL streams have no push token",
         ));
     }
+    super::step_up::check_stream_provider(&app, &stream.step_up_provider_id).await?;
     let token = install_push_token(&mut stream, supplied);
     let stream = app.registry.create(stream).await?;
     tracing::info!(stream = %stream.id, display_name = %stream.display_name, "stream created");
@@ -147,6 +148,11 @@ pub async fn update(
         WRITABLE,
         READ_ONLY,
     )?;
+    if fields.iter().any(|f| f == "stepUpProviderId") {
+        if let Some(Value::String(pid)) = record.get("stepUpProviderId") {
+            super::step_up::check_stream_provider(&app, pid.trim()).await?;
+        }
+    }
     let allow_http = app.config().jwks.allow_http;
     let mut new_token = None;
     let mut old_source = None;
@@ -230,6 +236,7 @@ pub async fn stats(
     m.insert("eventsReceivedCount".into(), json!(counts.received));
     m.insert("eventsActedOnCount".into(), json!(counts.acted_on));
     m.insert("eventsFailedCount".into(), json!(counts.failed));
+    m.insert("stepUpActionsCount".into(), json!(counts.step_up));
     if let Some(ms) = counts.last_received_at_ms {
         m.insert("lastEventReceivedAt".into(), json!(rfc3339(ms / 1000)));
     }

@@ -29,6 +29,7 @@ pub const WRITABLE: &[&str] = &[
     "credentialChangeAction",
     "credentialCompromiseAction",
     "accountDisabledAction",
+    "stepUpProviderId",
     "transmitterStreamId",
 ];
 
@@ -121,6 +122,7 @@ pub fn stream_json(s: &Stream, public_base_url: &str) -> Value {
     put_time(&mut m, "lastErrorAt", s.last_error_at);
     m.insert("lastErrorMessage".into(), json!(s.last_error_message));
     put_time(&mut m, "lastVerifiedAt", s.last_verified_at);
+    m.insert("stepUpProviderId".into(), json!(s.step_up_provider_id));
     m.insert("transmitterStreamId".into(), json!(s.transmitter_stream_id));
     m.insert("transmitterStatus".into(), json!(s.transmitter_status));
     m.insert(
@@ -168,7 +170,7 @@ fn action_field(field: &str, v: &Value) -> Result<RevocationAction, ApiError> {
     RevocationAction::from_api(&s).ok_or_else(|| {
         ApiError::invalid(
             field,
-            "must be SSF_REVOCATION_ACTION_UNSPECIFIED, SSF_REVOCATION_ACTION_REVOKE_ALL or SSF_REVOCATION_ACTION_LOG_ONLY",
+            "must be SSF_REVOCATION_ACTION_UNSPECIFIED, SSF_REVOCATION_ACTION_REVOKE_ALL, SSF_REVOCATION_ACTION_LOG_ONLY or SSF_REVOCATION_ACTION_STEP_UP",
         )
     })
 }
@@ -388,6 +390,7 @@ pub fn apply_fields(
                 stream.credential_compromise_action = action_field(f, v)?
             }
             "accountDisabledAction" => stream.account_disabled_action = action_field(f, v)?,
+            "stepUpProviderId" => stream.step_up_provider_id = string_field(f, v)?,
             "transmitterStreamId" => stream.transmitter_stream_id = string_field(f, v)?,
             other => {
                 return Err(ApiError::invalid(

@@ -351,6 +351,7 @@ async fn after_store(
                 app.actions_ready.notify_one();
             }
             for d in &plan.decisions {
+                app.metrics.decision(d.action.as_short());
                 tracing::info!(
                     stream = %stream.id, jti = %set.jti, event_type = %d.event_type,
                     action = d.action.as_short(), reason = %d.reason,

@@ -1,11 +1,12 @@
-//! Step-up provider rows: mapping between the `step_up_providers` table and [`Provider`].
+//! Step-up rows: the `step_up_providers` table and [`Provider`], and the step-up requirements
+//! STEP_UP actions record per subject key (`step_up_requirements`, `step_up_subjects`).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
 use super::{json_col, StoreError};
 use crate::clock::UnixSeconds;
-use crate::step_up::{Provider, Settings, ValidationMode};
+use crate::step_up::{Demand, Provider, Requirement, Settings, ValidationMode};
 
 const COLUMNS: &str = "id, display_name, issuer_url, client_id, client_secret, enabled, settings,
     created_at, updated_at, last_tested_at";
@@ -165,6 +166,145 @@ pub fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
         )
         .optional()?
         .is_some())
+}
+
+/// A STEP_UP decision about to be recorded, inside the transaction of its SET.
+#[derive(Debug, Clone)]
+pub struct NewRequirement<'a> {
+    pub stream_id: &'a str,
+    pub jti: &'a str,
+    pub txn: Option<&'a str>,
+    pub event_type: &'a str,
+    /// The provider the decision names; empty for none.
+    pub provider_id: &'a str,
+    pub max_age: u64,
+    pub since: UnixSeconds,
+    pub received_at_ms: i64,
+    pub subject_keys: Vec<String>,
+}
+
+/// Records a requirement on every subject key, with what the provider demands right now. A
+/// missing or disabled provider leaves a requirement for a fresh authentication only. A
+/// duplicate (same stream, jti and event type) changes nothing.
+pub fn record_requirement(conn: &Connection, r: &NewRequirement<'_>) -> Result<(), StoreError> {
+    let provider = if r.provider_id.is_empty() {
+        None
+    } else {
+        let found = get(conn, r.provider_id)?.filter(|p| p.enabled);
+        if found.is_none() {
+            tracing::warn!(stream = %r.stream_id, jti = %r.jti, provider = %r.provider_id,
+                "the step-up provider is missing or disabled; the requirement asks only for a fresh authentication");
+        }
+        found
+    };
+    let (provider_id, demand) = match &provider {
+        Some(p) => (p.id.as_str(), Demand::from_settings(&p.settings)),
+        None => ("", Demand::Acr(Vec::new())),
+    };
+    let (kind, mode) = match &demand {
+        Demand::Acr(_) => ("oauth2", ""),
+        Demand::ConditionalAccess { mode, .. } => ("microsoft", mode.as_api()),
+    };
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO step_up_requirements (stream_id, jti, txn, event_type, provider_id, kind,
+                 acr_values, validation_mode, max_age, since, received_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (stream_id, jti, event_type) DO NOTHING",
+        )?
+        .execute(params![
+            r.stream_id,
+            r.jti,
+            r.txn,
+            r.event_type,
+            provider_id,
+            kind,
+            serde_json::to_string(demand.values())?,
+            mode,
+            r.max_age as i64,
+            r.since,
+            r.received_at_ms,
+        ])?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let id = conn.last_insert_rowid();
+    let mut link = conn.prepare_cached(
+        "INSERT OR IGNORE INTO step_up_subjects (subject_key, requirement_id) VALUES (?1, ?2)",
+    )?;
+    for key in &r.subject_keys {
+        link.execute(params![key, id])?;
+    }
+    Ok(())
+}
+
+const REQUIREMENT_COLUMNS: &str = "r.provider_id, r.kind, r.acr_values, r.validation_mode,
+    r.max_age, r.since, r.stream_id, r.jti, r.txn, r.event_type";
+
+fn requirement_from_row(row: &Row<'_>) -> Result<Requirement, StoreError> {
+    let kind: String = row.get(1)?;
+    let values: Vec<String> = json_col(&row.get::<_, String>(2)?)?;
+    let mode: String = row.get(3)?;
+    let demand = match kind.as_str() {
+        "oauth2" => Demand::Acr(values),
+        "microsoft" => Demand::ConditionalAccess {
+            ids: values,
+            mode: ValidationMode::from_api(&mode)
+                .ok_or_else(|| StoreError::Corrupt(format!("validation_mode {mode:?}")))?,
+        },
+        other => return Err(StoreError::Corrupt(format!("step-up kind {other:?}"))),
+    };
+    Ok(Requirement {
+        provider_id: row.get(0)?,
+        demand,
+        max_age: row.get::<_, i64>(4)?.max(0) as u64,
+        since: row.get(5)?,
+        stream_id: row.get(6)?,
+        jti: row.get(7)?,
+        txn: row.get(8)?,
+        event_type: row.get(9)?,
+    })
+}
+
+/// The requirements on any of `keys`, newest first (at most 1000).
+pub fn requirements_for(
+    conn: &Connection,
+    keys: &[String],
+) -> Result<Vec<Requirement>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; keys.len()].join(",");
+    let mut stmt = conn.prepare(&format!(
+        "SELECT DISTINCT {REQUIREMENT_COLUMNS}, r.id FROM step_up_subjects k
+           JOIN step_up_requirements r ON r.id = k.requirement_id
+          WHERE k.subject_key IN ({marks})
+          ORDER BY r.since DESC, r.id DESC LIMIT 1000"
+    ))?;
+    let mut rows = stmt.query(params_from_iter(keys.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(requirement_from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// The requirement a STEP_UP decision recorded, for its action document.
+pub fn requirement_of(
+    conn: &Connection,
+    stream_id: &str,
+    jti: &str,
+    event_type: &str,
+) -> Result<Option<Requirement>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REQUIREMENT_COLUMNS} FROM step_up_requirements r
+          WHERE r.stream_id = ?1 AND r.jti = ?2 AND r.event_type = ?3"
+    ))?;
+    let mut rows = stmt.query(params![stream_id, jti, event_type])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(requirement_from_row(row)?)),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,22 @@ fn forget_issuer(app: &App, issuer_url: &str) {
     app.step_up_discovery.forget(issuer_url);
 }
 
+/// A stream's `stepUpProviderId` must name a provider that exists (empty: the configured default).
+pub async fn check_stream_provider(app: &App, id: &str) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Ok(());
+    }
+    let pid = id.to_string();
+    if app.store.read(move |c| rows::exists(c, &pid)).await? {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "stepUpProviderId",
+            "no step-up provider has this id (see GET /api/v1/step-up/providers)",
+        ))
+    }
+}
+
 pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
     let fields = match body.get(WRAPPER) {
