@@ -407,3 +407,547 @@ async fn presented_tokens_are_verified_against_the_issuer_keys() {
     // Keys are discovered once and then cached.
     assert_eq!(op.fetches(), (1, 1));
 }
+
+// ---------------------------------------------------------------------------------------------
+// STEP_UP actions, the requirements they record and subjects:check
+
+use ssfd::clock::rfc3339;
+use ssfd::stream::RevocationAction;
+use ssfd_testkit::{events, subjects, TestTransmitter};
+
+const ALICE: &str = "alice@example.com";
+
+async fn check(d: &TestDaemon, body: Value) -> (StatusCode, Value) {
+    d.api(Method::POST, "/api/v1/subjects:check", Some(body))
+        .await
+}
+
+async fn check_ok(d: &TestDaemon, body: Value) -> Value {
+    let (status, v) = check(d, body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
+/// Pushes one event about `who` with `event_timestamp` `t`; returns the jti.
+async fn push_event(
+    d: &TestDaemon,
+    tx: &TestTransmitter,
+    stream: &(String, String),
+    event: &str,
+    payload: Value,
+    who: &str,
+) -> String {
+    let b = tx.set().event(event, payload).sub_id(subjects::email(who));
+    let jti = b.claims()["jti"].as_str().unwrap().to_string();
+    let resp = d.push(&stream.0, &stream.1, &b.sign()).await;
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    jti
+}
+
+fn with_time(mut payload: Value, t: i64) -> Value {
+    payload["event_timestamp"] = json!(t);
+    payload
+}
+
+#[tokio::test]
+async fn step_up_from_a_stream_knob_judged_by_stated_facts() {
+    let d = TestDaemon::start().await;
+    let op = TestOpenIdProvider::start().await;
+    let tx = TestTransmitter::start().await;
+    let provider = create(&d, oauth2_body(&op, &["urn:okta:loa:2fa:any", "phr"])).await;
+    let pid = provider["id"].as_str().unwrap().to_string();
+    let (status, v) = d
+        .api(
+            Method::POST,
+            "/api/v1/ssf-receiver-streams",
+            Some(
+                json!({"displayName": "s", "issuerUrl": tx.issuer(), "jwksUrl": tx.jwks_url(),
+                        "credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP",
+                        "stepUpProviderId": "no-such-provider"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("stepUpProviderId: "));
+    let stream = d
+        .create_stream_for(
+            &tx,
+            json!({"credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP",
+                   "stepUpProviderId": pid}),
+        )
+        .await;
+    assert_eq!(d.get_stream(&stream.0).await["stepUpProviderId"], pid);
+    let t = ssfd::clock::now_unix() - 60;
+    let jti = push_event(
+        &d,
+        &tx,
+        &stream,
+        events::CREDENTIAL_CHANGE,
+        events::default_payload("credential-change", None, t),
+        ALICE,
+    )
+    .await;
+
+    let a = check_ok(&d, json!({"subject": ALICE})).await;
+    assert_eq!(a["revoked"], false, "STEP_UP is not a revocation: {a}");
+    let s = &a["stepUp"];
+    assert_eq!(s["required"], true, "{a}");
+    assert_eq!(s["providerId"], pid);
+    assert_eq!(s["acrValues"], json!(["urn:okta:loa:2fa:any", "phr"]));
+    assert_eq!(s["maxAge"], 0);
+    assert_eq!(s["since"], rfc3339(t));
+    assert_eq!(
+        s["wwwAuthenticate"],
+        "Bearer error=\"insufficient_user_authentication\", \
+         error_description=\"More recent authentication is required\", \
+         acr_values=\"urn:okta:loa:2fa:any phr\", max_age=0"
+    );
+    assert_eq!(s["reasons"][0]["jti"], jti);
+    assert_eq!(s["reasons"][0]["streamId"], stream.0);
+
+    // A fresh authentication at an accepted level satisfies it.
+    let a = check_ok(
+        &d,
+        json!({"subject": ALICE, "authTime": rfc3339(t + 5), "acr": "phr", "amr": ["hwk"]}),
+    )
+    .await;
+    assert_eq!(a["stepUp"]["required"], false, "{a}");
+    assert_eq!(a["stepUp"]["wwwAuthenticate"], "");
+    // One before the event does not, nor a weaker level.
+    let a = check_ok(
+        &d,
+        json!({"subject": ALICE, "authTime": rfc3339(t - 5), "acr": "phr"}),
+    )
+    .await;
+    assert_eq!(a["stepUp"]["required"], true);
+    assert!(a["stepUp"]["reasons"][0]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("older than the event"));
+    let a = check_ok(
+        &d,
+        json!({"subject": ALICE, "authTime": rfc3339(t + 5), "acr": "urn:okta:loa:1fa:pwd"}),
+    )
+    .await;
+    assert_eq!(a["stepUp"]["required"], true);
+    assert!(a["stepUp"]["wwwAuthenticate"]
+        .as_str()
+        .unwrap()
+        .contains("A different authentication level is required"));
+    // Another subject has nothing to do.
+    let a = check_ok(&d, json!({"subject": "bob@example.com"})).await;
+    assert_eq!(
+        a["stepUp"],
+        json!({"required": false, "reasons": [], "wwwAuthenticate": ""})
+    );
+    // Bad facts are field errors.
+    let (status, v) = check(&d, json!({"subject": ALICE, "authTime": "yesterday"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["message"].as_str().unwrap().starts_with("authTime: "));
+
+    let events = d.events(&stream.0).await;
+    assert_eq!(events[0]["outcome"], "step_up");
+    assert_eq!(d.stats(&stream.0).await["stepUpActionsCount"], 1);
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.daemon.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ssfd_decisions_total{action=\"STEP_UP\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn step_up_from_policy_is_payload_aware_and_uses_the_default_provider() {
+    let op = TestOpenIdProvider::start().await;
+    let tx = TestTransmitter::start().await;
+    let d = TestDaemon::start().await;
+    let pid = create(&d, oauth2_body(&op, &["phr"])).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Restart with [policy] and [step_up] naming the provider just created.
+    let dir = d.stop().await;
+    let mut config = common::test_config(dir.path());
+    config
+        .policy
+        .insert("risk-level-change".into(), RevocationAction::StepUp);
+    config
+        .policy
+        .insert("assurance-level-change".into(), RevocationAction::StepUp);
+    config.step_up.default_provider = pid.clone();
+    config.step_up.max_age = std::time::Duration::from_secs(600);
+    let d = TestDaemon::start_in(dir, config).await;
+    let stream = d.create_stream_for(&tx, json!({})).await;
+    let t = ssfd::clock::now_unix() - 60;
+    let risk =
+        |level: &str| json!({"principal": "USER", "current_level": level, "event_timestamp": t});
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::RISK_LEVEL_CHANGE,
+        risk("MEDIUM"),
+        "medium@example.com",
+    )
+    .await;
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::RISK_LEVEL_CHANGE,
+        risk("HIGH"),
+        "high@example.com",
+    )
+    .await;
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::RISK_LEVEL_CHANGE,
+        risk("LOW"),
+        "low@example.com",
+    )
+    .await;
+    let assurance = |dir: &str| {
+        with_time(
+            json!({"namespace": "NIST-AAL", "current_level": "nist-aal1",
+                   "previous_level": "nist-aal2", "change_direction": dir}),
+            t,
+        )
+    };
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::ASSURANCE_LEVEL_CHANGE,
+        assurance("decrease"),
+        "down@example.com",
+    )
+    .await;
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::ASSURANCE_LEVEL_CHANGE,
+        assurance("increase"),
+        "up@example.com",
+    )
+    .await;
+
+    let medium = check_ok(&d, json!({"subject": "medium@example.com"})).await;
+    assert_eq!(medium["revoked"], false);
+    assert_eq!(medium["stepUp"]["required"], true);
+    assert_eq!(medium["stepUp"]["providerId"], pid);
+    assert_eq!(medium["stepUp"]["maxAge"], 600);
+    assert!(medium["stepUp"]["wwwAuthenticate"]
+        .as_str()
+        .unwrap()
+        .ends_with("acr_values=\"phr\", max_age=600"));
+    let high = check_ok(&d, json!({"subject": "high@example.com"})).await;
+    assert_eq!(
+        high["revoked"], true,
+        "HIGH escalates to REVOKE_ALL: {high}"
+    );
+    assert_eq!(high["stepUp"]["required"], false);
+    let low = check_ok(&d, json!({"subject": "low@example.com"})).await;
+    assert_eq!(
+        (low["revoked"].clone(), low["stepUp"]["required"].clone()),
+        (json!(false), json!(false))
+    );
+    let down = check_ok(&d, json!({"subject": "down@example.com"})).await;
+    assert_eq!(down["stepUp"]["required"], true);
+    let up = check_ok(&d, json!({"subject": "up@example.com"})).await;
+    assert_eq!(up["stepUp"]["required"], false);
+    let outcomes: Vec<Value> = d
+        .events(&stream.0)
+        .await
+        .iter()
+        .map(|e| e["outcome"].clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        json!(["log_only", "step_up", "log_only", "revoke", "step_up"])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+}
+
+#[tokio::test]
+async fn without_a_provider_step_up_asks_for_a_fresh_authentication() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let stream = d
+        .create_stream_for(
+            &tx,
+            json!({"sessionRevokedAction": "SSF_REVOCATION_ACTION_STEP_UP"}),
+        )
+        .await;
+    let t = ssfd::clock::now_unix() - 10;
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::SESSION_REVOKED,
+        events::default_payload("session-revoked", None, t),
+        ALICE,
+    )
+    .await;
+    let a = check_ok(&d, json!({"subject": ALICE})).await;
+    assert_eq!(a["stepUp"]["providerId"], "");
+    assert_eq!(a["stepUp"]["acrValues"], json!([]));
+    assert_eq!(
+        a["stepUp"]["wwwAuthenticate"],
+        "Bearer error=\"insufficient_user_authentication\", \
+         error_description=\"More recent authentication is required\", max_age=0"
+    );
+    let a = check_ok(&d, json!({"subject": ALICE, "authTime": rfc3339(t + 1)})).await;
+    assert_eq!(a["stepUp"]["required"], false);
+}
+
+#[tokio::test]
+async fn subjects_check_with_real_signed_tokens() {
+    let d = TestDaemon::start().await;
+    let op = TestOpenIdProvider::start().await;
+    let tx = TestTransmitter::start().await;
+    let pid = create(&d, oauth2_body(&op, &["urn:okta:loa:2fa:any"])).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stream = d
+        .create_stream_for(
+            &tx,
+            json!({"credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP",
+                   "stepUpProviderId": pid}),
+        )
+        .await;
+    let t = ssfd::clock::now_unix() - 120;
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::CREDENTIAL_CHANGE,
+        events::default_payload("credential-change", None, t),
+        ALICE,
+    )
+    .await;
+
+    let satisfied = op
+        .id_token("alice")
+        .acr("urn:okta:loa:2fa:any")
+        .amr(&["pwd", "otp"])
+        .auth_time(t + 30)
+        .sign();
+    let a = check_ok(&d, json!({"subject": ALICE, "idToken": satisfied})).await;
+    assert_eq!(a["stepUp"]["required"], false, "{a}");
+
+    let stale = op
+        .id_token("alice")
+        .acr("urn:okta:loa:2fa:any")
+        .auth_time(t - 30)
+        .sign();
+    let a = check_ok(&d, json!({"subject": ALICE, "idToken": stale})).await;
+    assert_eq!(a["stepUp"]["required"], true);
+    assert!(a["stepUp"]["reasons"][0]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("older than the event"));
+
+    let wrong_acr = op
+        .access_token("alice")
+        .acr("urn:okta:loa:1fa:pwd")
+        .auth_time(t + 30)
+        .sign();
+    let a = check_ok(&d, json!({"subject": ALICE, "accessToken": wrong_acr})).await;
+    assert_eq!(a["stepUp"]["required"], true);
+    assert_eq!(
+        a["stepUp"]["reasons"][0]["problem"],
+        "acr \"urn:okta:loa:1fa:pwd\" is not among the required acr values"
+    );
+
+    let forged = op
+        .id_token("alice")
+        .acr("urn:okta:loa:2fa:any")
+        .auth_time(t + 30)
+        .sign_forged();
+    let (status, v) = check(&d, json!({"subject": ALICE, "idToken": forged})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["code"], "invalid_argument");
+    assert_eq!(v["message"], "idToken: the signature does not verify");
+
+    let (status, v) = check(
+        &d,
+        json!({"subject": ALICE, "idToken": "x.y.z", "acr": "urn:okta:loa:2fa:any"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["message"].as_str().unwrap().starts_with("acr: "), "{v}");
+}
+
+#[tokio::test]
+async fn a_later_revoke_all_supersedes_a_step_up() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let stream = d
+        .create_stream_for(
+            &tx,
+            json!({"credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP"}),
+        )
+        .await;
+    let t = ssfd::clock::now_unix() - 100;
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::CREDENTIAL_CHANGE,
+        events::default_payload("credential-change", None, t),
+        ALICE,
+    )
+    .await;
+    assert_eq!(
+        check_ok(&d, json!({"subject": ALICE})).await["stepUp"]["required"],
+        true
+    );
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::SESSION_REVOKED,
+        events::default_payload("session-revoked", None, t + 10),
+        ALICE,
+    )
+    .await;
+    let a = check_ok(&d, json!({"subject": ALICE})).await;
+    assert_eq!(a["revoked"], true);
+    assert_eq!(a["stepUp"]["required"], false, "{a}");
+    // A step-up after the revocation stands again.
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::CREDENTIAL_CHANGE,
+        events::default_payload("credential-change", None, t + 20),
+        ALICE,
+    )
+    .await;
+    let a = check_ok(&d, json!({"subject": ALICE, "issuedAt": rfc3339(t + 15)})).await;
+    assert_eq!(a["revoked"], false);
+    assert_eq!(a["stepUp"]["required"], true);
+    assert_eq!(a["stepUp"]["since"], rfc3339(t + 20));
+}
+
+#[tokio::test]
+async fn entra_providers_answer_with_a_claims_challenge() {
+    let d = TestDaemon::start().await;
+    let op = TestOpenIdProvider::start().await;
+    let tx = TestTransmitter::start().await;
+    let pid = create(
+        &d,
+        json!({"displayName": "Entra", "issuerUrl": op.issuer(),
+               "microsoft": {"conditionalAccessIds": ["c1"], "tenant": "contoso",
+                             "validationMode": "MICROSOFT_VALIDATION_MODE_ACRS"}}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stream = d
+        .create_stream_for(
+            &tx,
+            json!({"credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP",
+                   "stepUpProviderId": pid}),
+        )
+        .await;
+    let t = ssfd::clock::now_unix() - 60;
+    push_event(
+        &d,
+        &tx,
+        &stream,
+        events::CREDENTIAL_CHANGE,
+        events::default_payload("credential-change", None, t),
+        ALICE,
+    )
+    .await;
+    let a = check_ok(&d, json!({"subject": ALICE})).await;
+    assert_eq!(a["stepUp"]["acrValues"], json!(["c1"]));
+    assert_eq!(
+        a["stepUp"]["wwwAuthenticate"],
+        "Bearer error=\"insufficient_claims\", \
+         claims=\"eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19\""
+    );
+    // An Entra access token carries no auth_time: its issue time and acrs count.
+    let token = op
+        .access_token("alice")
+        .claim("auth_time", Value::Null)
+        .iat(t + 10)
+        .acrs(&["c1"])
+        .sign();
+    let a = check_ok(&d, json!({"subject": ALICE, "accessToken": token})).await;
+    assert_eq!(a["stepUp"]["required"], false, "{a}");
+    let a = check_ok(
+        &d,
+        json!({"subject": ALICE, "issuedAt": rfc3339(t + 10), "acrs": ["c2"]}),
+    )
+    .await;
+    assert_eq!(a["stepUp"]["required"], true);
+}
+
+#[tokio::test]
+async fn a_step_up_acknowledged_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let tx = TestTransmitter::start().await;
+    let mut child = common::ChildDaemon::spawn(dir.path(), "").await;
+    let http = ssfd_testkit::http_client();
+    let admin = child.admin_url();
+    let v: Value = http
+        .post(format!("{admin}/api/v1/ssf-receiver-streams"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(
+            &json!({"displayName": "t", "issuerUrl": tx.issuer(), "jwksUrl": tx.jwks_url(),
+                      "credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["ssfReceiverStream"]["id"].as_str().unwrap().to_string();
+    let token = v["pushAuthTokenPlaintext"].as_str().unwrap().to_string();
+    let t = ssfd::clock::now_unix() - 30;
+    let set = tx
+        .set()
+        .event(
+            events::CREDENTIAL_CHANGE,
+            events::default_payload("credential-change", None, t),
+        )
+        .sub_id(subjects::email(ALICE))
+        .sign();
+    let resp = tx.push(&child.push_url(&id), &token, &set).await;
+    assert_eq!(resp.status(), 202);
+    // Killed right after the 202: the requirement was committed with the SET.
+    child.kill9();
+    let child = child.restart().await;
+    let a: Value = http
+        .post(format!("{}/api/v1/subjects:check", child.admin_url()))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&json!({"subject": ALICE}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["stepUp"]["required"], true, "{a}");
+    assert_eq!(a["stepUp"]["since"], rfc3339(t));
+}
