@@ -480,6 +480,12 @@ async fn step_up_from_a_stream_knob_judged_by_stated_facts() {
         )
         .await;
     assert_eq!(d.get_stream(&stream.0).await["stepUpProviderId"], pid);
+    let (status, v) = d
+        .api(Method::DELETE, &format!("{PROVIDERS}/{pid}"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["code"], "failed_precondition");
+    assert!(v["message"].as_str().unwrap().contains(&stream.0), "{v}");
     let t = ssfd::clock::now_unix() - 60;
     let jti = push_event(
         &d,

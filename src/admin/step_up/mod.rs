@@ -172,6 +172,24 @@ pub async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // A stream naming a deleted provider would quietly lose what its STEP_UP demands.
+    let users: Vec<String> = app
+        .registry
+        .list()
+        .iter()
+        .filter(|s| s.step_up_provider_id == id)
+        .map(|s| s.id.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            code: "failed_precondition",
+            message: format!(
+                "stepUpProviderId: streams {} use this provider; change their stepUpProviderId first",
+                users.join(", ")
+            ),
+        });
+    }
     let pid = id.clone();
     let existed = app.store.write(move |c| rows::delete(c, &pid)).await?;
     if !existed {
