@@ -1966,6 +1966,30 @@ rule = "email_local_part"
     }
 
     #[test]
+    fn step_up_keys() {
+        let cfg = parse(
+            "[policy]\n\"risk-level-change\" = \"STEP_UP\"\n[step_up]\ndefault_provider = \"p1\"\nmax_age = \"10m\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.policy["risk-level-change"], RevocationAction::StepUp);
+        assert_eq!(cfg.step_up.default_provider, "p1");
+        assert_eq!(cfg.step_up.max_age, Duration::from_secs(600));
+        assert_eq!(Config::default().step_up.max_age, Duration::ZERO);
+        assert_fails("[step_up]\nmax_age = \"soon\"\n", 2, "step_up.max_age");
+        assert_fails(
+            "[step_up]\ndefault_provider = 1\n",
+            2,
+            "step_up.default_provider",
+        );
+        assert_fails("[step_up]\nprovider = \"p1\"\n", 2, "step_up.provider");
+        let shown = cfg.redacted_toml();
+        assert!(
+            shown.contains("[step_up]\ndefault_provider = \"p1\"\nmax_age = \"10m\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn policy_values_and_key_paths() {
         let m = assert_fails(
             "[policy]\n\"session-revoked\" = \"REVOKE\"\n",
