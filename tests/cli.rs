@@ -766,3 +766,65 @@ async fn step_up_providers_from_the_command_line() {
     assert_eq!(gone.code, 1);
     assert!(gone.stderr.contains("not_found"), "{}", gone.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_check_shows_the_step_up_requirement_and_its_header() {
+    let h = Harness::start().await;
+    let tx = ssfd_testkit::TestTransmitter::start().await;
+    let issuer = tx.issuer();
+    let jwks = tx.jwks_url();
+    let v = h
+        .json(&[
+            "streams",
+            "create",
+            "--name",
+            "okta",
+            "--issuer",
+            &issuer,
+            "--jwks-url",
+            &jwks,
+            "--credential-change-action",
+            "step-up",
+        ])
+        .await;
+    let s = &v["ssfReceiverStream"];
+    assert_eq!(s["credentialChangeAction"], "SSF_REVOCATION_ACTION_STEP_UP");
+    let id = s["id"].as_str().unwrap();
+    let token = v["pushAuthTokenPlaintext"].as_str().unwrap();
+    let set = tx
+        .set()
+        .event(
+            ssfd_testkit::events::CREDENTIAL_CHANGE,
+            ssfd_testkit::events::default_payload("credential-change", None, 1_800_000_000),
+        )
+        .sub_id(ssfd_testkit::subjects::email("alice@example.com"))
+        .sign();
+    let url = format!("{}/ssf/push/{id}", h.daemon.push_url());
+    assert_eq!(tx.push(&url, token, &set).await.status(), 202);
+
+    let out = h
+        .ok(&["subject", "check", "alice@example.com"])
+        .await
+        .stdout;
+    assert!(
+        out.starts_with("NOT REVOKED  alice@example.com\n\nSTEP-UP REQUIRED\n"),
+        "{out}"
+    );
+    assert_eq!(field(&out, "Since"), "2027-01-15T08:00:00Z");
+    assert_eq!(
+        field(&out, "WWW-Authenticate"),
+        "Bearer error=\"insufficient_user_authentication\", \
+         error_description=\"More recent authentication is required\", max_age=0"
+    );
+    let out = h
+        .ok(&[
+            "subject",
+            "check",
+            "alice@example.com",
+            "--auth-time",
+            "2027-01-15T08:00:01Z",
+        ])
+        .await
+        .stdout;
+    assert_eq!(out, "NOT REVOKED  alice@example.com\n");
+}

@@ -719,6 +719,13 @@ async fn without_a_provider_step_up_asks_for_a_fresh_authentication() {
     );
     let a = check_ok(&d, json!({"subject": ALICE, "authTime": rfc3339(t + 1)})).await;
     assert_eq!(a["stepUp"]["required"], false);
+    // A token needs a provider whose keys can verify it.
+    let (status, v) = check(&d, json!({"subject": ALICE, "idToken": "a.b.c"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["message"].as_str().unwrap().starts_with("providerId: "),
+        "{v}"
+    );
 }
 
 #[tokio::test]

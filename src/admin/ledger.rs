@@ -112,7 +112,14 @@ async fn presented_facts(
         Some(id) => id,
         None => match requirements.iter().find(|r| !r.provider_id.is_empty()) {
             Some(r) => r.provider_id.clone(),
-            None => return Ok(None),
+            // Nothing on record: the token has nothing to satisfy.
+            None if requirements.is_empty() => return Ok(None),
+            None => return Err(ApiError::invalid(
+                "providerId",
+                format!(
+                    "is required to verify the {field}: the step-up requirements name no provider"
+                ),
+            )),
         },
     };
     let pid = provider_id.clone();
