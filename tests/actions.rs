@@ -161,10 +161,10 @@ where
 fn webhook(name: &str, url: &str, secret: &Path, max_attempts: u32, retry_ms: u64) -> SinkConfig {
     SinkConfig {
         name: name.into(),
-        kind: SinkKind::Webhook {
+        kind: SinkKind::Webhook(ssfd::config::WebhookSettings {
             url: url.into(),
             secret_file: secret.to_path_buf(),
-        },
+        }),
         timeout: Duration::from_secs(5),
         streams: Vec::new(),
         events: Vec::new(),
@@ -176,9 +176,9 @@ fn webhook(name: &str, url: &str, secret: &Path, max_attempts: u32, retry_ms: u6
 fn command(name: &str, argv: &[&str], timeout: Duration, max_attempts: u32) -> SinkConfig {
     SinkConfig {
         name: name.into(),
-        kind: SinkKind::Command {
+        kind: SinkKind::Command(ssfd::config::CommandSettings {
             argv: argv.iter().map(|s| s.to_string()).collect(),
-        },
+        }),
         timeout,
         streams: Vec::new(),
         events: Vec::new(),

@@ -1002,9 +1002,9 @@ fn the_production_example_sink_is_valid_when_uncommented() {
     assert_eq!(cfg.sinks.len(), 1);
     assert_eq!(
         cfg.sinks[0].kind,
-        ssfd::config::SinkKind::Webhook {
+        ssfd::config::SinkKind::Webhook(ssfd::config::WebhookSettings {
             url: "https://revoker.internal/hooks/ssf".into(),
             secret_file: "credential:webhook-secret".into(),
-        }
+        })
     );
 }

@@ -8,39 +8,9 @@ use crate::clock::{rfc3339, rfc3339_millis};
 use crate::config::Config;
 use crate::store::StoreError;
 
+pub use super::attempt::{ActionDocument, ActionRow};
 use super::identity;
-use crate::step_up::requirement::{www_authenticate, Requirement, Unmet};
-
-/// An outbox row joined with its inbox row: everything an attempt needs.
-#[derive(Debug, Clone)]
-pub struct ActionRow {
-    pub id: i64,
-    pub stream_id: String,
-    pub jti: String,
-    pub event_type: String,
-    pub action: String,
-    pub sink: String,
-    pub idempotency_key: String,
-    /// The number of this attempt, from 1.
-    pub attempt: i64,
-    /// Attempts made before the last operator retry (the budget counts from there).
-    pub budget_from: i64,
-    /// `inbox.claims`: the decoded SET payload as received.
-    pub claims: String,
-    pub received_at_ms: i64,
-    pub subject_keys: Vec<String>,
-    /// The requirement a STEP_UP action recorded (STEP_UP only).
-    pub step_up: Option<Requirement>,
-}
-
-/// A document ready to hand to a sink, with the values sinks also get outside the body.
-#[derive(Debug, Clone)]
-pub struct ActionDocument {
-    pub body: Vec<u8>,
-    /// The first canonical subject key (`SSFD_SUBJECT`); empty when the SET had none.
-    pub subject_key: String,
-    pub local_user: Option<String>,
-}
+use crate::step_up::requirement::{www_authenticate, Unmet};
 
 fn numeric(v: Option<&Value>) -> Option<i64> {
     match v? {
@@ -174,7 +144,7 @@ mod tests {
             "events": {"https://schemas.openid.net/secevent/caep/event-type/session-revoked": {}}});
         let mut r = row(claims);
         r.action = "STEP_UP".into();
-        r.step_up = Some(Requirement {
+        r.step_up = Some(crate::step_up::Requirement {
             provider_id: "p1".into(),
             demand: crate::step_up::Demand::Acr(vec!["phr".into()]),
             max_age: 0,

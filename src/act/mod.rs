@@ -4,6 +4,7 @@
 //! the same transaction as the inbox row: ledger entries and audit rows at once, and one outbox
 //! row per sink that the action worker then delivers.
 
+pub mod attempt;
 pub mod document;
 pub mod identity;
 pub mod policy;
@@ -15,7 +16,8 @@ use rusqlite::{params, Connection};
 use serde_json::Value;
 
 use crate::clock::UnixMillis;
-use crate::config::{event_type_matches, Config};
+use crate::config::Config;
+use crate::event_type::event_type_matches;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::VerifiedSet;

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::{json, Map, Value};
 
-use super::{json_body, json_ok, wire, ApiError};
+use super::{json_body, json_ok, wire, ApiError, ApiQuery};
 use crate::act::replay;
 use crate::app::App;
 use crate::clock::{now_millis, parse_rfc3339, rfc3339_millis};
@@ -67,7 +67,7 @@ pub struct ListQuery {
 /// `GET /api/v1/actions?status=&streamId=&pageSize=&pageToken=`, newest first.
 pub async fn list(
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,

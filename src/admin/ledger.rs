@@ -114,12 +114,14 @@ async fn presented_facts(
             Some(r) => r.provider_id.clone(),
             // Nothing on record: the token has nothing to satisfy.
             None if requirements.is_empty() => return Ok(None),
-            None => return Err(ApiError::invalid(
-                "providerId",
-                format!(
+            None => {
+                return Err(ApiError::invalid(
+                    "providerId",
+                    format!(
                     "is required to verify the {field}: the step-up requirements name no provider"
                 ),
-            )),
+                ))
+            }
         },
     };
     let pid = provider_id.clone();

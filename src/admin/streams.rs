@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::wire::{self, check_complete, stream_json, READ_ONLY, WRITABLE};
-use super::{json_body, json_ok, ApiError};
+use super::{json_body, json_ok, ApiError, ApiQuery};
 use crate::act::policy;
 use crate::app::App;
 use crate::clock::{now_unix, rfc3339, rfc3339_millis};
@@ -96,7 +96,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let size = super::page_size(q.page_size.as_deref())?;
     let all = app.registry.list();
@@ -137,7 +137,7 @@ pub struct UpdateQuery {
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<UpdateQuery>,
+    ApiQuery(q): ApiQuery<UpdateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
@@ -205,7 +205,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     super::transmitter::delete_remote_first(&app, &id, q.remote.as_deref()).await?;
     let now = now_unix();
@@ -255,38 +255,19 @@ pub async fn stats(
     Ok(json_ok(json!({"stats": Value::Object(m)})))
 }
 
-/// Event types the `test` answer previews, by short name.
-const PREVIEW: &[&str] = &[
-    "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
-    "https://schemas.openid.net/secevent/caep/event-type/credential-change",
-    "https://schemas.openid.net/secevent/risc/event-type/credential-compromise",
-    "https://schemas.openid.net/secevent/risc/event-type/account-disabled",
-    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
-    "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
-];
-
 /// The action an event type gets on this stream, with the payload that makes it act where the
 /// default depends on the payload.
-fn preview_action(app: &App, stream: &Stream, event_type: &str) -> RevocationAction {
-    let payload = match event_type.rsplit('/').next() {
-        Some("credential-change") => {
-            json!({"change_type": "update", "credential_type": "password"})
-        }
-        Some("device-compliance-change") => {
-            json!({"previous_status": "compliant", "current_status": "not-compliant"})
-        }
-        Some("risk-level-change") => json!({"principal": "USER", "current_level": "HIGH"}),
-        _ => json!({}),
-    };
+fn preview_action(app: &App, stream: &Stream, event_type: &str, payload: &str) -> RevocationAction {
+    let payload: Map<String, Value> = serde_json::from_str(payload).unwrap_or_default();
     let event = SetEvent {
         event_type: event_type.to_string(),
-        payload: payload.as_object().cloned().unwrap_or_default(),
+        payload,
     };
     let enabled = stream.event_types_enabled.is_empty()
         || stream
             .event_types_enabled
             .iter()
-            .any(|p| crate::config::event_type_matches(p, event_type));
+            .any(|p| crate::event_type::event_type_matches(p, event_type));
     if !stream.enabled || !enabled {
         return RevocationAction::LogOnly;
     }
@@ -329,13 +310,14 @@ pub async fn test(
         .and_then(|s| s.keys.first().cloned())
         .unwrap_or_default();
     let mut preview = Map::new();
-    for t in PREVIEW {
-        preview.insert(
-            t.rsplit('/').next().unwrap_or(t).to_string(),
-            json!(preview_action(&app, &stream, t).as_api()),
-        );
+    let mut session_action = RevocationAction::Unspecified;
+    for (i, (t, payload)) in crate::event_type::previewed_types().enumerate() {
+        let action = preview_action(&app, &stream, &t.uri(), payload);
+        if i == 0 {
+            session_action = action;
+        }
+        preview.insert(t.short.to_string(), json!(action.as_api()));
     }
-    let session_action = preview_action(&app, &stream, PREVIEW[0]);
     let ready = stream.enabled && reachable && key_count > 0;
     Ok(json_ok(json!({
         "jwksReachable": reachable,
@@ -401,7 +383,7 @@ pub struct EventsQuery {
 
 pub async fn list_events(
     State(app): State<Arc<App>>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,

@@ -13,70 +13,9 @@ use super::MANAGEMENT_TIMEOUT;
 use super::{auth, read_json, retry_after, TransmitterError, DELIVERY_POLL, DELIVERY_PUSH};
 use crate::app::App;
 use crate::clock::now_unix;
+use crate::event_type;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
-
-const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
-const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
-
-/// Event types ssfd asks for when a stream does not list its own: those whose shipped default
-/// can revoke sessions (SPEC-NOTES checklist 8: only what it understands and can act on).
-const ACTIONABLE: &[&str] = &[
-    "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
-    "https://schemas.openid.net/secevent/caep/event-type/credential-change",
-    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
-    "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
-    "https://schemas.openid.net/secevent/risc/event-type/sessions-revoked",
-    "https://schemas.openid.net/secevent/risc/event-type/credential-compromise",
-    "https://schemas.openid.net/secevent/risc/event-type/account-disabled",
-    "https://schemas.openid.net/secevent/risc/event-type/account-purged",
-    "https://schemas.openid.net/secevent/risc/event-type/identifier-recycled",
-];
-
-/// Short names of CAEP 1.0 and RISC 1.0 event types, for expanding `eventTypesEnabled` and
-/// `[policy]` keys written as short names.
-const CAEP_TYPES: &[&str] = &[
-    "session-revoked",
-    "token-claims-change",
-    "credential-change",
-    "assurance-level-change",
-    "device-compliance-change",
-    "session-established",
-    "session-presented",
-    "risk-level-change",
-];
-const RISC_TYPES: &[&str] = &[
-    "account-credential-change-required",
-    "account-purged",
-    "account-disabled",
-    "account-enabled",
-    "identifier-changed",
-    "identifier-recycled",
-    "credential-compromise",
-    "opt-in",
-    "opt-out-initiated",
-    "opt-out-cancelled",
-    "opt-out-effective",
-    "recovery-activated",
-    "recovery-information-changed",
-    "sessions-revoked",
-];
-
-/// A full event-type URI for a configured entry: URIs stay as they are; a CAEP or RISC short
-/// name becomes its URI; anything else is not a type a transmitter would know.
-fn expand_event_type(entry: &str) -> Option<String> {
-    let entry = entry.trim();
-    if entry.contains(':') {
-        return Some(entry.to_string());
-    }
-    if CAEP_TYPES.contains(&entry) {
-        return Some(format!("{CAEP}{entry}"));
-    }
-    if RISC_TYPES.contains(&entry) {
-        return Some(format!("{RISC}{entry}"));
-    }
-    None
-}
 
 /// `events_requested` for a stream: its `eventTypesEnabled` when set, else the actionable types
 /// plus every `[policy]` type configured as REVOKE_ALL. Never empty.
@@ -93,13 +32,13 @@ pub fn events_requested(
     let own: Vec<String> = stream
         .event_types_enabled
         .iter()
-        .filter_map(|e| expand_event_type(e))
+        .filter_map(|e| event_type::expand(e))
         .collect();
     if own.is_empty() {
-        ACTIONABLE.iter().for_each(|t| push(t.to_string()));
+        event_type::requested_uris().for_each(&mut push);
         for (pattern, action) in policy {
             if *action == RevocationAction::RevokeAll {
-                if let Some(t) = expand_event_type(pattern) {
+                if let Some(t) = event_type::expand(pattern) {
                     push(t);
                 }
             }
@@ -748,6 +687,7 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_type::CAEP_BASE as CAEP;
 
     #[test]
     fn requested_events_follow_the_stream_or_the_policy() {
@@ -791,7 +731,7 @@ mod tests {
         };
         assert!(!events_requested(&unknown_only, &BTreeMap::new()).is_empty());
         // Matching still works on what was expanded.
-        assert!(crate::config::event_type_matches(
+        assert!(crate::event_type::event_type_matches(
             "credential-change",
             &format!("{CAEP}credential-change")
         ));
