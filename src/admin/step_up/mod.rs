@@ -6,11 +6,11 @@ pub mod wire;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{json_body, json_ok, page_after, page_size, page_token, ApiError};
+use super::{json_body, json_ok, page_after, page_size, page_token, ApiError, ApiQuery};
 use crate::app::App;
 use crate::clock::now_unix;
 use crate::secrets::random_id;
@@ -94,7 +94,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let size = page_size(q.page_size.as_deref())?;
     let after = page_after(q.page_token.as_deref())?;
@@ -136,7 +136,7 @@ pub struct UpdateQuery {
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<UpdateQuery>,
+    ApiQuery(q): ApiQuery<UpdateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
