@@ -7,7 +7,7 @@
 //! to the transmitters themselves (registration, verification, status); [`daemon`] wires
 //! everything together, [`service`] runs it under a service manager and [`metrics`] counts what
 //! it does; [`step_up`] turns some signals into "authenticate again, more strongly" instead of
-//! a logout; [`cli`] is the operator's command line.
+//! a logout; [`cli`] is the operator's command line and [`console`] the operator's web pages.
 
 pub mod act;
 pub mod admin;
@@ -15,11 +15,13 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod event_type;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod push_token;
 pub mod registry;
 pub mod secrets;
 pub mod service;
@@ -28,4 +30,5 @@ pub mod store;
 pub mod stream;
 pub mod tls;
 pub mod transmitter;
+pub mod url_check;
 pub mod verify;

@@ -1,4 +1,4 @@
-//! The admin API contract (DESIGN §3 and §8): shapes, validation naming fields, pagination,
+//! The admin API contract (docs/admin-api.md): shapes, validation naming fields, pagination,
 //! updateMask, soft delete, stats, test, rotation, authentication, and that no secret ever
 //! appears in an answer.
 
@@ -375,21 +375,10 @@ async fn soft_delete() {
     assert_eq!(list["list"], json!([]));
     assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 404);
     // Soft: the row and its events are still in the database.
-    let conn = rusqlite::Connection::open(d.db_path()).unwrap();
-    let deleted: Option<i64> = conn
-        .query_row("SELECT deleted_at FROM streams WHERE id = ?1", [&id], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert!(deleted.is_some());
-    let n: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM inbox WHERE stream_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 1);
+    let store = &d.daemon.app.store;
+    let row = store.get_stream(&id).await.unwrap().unwrap();
+    assert!(row.deleted_at.is_some());
+    assert_eq!(store.stream_counts(&id).await.unwrap().received, 1);
 }
 
 #[tokio::test]
@@ -496,16 +485,12 @@ async fn secrets_never_appear_in_answers() {
         assert!(!text.contains(client_secret), "{text}");
         assert!(!text.contains(ADMIN_TOKEN), "{text}");
     }
-    let conn = rusqlite::Connection::open(d.db_path()).unwrap();
-    let stored: String = conn
-        .query_row(
-            "SELECT outbound_auth FROM streams WHERE id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = d.daemon.app.store.get_stream(&id).await.unwrap().unwrap();
     assert!(
-        stored.contains(client_secret),
+        matches!(
+            &stored.outbound_auth,
+            Some(ssfd::stream::OutboundAuth::Oauth2 { client_secret: s, .. }) if s == client_secret
+        ),
         "the secret must be kept for outbound calls"
     );
 }

@@ -1,4 +1,4 @@
-//! The action document (DESIGN §8 "Sinks"): the JSON object a webhook receives as its body and a
+//! The action document (docs/actions.md#the-action-document): the JSON object a webhook receives as its body and a
 //! command on stdin, built from the stored SET so that every attempt, before and after a restart,
 //! describes the action the same way (only `attempt` differs).
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use rusqlite::params_from_iter;
 use serde_json::{json, Value};
 
 use super::{json_body, json_ok, ApiError};
@@ -15,21 +14,12 @@ use crate::clock::{now_unix, parse_rfc3339, rfc3339, rfc3339_millis};
 use crate::step_up::requirement::{judge, Verdict};
 use crate::step_up::token::{self, TokenError};
 use crate::step_up::{Requirement, TokenFacts};
-use crate::store::step_up as step_up_rows;
+use crate::store::ledger::LedgerEntry;
 use crate::verify::subject::{parse_subject, parse_subject_shorthand};
 
 /// Most canonical keys one query may carry (an `aliases` or `ip-addresses` subject can be
 /// long; SQLite binds at most 32766 values).
 const MAX_SUBJECT_KEYS: usize = 1000;
-
-/// One ledger entry that matched.
-struct Entry {
-    revoked_before: i64,
-    stream_id: String,
-    jti: String,
-    event_type: String,
-    received_at_ms: i64,
-}
 
 fn time_field(body: &serde_json::Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
     match body.get(name) {
@@ -124,10 +114,9 @@ async fn presented_facts(
             }
         },
     };
-    let pid = provider_id.clone();
     let provider = app
         .store
-        .read(move |c| step_up_rows::get(c, &pid))
+        .step_up_provider(&provider_id)
         .await?
         .ok_or_else(|| ApiError::invalid("providerId", "no step-up provider has this id"))?;
     let config = app.config();
@@ -173,6 +162,14 @@ fn step_up_json(verdict: &Verdict<'_>) -> Value {
 
 pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
+    Ok(json_ok(check_subject(&app, &body).await?))
+}
+
+/// The answer of [`check`] for a parsed request body, also rendered by the console.
+pub async fn check_subject(
+    app: &App,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Value, ApiError> {
     let subject = match body.get("subject") {
         Some(v @ Value::Object(_)) => {
             parse_subject(v).map_err(|e| ApiError::invalid("subject", e.0))?
@@ -188,40 +185,17 @@ pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
             ))
         }
     };
-    let stated_issued_at = time_field(&body, "issuedAt")?;
-    let stated = stated_facts(&body, stated_issued_at)?;
+    let stated_issued_at = time_field(body, "issuedAt")?;
+    let stated = stated_facts(body, stated_issued_at)?;
     if subject.keys.len() > MAX_SUBJECT_KEYS {
         return Err(ApiError::invalid(
             "subject",
             format!("names more than {MAX_SUBJECT_KEYS} identifiers"),
         ));
     }
-    let keys = subject.keys.clone();
-    let (entries, requirements) = app
-        .store
-        .read(move |c| {
-            let requirements = step_up_rows::requirements_for(c, &keys)?;
-            let marks = vec!["?"; keys.len()].join(",");
-            let mut stmt = c.prepare(&format!(
-                "SELECT revoked_before, stream_id, jti, event_type, received_at_ms
-                   FROM ledger WHERE subject_key IN ({marks})
-                  ORDER BY revoked_before DESC, id DESC LIMIT 1000"
-            ))?;
-            let mut rows = stmt.query(params_from_iter(keys.iter()))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(Entry {
-                    revoked_before: r.get(0)?,
-                    stream_id: r.get(1)?,
-                    jti: r.get(2)?,
-                    event_type: r.get(3)?,
-                    received_at_ms: r.get(4)?,
-                });
-            }
-            Ok((out, requirements))
-        })
-        .await?;
-    let facts = match presented_facts(&app, &body, &requirements).await? {
+    let entries = app.store.check_subjects(subject.keys.clone()).await?;
+    let requirements = app.store.step_up_requirements(subject.keys.clone()).await?;
+    let facts = match presented_facts(app, body, &requirements).await? {
         Some(mut from_token) => {
             from_token.issued_at = stated_issued_at.or(from_token.issued_at);
             from_token
@@ -232,7 +206,7 @@ pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
     let issued_at = facts.issued_at;
     // A session is revoked when some REVOKE_ALL applies to sessions issued before a time later
     // than this session's issue time.
-    let applies = |e: &&Entry| issued_at.is_none_or(|t| e.revoked_before > t);
+    let applies = |e: &&LedgerEntry| issued_at.is_none_or(|t| e.revoked_before > t);
     let mut seen = std::collections::HashSet::new();
     let reasons: Vec<Value> = entries
         .iter()
@@ -259,5 +233,5 @@ pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
     let latest_revocation = entries.iter().map(|e| e.revoked_before).max();
     let verdict = judge(&requirements, latest_revocation, &facts, now_unix());
     out.insert("stepUp".into(), step_up_json(&verdict));
-    Ok(json_ok(Value::Object(out)))
+    Ok(Value::Object(out))
 }

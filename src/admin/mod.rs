@@ -1,8 +1,10 @@
 //! The admin listener: the ConductorOne-shaped management API under `/api/`, which needs the admin
-//! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none.
+//! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none,
+//! and the web console under `/ui` (see [`crate::console`]).
 
 pub mod actions;
 pub mod ledger;
+pub mod metrics;
 pub mod openapi;
 pub mod step_up;
 pub mod streams;
@@ -22,10 +24,11 @@ use base64::Engine;
 
 use crate::app::App;
 use crate::http::fairness::ClientAddr;
+use crate::push_token::PushTokenError;
 use crate::secrets::{bearer_token, token_matches};
 use crate::store::StoreError;
 
-/// An admin API error: `{"code", "message"}` with its HTTP status (DESIGN §3).
+/// An admin API error: `{"code", "message"}` with its HTTP status (docs/admin-api.md#errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
@@ -93,6 +96,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<PushTokenError> for ApiError {
+    fn from(e: PushTokenError) -> ApiError {
+        match e {
+            PushTokenError::NotPush => {
+                ApiError::invalid("deliveryMethod", "POLL streams have no push token")
+            }
+            PushTokenError::NotFound => ApiError::not_found("stream"),
+            PushTokenError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"code": self.code, "message": self.message}).to_string();
@@ -131,7 +146,7 @@ where
     }
 }
 
-/// Page size of a list call: default 50, at most 1000 (DESIGN §8); anything but a
+/// Page size of a list call: default 50, at most 1000 (docs/admin-api.md#paging); anything but a
 /// non-negative integer is a field error.
 pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
     match raw.map(str::trim) {
@@ -333,7 +348,7 @@ pub fn public_routes() -> Vec<Route> {
     vec![
         Route::new("GET", "/healthz", || async { "ok" }),
         Route::new("GET", "/readyz", readyz),
-        Route::new("GET", "/metrics", crate::metrics::scrape),
+        Route::new("GET", "/metrics", metrics::scrape),
         Route::new("GET", openapi::PATH, openapi::serve),
     ]
 }
@@ -355,6 +370,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .merge(public)
+        .merge(crate::console::router(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(|| async {
             ApiError {

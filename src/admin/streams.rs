@@ -13,8 +13,9 @@ use super::{json_body, json_ok, ApiError, ApiQuery};
 use crate::act::policy;
 use crate::app::App;
 use crate::clock::{now_unix, rfc3339, rfc3339_millis};
+use crate::push_token;
 use crate::secrets::{random_id, random_token, token_hash};
-use crate::store::{inbox, streams as stream_rows};
+use crate::store::inbox;
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::jwks::KeySource;
 use crate::verify::subject::parse_subject_shorthand;
@@ -225,12 +226,13 @@ pub async fn stats(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = found(&app, &id)?;
-    let sid = id.clone();
-    let counts = app
-        .store
-        .read(move |c| stream_rows::counts(c, &sid))
-        .await?;
+    Ok(json_ok(json!({"stats": stats_of(&app, &id).await?})))
+}
+
+/// A stream's `stats` object, also rendered by the console.
+pub async fn stats_of(app: &App, id: &str) -> Result<Value, ApiError> {
+    let s = found(app, id)?;
+    let counts = app.store.stream_counts(id).await?;
     let mut m = Map::new();
     m.insert("streamId".into(), json!(s.id));
     m.insert("eventsReceivedCount".into(), json!(counts.received));
@@ -252,7 +254,7 @@ pub async fn stats(
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
-    Ok(json_ok(json!({"stats": Value::Object(m)})))
+    Ok(Value::Object(m))
 }
 
 /// The action an event type gets on this stream, with the payload that makes it act where the
@@ -341,50 +343,33 @@ pub async fn rotate_push_token(
     Ok(json_ok(json!({"pushAuthTokenPlaintext": token})))
 }
 
-/// Installs a fresh push token on a PUSH stream and returns it; the previous token stays valid
-/// for `[server] push_token_overlap`. Shared by the rotate call and by registration at a
-/// transmitter, which hands the fresh token over as the `authorization_header`.
+/// [`push_token::rotate`] with its errors as the admin API answers them.
 pub async fn rotate_push_token_of(app: &App, id: &str) -> Result<String, ApiError> {
     let overlap = app.config().server.push_token_overlap;
-    let token = random_token();
-    let hash = token_hash(&token);
-    let now = now_unix();
-    app.registry
-        .modify(id, |s: &mut Stream| -> Result<(), ApiError> {
-            if !s.is_push() {
-                return Err(ApiError::invalid(
-                    "deliveryMethod",
-                    "POLL streams have no push token",
-                ));
-            }
-            s.prev_push_token_hash = s.push_token_hash;
-            s.prev_push_token_expires_at = Some(now + overlap.as_secs() as i64);
-            s.push_token_hash = Some(hash);
-            s.updated_at = now;
-            Ok(())
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("stream"))?;
-    tracing::info!(stream = %id, overlap_secs = overlap.as_secs(), "push token rotated");
-    Ok(token)
+    Ok(push_token::rotate(&app.registry, id, overlap).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct EventsQuery {
     #[serde(rename = "streamId")]
-    stream_id: Option<String>,
+    pub stream_id: Option<String>,
     /// RFC 3339 time or a duration back from now (`"1h"`).
-    since: Option<String>,
+    pub since: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<String>,
+    pub page_size: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 pub async fn list_events(
     State(app): State<Arc<App>>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(events_of(&app, q).await?))
+}
+
+/// The answer of [`list_events`], also rendered by the console.
+pub async fn events_of(app: &App, q: EventsQuery) -> Result<Value, ApiError> {
     let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -413,7 +398,7 @@ pub async fn list_events(
         before_seq,
         limit,
     };
-    let rows = app.store.read(move |c| inbox::list(c, &filter)).await?;
+    let rows = app.store.list_events(filter).await?;
     let next = if rows.len() == limit {
         rows.last().map(|r| r.seq.to_string()).unwrap_or_default()
     } else {
@@ -430,5 +415,5 @@ pub async fn list_events(
             })
         })
         .collect();
-    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+    Ok(json!({"list": list, "nextPageToken": next}))
 }

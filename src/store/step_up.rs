@@ -1,316 +1,108 @@
-//! Step-up rows: the `step_up_providers` table and [`Provider`], and the step-up requirements
-//! STEP_UP actions record per subject key (`step_up_requirements`, `step_up_subjects`).
+//! Step-up: the provider records (see [`Provider`]), and the requirements STEP_UP decisions
+//! record per subject key (written by [`Store::store_set`] and [`Store::replay_set`] from a
+//! decision's [`StepUpWrite`], read back by [`Store::step_up_requirements`]).
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
-
-use super::{json_col, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::clock::UnixSeconds;
-use crate::step_up::{Demand, Provider, Requirement, Settings, ValidationMode};
+use crate::step_up::{Provider, Requirement};
 
-const COLUMNS: &str = "id, display_name, issuer_url, client_id, client_secret, enabled, settings,
-    created_at, updated_at, last_tested_at";
+/// Most requirements [`Store::step_up_requirements`] returns.
+pub const MAX_REQUIREMENTS: usize = 1000;
 
-fn settings_to_db(s: &Settings) -> String {
-    match s {
-        Settings::OAuth2 { acr_values } => json!({"oauth2": {"acrValues": acr_values}}),
-        Settings::Microsoft {
-            conditional_access_ids,
-            tenant,
-            validation_mode,
-        } => json!({"microsoft": {"conditionalAccessIds": conditional_access_ids,
-                                  "tenant": tenant,
-                                  "validationMode": validation_mode.as_api()}}),
-    }
-    .to_string()
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn settings_from_db(text: &str) -> Result<Settings, StoreError> {
-    let v: Value = json_col(text)?;
-    if let Some(o) = v.get("oauth2") {
-        return Ok(Settings::OAuth2 {
-            acr_values: strings(o.get("acrValues")),
-        });
-    }
-    if let Some(m) = v.get("microsoft") {
-        let mode = m
-            .get("validationMode")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        return Ok(Settings::Microsoft {
-            conditional_access_ids: strings(m.get("conditionalAccessIds")),
-            tenant: m
-                .get("tenant")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            validation_mode: ValidationMode::from_api(mode)
-                .ok_or_else(|| StoreError::Corrupt(format!("validationMode {mode:?}")))?,
-        });
-    }
-    Err(StoreError::Corrupt("step-up provider settings".into()))
-}
-
-fn from_row(row: &Row<'_>) -> Result<Provider, StoreError> {
-    Ok(Provider {
-        id: row.get(0)?,
-        display_name: row.get(1)?,
-        issuer_url: row.get(2)?,
-        client_id: row.get(3)?,
-        client_secret: row.get(4)?,
-        enabled: row.get(5)?,
-        settings: settings_from_db(&row.get::<_, String>(6)?)?,
-        created_at: row.get(7)?,
-        updated_at: row.get(8)?,
-        last_tested_at: row.get(9)?,
-    })
-}
-
-/// Writes the whole record (insert or replace by id).
-pub fn upsert(conn: &Connection, p: &Provider) -> Result<(), StoreError> {
-    conn.execute(
-        &format!(
-            "INSERT INTO step_up_providers ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)
-             ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name,
-                issuer_url = excluded.issuer_url, client_id = excluded.client_id,
-                client_secret = excluded.client_secret, enabled = excluded.enabled,
-                settings = excluded.settings, created_at = excluded.created_at,
-                updated_at = excluded.updated_at, last_tested_at = excluded.last_tested_at"
-        ),
-        params![
-            p.id,
-            p.display_name,
-            p.issuer_url,
-            p.client_id,
-            p.client_secret,
-            p.enabled,
-            settings_to_db(&p.settings),
-            p.created_at,
-            p.updated_at,
-            p.last_tested_at,
-        ],
-    )?;
-    Ok(())
-}
-
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Provider>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM step_up_providers WHERE id = ?1"
-    ))?;
-    let mut rows = stmt.query([id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(from_row(row)?)),
-        None => Ok(None),
-    }
-}
-
-/// Up to `limit` providers after `after` (`(created_at, id)` of the previous page's last),
-/// oldest first.
-pub fn list(
-    conn: &Connection,
-    after: Option<(UnixSeconds, String)>,
-    limit: usize,
-) -> Result<Vec<Provider>, StoreError> {
-    let (created, id) = match after {
-        Some((c, i)) => (Some(c), i),
-        None => (None, String::new()),
-    };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM step_up_providers
-          WHERE ?1 IS NULL OR (created_at, id) > (?1, ?2)
-          ORDER BY created_at, id LIMIT ?3"
-    ))?;
-    let mut rows = stmt.query(params![created, id, limit as i64])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(row)?);
-    }
-    Ok(out)
-}
-
-/// Deletes a provider; returns whether it existed.
-pub fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM step_up_providers WHERE id = ?1", [id])? > 0)
-}
-
-/// Records when the provider was last tested; returns the updated record.
-pub fn set_last_tested(
-    conn: &Connection,
-    id: &str,
-    at: UnixSeconds,
-) -> Result<Option<Provider>, StoreError> {
-    conn.execute(
-        "UPDATE step_up_providers SET last_tested_at = ?2 WHERE id = ?1",
-        params![id, at],
-    )?;
-    get(conn, id)
-}
-
-/// Whether a provider with this id exists.
-pub fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM step_up_providers WHERE id = ?1",
-            [id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
-/// A STEP_UP decision about to be recorded, inside the transaction of its SET.
-#[derive(Debug, Clone)]
-pub struct NewRequirement<'a> {
-    pub stream_id: &'a str,
-    pub jti: &'a str,
-    pub txn: Option<&'a str>,
-    pub event_type: &'a str,
+/// What a STEP_UP decision records: what the provider demands is read from its record in the
+/// same transaction, so that the requirement keeps what was asked at that moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUpWrite {
     /// The provider the decision names; empty for none.
-    pub provider_id: &'a str,
+    pub provider_id: String,
     pub max_age: u64,
+    /// The event time: only an authentication at or after it satisfies the requirement.
     pub since: UnixSeconds,
-    pub received_at_ms: i64,
-    pub subject_keys: Vec<String>,
 }
 
-/// Records a requirement on every subject key, with what the provider demands right now. A
-/// missing or disabled provider leaves a requirement for a fresh authentication only. A
-/// duplicate (same stream, jti and event type) changes nothing.
-pub fn record_requirement(conn: &Connection, r: &NewRequirement<'_>) -> Result<(), StoreError> {
-    let provider = if r.provider_id.is_empty() {
-        None
-    } else {
-        let found = get(conn, r.provider_id)?.filter(|p| p.enabled);
-        if found.is_none() {
-            tracing::warn!(stream = %r.stream_id, jti = %r.jti, provider = %r.provider_id,
-                "the step-up provider is missing or disabled; the requirement asks only for a fresh authentication");
+impl Store {
+    /// Writes a provider record whole (insert or replace by id).
+    pub async fn upsert_step_up_provider(&self, provider: Provider) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.upsert_step_up_provider(provider).await,
         }
-        found
-    };
-    let (provider_id, demand) = match &provider {
-        Some(p) => (p.id.as_str(), Demand::from_settings(&p.settings)),
-        None => ("", Demand::Acr(Vec::new())),
-    };
-    let (kind, mode) = match &demand {
-        Demand::Acr(_) => ("oauth2", ""),
-        Demand::ConditionalAccess { mode, .. } => ("microsoft", mode.as_api()),
-    };
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO step_up_requirements (stream_id, jti, txn, event_type, provider_id, kind,
-                 acr_values, validation_mode, max_age, since, received_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (stream_id, jti, event_type) DO NOTHING",
-        )?
-        .execute(params![
-            r.stream_id,
-            r.jti,
-            r.txn,
-            r.event_type,
-            provider_id,
-            kind,
-            serde_json::to_string(demand.values())?,
-            mode,
-            r.max_age as i64,
-            r.since,
-            r.received_at_ms,
-        ])?;
-    if inserted == 0 {
-        return Ok(());
     }
-    let id = conn.last_insert_rowid();
-    let mut link = conn.prepare_cached(
-        "INSERT OR IGNORE INTO step_up_subjects (subject_key, requirement_id) VALUES (?1, ?2)",
-    )?;
-    for key in &r.subject_keys {
-        link.execute(params![key, id])?;
+
+    pub async fn step_up_provider(&self, id: &str) -> Result<Option<Provider>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.step_up_provider(id).await,
+        }
     }
-    Ok(())
-}
 
-const REQUIREMENT_COLUMNS: &str = "r.provider_id, r.kind, r.acr_values, r.validation_mode,
-    r.max_age, r.since, r.stream_id, r.jti, r.txn, r.event_type";
-
-fn requirement_from_row(row: &Row<'_>) -> Result<Requirement, StoreError> {
-    let kind: String = row.get(1)?;
-    let values: Vec<String> = json_col(&row.get::<_, String>(2)?)?;
-    let mode: String = row.get(3)?;
-    let demand = match kind.as_str() {
-        "oauth2" => Demand::Acr(values),
-        "microsoft" => Demand::ConditionalAccess {
-            ids: values,
-            mode: ValidationMode::from_api(&mode)
-                .ok_or_else(|| StoreError::Corrupt(format!("validation_mode {mode:?}")))?,
-        },
-        other => return Err(StoreError::Corrupt(format!("step-up kind {other:?}"))),
-    };
-    Ok(Requirement {
-        provider_id: row.get(0)?,
-        demand,
-        max_age: row.get::<_, i64>(4)?.max(0) as u64,
-        since: row.get(5)?,
-        stream_id: row.get(6)?,
-        jti: row.get(7)?,
-        txn: row.get(8)?,
-        event_type: row.get(9)?,
-    })
-}
-
-/// The requirements on any of `keys`, newest first (at most 1000).
-pub fn requirements_for(
-    conn: &Connection,
-    keys: &[String],
-) -> Result<Vec<Requirement>, StoreError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
+    /// Up to `limit` providers after `after` (the `(createdAt, id)` of the previous page's
+    /// last), oldest first.
+    pub async fn list_step_up_providers(
+        &self,
+        after: Option<(UnixSeconds, String)>,
+        limit: usize,
+    ) -> Result<Vec<Provider>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.list_step_up_providers(after, limit).await,
+        }
     }
-    let marks = vec!["?"; keys.len()].join(",");
-    let mut stmt = conn.prepare(&format!(
-        "SELECT DISTINCT {REQUIREMENT_COLUMNS}, r.id FROM step_up_subjects k
-           JOIN step_up_requirements r ON r.id = k.requirement_id
-          WHERE k.subject_key IN ({marks})
-          ORDER BY r.since DESC, r.id DESC LIMIT 1000"
-    ))?;
-    let mut rows = stmt.query(params_from_iter(keys.iter()))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(requirement_from_row(row)?);
-    }
-    Ok(out)
-}
 
-/// The requirement a STEP_UP decision recorded, for its action document.
-pub fn requirement_of(
-    conn: &Connection,
-    stream_id: &str,
-    jti: &str,
-    event_type: &str,
-) -> Result<Option<Requirement>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {REQUIREMENT_COLUMNS} FROM step_up_requirements r
-          WHERE r.stream_id = ?1 AND r.jti = ?2 AND r.event_type = ?3"
-    ))?;
-    let mut rows = stmt.query(params![stream_id, jti, event_type])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(requirement_from_row(row)?)),
-        None => Ok(None),
+    /// Reads, edits and writes a provider in one transaction, so that two updates cannot
+    /// interleave. `None`: no such provider; `Some(Err)`: the edit refused, nothing written;
+    /// `Some(Ok((before, after)))` otherwise.
+    pub async fn update_step_up_provider<E, F>(
+        &self,
+        id: &str,
+        edit: F,
+    ) -> Result<Option<Result<(Provider, Provider), E>>, StoreError>
+    where
+        E: Send + 'static,
+        F: FnOnce(&mut Provider) -> Result<(), E> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(db) => db.update_step_up_provider(id, edit).await,
+        }
+    }
+
+    /// Deletes a provider; returns whether it existed.
+    pub async fn delete_step_up_provider(&self, id: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.delete_step_up_provider(id).await,
+        }
+    }
+
+    /// Records when the provider was last tested; returns the updated record.
+    pub async fn mark_step_up_provider_tested(
+        &self,
+        id: &str,
+        at: UnixSeconds,
+    ) -> Result<Option<Provider>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.mark_step_up_provider_tested(id, at).await,
+        }
+    }
+
+    pub async fn step_up_provider_exists(&self, id: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.step_up_provider_exists(id).await,
+        }
+    }
+
+    /// The step-up requirements on any of `keys`, newest `since` first, at most
+    /// [`MAX_REQUIREMENTS`].
+    pub async fn step_up_requirements(
+        &self,
+        keys: Vec<String>,
+    ) -> Result<Vec<Requirement>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.step_up_requirements(keys).await,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::step_up::{Settings, ValidationMode};
 
     fn provider(id: &str, created_at: i64, settings: Settings) -> Provider {
         Provider {
@@ -328,7 +120,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rows_round_trip_and_page() {
+    async fn providers_round_trip_page_update_and_delete() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
         let a = provider(
@@ -349,27 +141,54 @@ mod tests {
         );
         let c = provider("c", 5, Settings::default());
         for p in [a.clone(), b.clone(), c.clone()] {
-            store.write(move |conn| upsert(conn, &p)).await.unwrap();
+            store.upsert_step_up_provider(p).await.unwrap();
         }
-        let got = store.read(|conn| get(conn, "b")).await.unwrap();
-        assert_eq!(got.as_ref(), Some(&b));
-        let first = store.read(|conn| list(conn, None, 2)).await.unwrap();
+        assert_eq!(
+            store.step_up_provider("b").await.unwrap().as_ref(),
+            Some(&b)
+        );
+        let first = store.list_step_up_providers(None, 2).await.unwrap();
         assert_eq!(
             first.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
             ["c", "a"]
         );
         let rest = store
-            .read(|conn| list(conn, Some((10, "a".into())), 2))
+            .list_step_up_providers(Some((10, "a".into())), 2)
             .await
             .unwrap();
         assert_eq!(rest, vec![b]);
-        let tested = store
-            .write(|conn| set_last_tested(conn, "a", 99))
+        let refused = store
+            .update_step_up_provider("a", |p| {
+                p.display_name = "changed".into();
+                Err("no")
+            })
             .await
             .unwrap();
+        assert_eq!(refused, Some(Err("no")));
+        assert_eq!(store.step_up_provider("a").await.unwrap(), Some(a.clone()));
+        let changed = store
+            .update_step_up_provider("a", |p| {
+                p.display_name = "changed".into();
+                Ok::<(), ()>(())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(changed, Some(Ok((before, after)))
+            if before == a && after.display_name == "changed"));
+        assert!(store
+            .update_step_up_provider("zz", |_| Ok::<(), ()>(()))
+            .await
+            .unwrap()
+            .is_none());
+        let tested = store.mark_step_up_provider_tested("a", 99).await.unwrap();
         assert_eq!(tested.and_then(|p| p.last_tested_at), Some(99));
-        assert!(store.write(|conn| delete(conn, "a")).await.unwrap());
-        assert!(!store.write(|conn| delete(conn, "a")).await.unwrap());
-        assert!(!store.read(|conn| exists(conn, "a")).await.unwrap());
+        assert!(store.delete_step_up_provider("a").await.unwrap());
+        assert!(!store.delete_step_up_provider("a").await.unwrap());
+        assert!(!store.step_up_provider_exists("a").await.unwrap());
+        assert!(store
+            .step_up_requirements(vec!["email:x".into()])
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
 use serde_json::{json, Value};
 
 use super::MANAGEMENT_TIMEOUT;
@@ -139,8 +138,8 @@ async fn endpoints(app: &App, stream: &Stream) -> Result<Endpoints, TransmitterE
         {
             None => Ok(None),
             Some(url) => {
-                crate::admin::wire::check_url(name, url, allow_http)
-                    .map_err(|e| TransmitterError::failed("discovery", e.message))?;
+                crate::url_check::check_url(url, allow_http)
+                    .map_err(|m| TransmitterError::failed("discovery", format!("{name}: {m}")))?;
                 Ok(Some(url.to_string()))
             }
         }
@@ -246,7 +245,8 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
             previous: stream.prev_push_token_hash,
             previous_expires_at: stream.prev_push_token_expires_at,
         };
-        let token = crate::admin::streams::rotate_push_token_of(app, id).await?;
+        let token =
+            crate::push_token::rotate(&app.registry, id, config.server.push_token_overlap).await?;
         rotation = Some((before, crate::secrets::token_hash(&token)));
         json!({
             "method": DELIVERY_PUSH,
@@ -294,7 +294,7 @@ async fn create_or_replace(
             other => return other,
         }
     }
-    let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
         c.post(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(body)
@@ -317,7 +317,7 @@ async fn pick_existing(
     stream: &Stream,
     config_url: &str,
 ) -> Result<String, TransmitterError> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
     })
@@ -358,7 +358,7 @@ async fn replace(
     let mut full = body.clone();
     full["stream_id"] = json!(transmitter_id);
     let mut step = "replace";
-    let mut resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+    let mut resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
         c.put(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&full)
@@ -366,7 +366,7 @@ async fn replace(
     .await?;
     if matches!(resp.status().as_u16(), 405 | 501) {
         step = "update";
-        resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+        resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
             c.patch(config_url)
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(&full)
@@ -387,7 +387,7 @@ async fn read_config(
     config_url: &str,
     transmitter_id: &str,
 ) -> Result<StreamConfig, TransmitterError> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .query(&[("stream_id", transmitter_id)])
             .header(reqwest::header::ACCEPT, "application/json")
@@ -432,8 +432,9 @@ async fn adopt(
                     "the transmitter returned no poll endpoint_url",
                 )
             })?;
-        crate::admin::wire::check_url("delivery.endpoint_url", &url, allow_http)
-            .map_err(|e| TransmitterError::failed("register", e.message))?;
+        crate::url_check::check_url(&url, allow_http).map_err(|m| {
+            TransmitterError::failed("register", format!("delivery.endpoint_url: {m}"))
+        })?;
         Some(url)
     };
     let audience = cfg.aud.first().cloned().unwrap_or_default();
@@ -495,17 +496,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     }
     let now = now_unix();
     let limit = app.transmitters.verify_limit(id);
-    let sid = id.to_string();
-    let last: Option<i64> = app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT MAX(requested_at) FROM verification_requests WHERE stream_id = ?1",
-                [sid],
-                |r| r.get(0),
-            )?)
-        })
-        .await?;
+    let last: Option<i64> = app.store.last_verification_request(id).await?;
     let min = limit.min_interval.map(|d| d.as_secs() as i64).unwrap_or(0);
     let earliest = last.map(|t| t + min).unwrap_or(0).max(limit.not_before);
     if now < earliest {
@@ -515,18 +506,9 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         });
     }
     let state = crate::secrets::random_token();
-    let (sid, st) = (id.to_string(), state.clone());
-    app.store
-        .write(move |c| {
-            c.execute(
-                "INSERT INTO verification_requests (stream_id, state, requested_at) VALUES (?1, ?2, ?3)",
-                params![sid, st, now],
-            )?;
-            Ok(())
-        })
-        .await?;
+    app.store.add_verification_request(id, &state, now).await?;
     let body = json!({"stream_id": tid, "state": state});
-    let sent = auth::send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
+    let sent = send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
         c.post(&verify_url).json(&body)
     })
     .await;
@@ -548,17 +530,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         Err(e) => return Err(e),
     };
     if let Some(e) = failure {
-        let (sid, st) = (id.to_string(), state.clone());
-        let _ = app
-            .store
-            .write(move |c| {
-                c.execute(
-                    "DELETE FROM verification_requests WHERE stream_id = ?1 AND state = ?2",
-                    params![sid, st],
-                )?;
-                Ok(())
-            })
-            .await;
+        let _ = app.store.delete_verification_request(id, &state).await;
         return Err(e);
     }
     tracing::info!(stream = %id, "verification requested");
@@ -566,6 +538,30 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         state,
         requested_at: now,
     })
+}
+
+/// Sends a request on behalf of `stream` with its credentials, through the shared HTTP client
+/// and token cache (see [`auth::send`]).
+pub async fn send<F>(
+    app: &App,
+    stream: &Stream,
+    step: &'static str,
+    timeout: Duration,
+    build: F,
+) -> Result<reqwest::Response, TransmitterError>
+where
+    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+{
+    let http = app.transmitters.http()?;
+    auth::send(
+        &http,
+        &app.transmitters.tokens,
+        stream,
+        step,
+        timeout,
+        build,
+    )
+    .await
 }
 
 /// The transmitter-side status of a stream (SSF §8.1.2).
@@ -613,7 +609,7 @@ pub async fn read_status(app: &Arc<App>, id: &str) -> Result<TransmitterStatus, 
     let stream = stream_of(app, id)?;
     let tid = registered_id(&stream)?.to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.get(&url)
             .query(&[("stream_id", tid.as_str())])
             .header(reqwest::header::ACCEPT, "application/json")
@@ -641,7 +637,7 @@ pub async fn update_status(
     if !reason.is_empty() {
         body["reason"] = json!(reason);
     }
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.post(&url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body)
@@ -670,7 +666,7 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
         endpoints(app, &stream).await?.configuration,
         "configuration_endpoint",
     )?;
-    let resp = auth::send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
         c.delete(&url).query(&[("stream_id", tid.as_str())])
     })
     .await?;

@@ -15,7 +15,6 @@ use crate::app::App;
 use crate::clock::now_unix;
 use crate::secrets::random_id;
 use crate::step_up::{probe, Provider};
-use crate::store::step_up as rows;
 use wire::{apply_fields, check_complete, provider_json, READ_ONLY, WRITABLE};
 
 /// The record under `stepUpProvider`, or the bare body (ConductorOne's create is flat).
@@ -39,8 +38,7 @@ pub async fn check_stream_provider(app: &App, id: &str) -> Result<(), ApiError> 
     if id.is_empty() {
         return Ok(());
     }
-    let pid = id.to_string();
-    if app.store.read(move |c| rows::exists(c, &pid)).await? {
+    if app.store.step_up_provider_exists(id).await? {
         Ok(())
     } else {
         Err(ApiError::invalid(
@@ -78,8 +76,7 @@ pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
     }
     apply_fields(&mut provider, &fields, &names, app.config().jwks.allow_http)?;
     check_complete(&provider)?;
-    let stored = provider.clone();
-    app.store.write(move |c| rows::upsert(c, &stored)).await?;
+    app.store.upsert_step_up_provider(provider.clone()).await?;
     tracing::info!(provider = %provider.id, issuer = %provider.issuer_url, "step-up provider created");
     Ok(json_ok(provider_response(&provider)))
 }
@@ -99,10 +96,7 @@ pub async fn list(
     let size = page_size(q.page_size.as_deref())?;
     let after = page_after(q.page_token.as_deref())?;
     // One more than asked tells whether another page follows.
-    let mut page = app
-        .store
-        .read(move |c| rows::list(c, after, size + 1))
-        .await?;
+    let mut page = app.store.list_step_up_providers(after, size + 1).await?;
     let next = if page.len() > size {
         page.truncate(size);
         page.last()
@@ -121,7 +115,7 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let p = app
         .store
-        .read(move |c| rows::get(c, &id))
+        .step_up_provider(&id)
         .await?
         .ok_or_else(not_found)?;
     Ok(json_ok(provider_response(&p)))
@@ -144,26 +138,18 @@ pub async fn update(
         super::wire::update_request(&body, WRAPPER, q.update_mask, WRITABLE, READ_ONLY)?;
     let allow_http = app.config().jwks.allow_http;
     let names = fields.clone();
-    // Read, change and write in one writer job, so that two updates cannot interleave.
-    let outcome = app
+    // Read, change and write in one transaction, so that two updates cannot interleave.
+    let (before, updated) = app
         .store
-        .write(move |c| {
-            let Some(mut p) = rows::get(c, &id)? else {
-                return Ok(Err(not_found()));
-            };
-            let before = p.issuer_url.clone();
-            if let Err(e) =
-                apply_fields(&mut p, &record, &names, allow_http).and_then(|()| check_complete(&p))
-            {
-                return Ok(Err(e));
-            }
+        .update_step_up_provider(&id, move |p| -> Result<(), ApiError> {
+            apply_fields(p, &record, &names, allow_http)?;
+            check_complete(p)?;
             p.updated_at = now_unix();
-            rows::upsert(c, &p)?;
-            Ok(Ok((p, before)))
+            Ok(())
         })
-        .await??;
-    let (updated, old_issuer) = outcome;
-    forget_issuer(&app, &old_issuer);
+        .await?
+        .ok_or_else(not_found)??;
+    forget_issuer(&app, &before.issuer_url);
     tracing::info!(provider = %updated.id, fields = %fields.join(","), "step-up provider updated");
     Ok(json_ok(provider_response(&updated)))
 }
@@ -190,8 +176,7 @@ pub async fn delete(
             ),
         });
     }
-    let pid = id.clone();
-    let existed = app.store.write(move |c| rows::delete(c, &pid)).await?;
+    let existed = app.store.delete_step_up_provider(&id).await?;
     if !existed {
         return Err(not_found());
     }
@@ -203,10 +188,9 @@ pub async fn test(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let pid = id.clone();
     let provider = app
         .store
-        .read(move |c| rows::get(c, &pid))
+        .step_up_provider(&id)
         .await?
         .ok_or_else(not_found)?;
     let http = app
@@ -219,7 +203,7 @@ pub async fn test(
     let now = now_unix();
     let tested = app
         .store
-        .write(move |c| rows::set_last_tested(c, &id, now))
+        .mark_step_up_provider_tested(&id, now)
         .await?
         .ok_or_else(not_found)?;
     let checks: Vec<Value> = report
