@@ -263,7 +263,7 @@ fn requirement_from_row(row: &Row<'_>) -> Result<Requirement, StoreError> {
     })
 }
 
-/// The requirements on any of `keys`, newest first (at most 1000).
+/// The requirements on any of `keys`, newest first (at most `MAX_REQUIREMENTS`).
 pub(in crate::store) fn requirements_for(
     conn: &Connection,
     keys: &[String],
@@ -276,7 +276,8 @@ pub(in crate::store) fn requirements_for(
         "SELECT DISTINCT {REQUIREMENT_COLUMNS}, r.id FROM step_up_subjects k
            JOIN step_up_requirements r ON r.id = k.requirement_id
           WHERE k.subject_key IN ({marks})
-          ORDER BY r.since DESC, r.id DESC LIMIT 1000"
+          ORDER BY r.since DESC, r.id DESC LIMIT {}",
+        crate::store::step_up::MAX_REQUIREMENTS
     ))?;
     let mut rows = stmt.query(params_from_iter(keys.iter()))?;
     let mut out = Vec::new();
