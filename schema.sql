@@ -132,3 +132,48 @@ CREATE TABLE pending_acks (
     jti             TEXT NOT NULL,
     PRIMARY KEY (stream_id, jti)
 );
+
+-- migration 2
+-- Step-up providers: OpenID providers that make a user authenticate again, more strongly.
+CREATE TABLE step_up_providers (
+    id              TEXT PRIMARY KEY,
+    display_name    TEXT NOT NULL,
+    issuer_url      TEXT NOT NULL,
+    client_id       TEXT NOT NULL DEFAULT '',
+    client_secret   TEXT NOT NULL DEFAULT '',            -- for the token request; never returned by the API
+    enabled         INTEGER NOT NULL DEFAULT 1,
+    settings        TEXT NOT NULL,                       -- JSON: {"oauth2": {...}} or {"microsoft": {...}}
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    last_tested_at  INTEGER
+);
+CREATE INDEX step_up_providers_order ON step_up_providers (created_at, id);
+
+-- migration 3
+-- STEP_UP actions: the stream's step-up provider, and the requirements they record.
+ALTER TABLE streams ADD COLUMN step_up_provider_id TEXT NOT NULL DEFAULT '';
+
+-- One row per STEP_UP decision, written in the same transaction as its inbox row. What must be
+-- proven is copied from the provider at that moment.
+CREATE TABLE step_up_requirements (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id       TEXT NOT NULL,
+    jti             TEXT NOT NULL,
+    txn             TEXT,
+    event_type      TEXT NOT NULL,
+    provider_id     TEXT NOT NULL DEFAULT '',            -- '' when no usable provider was configured
+    kind            TEXT NOT NULL,                       -- 'oauth2' | 'microsoft'
+    acr_values      TEXT NOT NULL DEFAULT '[]',          -- JSON array: acr values or conditional access ids
+    validation_mode TEXT NOT NULL DEFAULT '',
+    max_age         INTEGER NOT NULL DEFAULT 0,
+    since           INTEGER NOT NULL,                    -- the event time
+    received_at_ms  INTEGER NOT NULL,
+    UNIQUE (stream_id, jti, event_type)
+);
+
+-- Subject key -> the step-up requirements on it.
+CREATE TABLE step_up_subjects (
+    subject_key     TEXT NOT NULL,
+    requirement_id  INTEGER NOT NULL REFERENCES step_up_requirements(id),
+    PRIMARY KEY (subject_key, requirement_id)
+);

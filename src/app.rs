@@ -27,6 +27,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Wrong tokens per client address, on both listeners.
     pub failed_auth: crate::http::fairness::FailedAuth,
+    /// Where each step-up provider's keys are (from its OpenID configuration).
+    pub step_up_discovery: crate::step_up::token::Discovery,
 }
 
 impl App {
@@ -48,6 +50,7 @@ impl App {
             started: Instant::now(),
             metrics: Metrics::new(),
             failed_auth: Default::default(),
+            step_up_discovery: Default::default(),
         }
     }
 

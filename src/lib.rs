@@ -6,7 +6,8 @@
 //! [`admin`] manages the stream records the rest of the flow is bound to; [`transmitter`] talks
 //! to the transmitters themselves (registration, verification, status); [`daemon`] wires
 //! everything together, [`service`] runs it under a service manager and [`metrics`] counts what
-//! it does; [`cli`] is the operator's command line and [`console`] the operator's web pages.
+//! it does; [`step_up`] turns some signals into "authenticate again, more strongly" instead of
+//! a logout; [`cli`] is the operator's command line and [`console`] the operator's web pages.
 
 pub mod act;
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod push_token;
 pub mod registry;
 pub mod secrets;
 pub mod service;
+pub mod step_up;
 pub mod store;
 pub mod stream;
 pub mod tls;

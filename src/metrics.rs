@@ -39,6 +39,11 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
     stream: String,
     result: String,
@@ -66,6 +71,7 @@ pub struct Metrics {
     push_latency: Histogram,
     actions: Family<ActionLabels, Counter>,
     action_latency: Histogram,
+    decisions: Family<DecisionLabels, Counter>,
     polls: Family<PollLabels, Counter>,
 }
 
@@ -84,6 +90,7 @@ impl Metrics {
         // 5 ms .. 41 s: sinks are webhooks and commands with timeouts of seconds.
         let action_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let polls = Family::<PollLabels, Counter>::default();
+        let decisions = Family::<DecisionLabels, Counter>::default();
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -115,6 +122,11 @@ impl Metrics {
             action_latency.clone(),
         );
         registry.register(
+            "ssfd_decisions",
+            "Actions decided for the events of newly stored SETs, by action (REVOKE_ALL, STEP_UP, LOG_ONLY)",
+            decisions.clone(),
+        );
+        registry.register(
             "ssfd_poll_requests",
             "Poll requests to transmitters, by stream and result",
             polls.clone(),
@@ -130,6 +142,7 @@ impl Metrics {
             push_latency,
             actions,
             action_latency,
+            decisions,
             polls,
         }
     }
@@ -158,6 +171,15 @@ impl Metrics {
             })
             .inc();
         self.action_latency.observe(secs);
+    }
+
+    /// Counts one decided action (`REVOKE_ALL`, `STEP_UP`, `LOG_ONLY`).
+    pub fn decision(&self, action: &str) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                action: action.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one poll request to a transmitter.

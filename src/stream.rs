@@ -39,6 +39,8 @@ pub enum RevocationAction {
     Unspecified,
     RevokeAll,
     LogOnly,
+    /// Ask for a fresh, stronger authentication (a step-up requirement) instead of a logout.
+    StepUp,
 }
 
 impl RevocationAction {
@@ -47,6 +49,7 @@ impl RevocationAction {
             RevocationAction::Unspecified => "SSF_REVOCATION_ACTION_UNSPECIFIED",
             RevocationAction::RevokeAll => "SSF_REVOCATION_ACTION_REVOKE_ALL",
             RevocationAction::LogOnly => "SSF_REVOCATION_ACTION_LOG_ONLY",
+            RevocationAction::StepUp => "SSF_REVOCATION_ACTION_STEP_UP",
         }
     }
 
@@ -55,6 +58,7 @@ impl RevocationAction {
             "SSF_REVOCATION_ACTION_UNSPECIFIED" => Some(RevocationAction::Unspecified),
             "SSF_REVOCATION_ACTION_REVOKE_ALL" => Some(RevocationAction::RevokeAll),
             "SSF_REVOCATION_ACTION_LOG_ONLY" => Some(RevocationAction::LogOnly),
+            "SSF_REVOCATION_ACTION_STEP_UP" => Some(RevocationAction::StepUp),
             _ => None,
         }
     }
@@ -65,6 +69,7 @@ impl RevocationAction {
             RevocationAction::Unspecified => "UNSPECIFIED",
             RevocationAction::RevokeAll => "REVOKE_ALL",
             RevocationAction::LogOnly => "LOG_ONLY",
+            RevocationAction::StepUp => "STEP_UP",
         }
     }
 
@@ -72,6 +77,7 @@ impl RevocationAction {
         match s {
             "REVOKE_ALL" => Some(RevocationAction::RevokeAll),
             "LOG_ONLY" => Some(RevocationAction::LogOnly),
+            "STEP_UP" => Some(RevocationAction::StepUp),
             _ => None,
         }
     }
@@ -133,6 +139,9 @@ pub struct Stream {
     pub credential_change_action: RevocationAction,
     pub credential_compromise_action: RevocationAction,
     pub account_disabled_action: RevocationAction,
+    /// The step-up provider STEP_UP actions of this stream name; empty: `[step_up]
+    /// default_provider`.
+    pub step_up_provider_id: String,
     pub created_at: UnixSeconds,
     pub updated_at: UnixSeconds,
     pub deleted_at: Option<UnixSeconds>,
@@ -188,6 +197,7 @@ impl Default for Stream {
             credential_change_action: RevocationAction::Unspecified,
             credential_compromise_action: RevocationAction::Unspecified,
             account_disabled_action: RevocationAction::Unspecified,
+            step_up_provider_id: String::new(),
             created_at: 0,
             updated_at: 0,
             deleted_at: None,

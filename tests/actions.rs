@@ -1159,3 +1159,71 @@ async fn subjects_check_by_every_alias_by_the_user_of_a_complex_subject_and_by_i
     assert_eq!(status, 400);
     assert!(err["message"].as_str().unwrap().starts_with("issuedAt"));
 }
+
+#[tokio::test]
+async fn step_up_actions_reach_sinks_signed_with_the_requirement() {
+    let hook = WebhookRecorder::start().await;
+    hook.answer_next(1, 503, "try again");
+    let dir = Env::prepare();
+    let secret = Env::secret_path(dir.path());
+    let env = Env::start(
+        dir,
+        vec![webhook("hook", &hook.url(), &secret, 5, 20)],
+        |_| {},
+    )
+    .await;
+    let op = ssfd_testkit::TestOpenIdProvider::start().await;
+    let (status, p) = env
+        .post(
+            "/api/v1/step-up/providers",
+            json!({"displayName": "Okta", "issuerUrl": op.issuer(),
+                   "oauth2": {"acrValues": ["urn:okta:loa:2fa:any"]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    let provider = p["stepUpProvider"]["id"].as_str().unwrap().to_string();
+    let stream = env
+        .create_stream(
+            json!({"credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP",
+                              "stepUpProviderId": provider}),
+        )
+        .await;
+    let t = now_unix() - 30;
+    let jti = env
+        .push_event(
+            &stream,
+            events::CREDENTIAL_CHANGE,
+            events::default_payload("credential-change", None, t),
+            subjects::email("alice@example.com"),
+        )
+        .await;
+    // One failed attempt, then the retry delivers the same document (but for `attempt`).
+    let delivered = wait_for("two deliveries", || {
+        let d = hook.deliveries();
+        async move { (d.len() >= 2).then_some(d) }
+    })
+    .await;
+    for d in &delivered {
+        verify_signature(d);
+    }
+    let (first, second) = (delivered[0].json(), delivered[1].json());
+    assert_eq!(second["action"], "STEP_UP");
+    assert_eq!(second["jti"], jti);
+    assert_eq!(second["revokedBefore"], Value::Null);
+    assert_eq!(second["stepUp"]["providerId"], provider);
+    assert_eq!(
+        second["stepUp"]["acrValues"],
+        json!(["urn:okta:loa:2fa:any"])
+    );
+    assert_eq!(second["stepUp"]["maxAge"], 0);
+    assert_eq!(second["stepUp"]["since"], rfc3339(t));
+    assert!(second["stepUp"]["wwwAuthenticate"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bearer error=\"insufficient_user_authentication\""));
+    assert_eq!(first["idempotencyKey"], second["idempotencyKey"]);
+    assert_eq!(first["stepUp"], second["stepUp"]);
+    let actions = env.actions(&format!("streamId={}", stream.id)).await;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["action"], "STEP_UP");
+}

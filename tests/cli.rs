@@ -676,3 +676,137 @@ async fn version_and_help() {
         assert!(r.stdout.contains("Example"), "{args:?}: {}", r.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_up_providers_from_the_command_line() {
+    let h = TestDaemon::start().await;
+    let op = ssfd_testkit::TestOpenIdProvider::start().await;
+    let secret_file = h.dir.path().join("op.secret");
+    std::fs::write(&secret_file, format!("{}\n", op.client_secret())).unwrap();
+    let issuer = op.issuer();
+    let client_id = op.client_id();
+    let secret_path = secret_file.to_str().unwrap();
+    let created = h
+        .ok(&[
+            "step-up",
+            "create",
+            "--name",
+            "Okta MFA",
+            "--issuer",
+            &issuer,
+            "--acr-value",
+            "urn:okta:loa:2fa:any",
+            "--client-id",
+            &client_id,
+            "--client-secret-file",
+            secret_path,
+        ])
+        .await;
+    assert!(created.stdout.starts_with("Created step-up provider "));
+    assert_eq!(field(&created.stdout, "ACR values"), "urn:okta:loa:2fa:any");
+    assert!(!created.stdout.contains(&op.client_secret()));
+    let id = field(&created.stdout, "ID").to_string();
+
+    let listed = h.ok(&["step-up", "list"]).await;
+    assert!(listed.stdout.contains(&id) && listed.stdout.contains("OAUTH2"));
+
+    let tested = h.ok(&["step-up", "test", &id]).await;
+    assert_eq!(field(&tested.stdout, "Passed"), "yes", "{}", tested.stdout);
+    assert!(tested.stdout.contains("clientCredentials  PASSED"));
+
+    let updated = h
+        .ok(&[
+            "step-up",
+            "update",
+            &id,
+            "--conditional-access-id",
+            "c1",
+            "--tenant",
+            "contoso",
+        ])
+        .await;
+    assert!(updated.stdout.contains("(microsoft)"), "{}", updated.stdout);
+    assert_eq!(field(&updated.stdout, "Kind"), "MICROSOFT");
+    assert_eq!(field(&updated.stdout, "Conditional access"), "c1");
+
+    let json = h.json(&["step-up", "get", &id]).await;
+    assert_eq!(json["stepUpProvider"]["microsoft"]["tenant"], "contoso");
+    assert!(!json.to_string().contains(&op.client_secret()));
+
+    let bad = h
+        .ssfd(&["step-up", "create", "--name", "x", "--issuer", "ftp://nope"])
+        .await;
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("invalid_argument: issuerUrl:"),
+        "{}",
+        bad.stderr
+    );
+
+    h.ok(&["step-up", "delete", &id]).await;
+    let gone = h.ssfd(&["step-up", "get", &id]).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("not_found"), "{}", gone.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_check_shows_the_step_up_requirement_and_its_header() {
+    let h = TestDaemon::start().await;
+    let tx = ssfd_testkit::TestTransmitter::start().await;
+    let issuer = tx.issuer();
+    let jwks = tx.jwks_url();
+    let v = h
+        .json(&[
+            "streams",
+            "create",
+            "--name",
+            "okta",
+            "--issuer",
+            &issuer,
+            "--jwks-url",
+            &jwks,
+            "--credential-change-action",
+            "step-up",
+        ])
+        .await;
+    let s = &v["ssfReceiverStream"];
+    assert_eq!(s["credentialChangeAction"], "SSF_REVOCATION_ACTION_STEP_UP");
+    let id = s["id"].as_str().unwrap();
+    let token = v["pushAuthTokenPlaintext"].as_str().unwrap();
+    let set = tx
+        .set()
+        .event(
+            ssfd_testkit::events::CREDENTIAL_CHANGE,
+            ssfd_testkit::events::default_payload("credential-change", None, 1_800_000_000),
+        )
+        .sub_id(ssfd_testkit::subjects::email("alice@example.com"))
+        .sign();
+    let url = format!("{}/ssf/push/{id}", h.daemon.push_url());
+    assert_eq!(tx.push(&url, token, &set).await.status(), 202);
+
+    let out = h
+        .ok(&["subject", "check", "alice@example.com"])
+        .await
+        .stdout;
+    assert!(
+        out.starts_with("NOT REVOKED  alice@example.com\n\nSTEP-UP REQUIRED\n"),
+        "{out}"
+    );
+    assert_eq!(field(&out, "Since"), "2027-01-15T08:00:00Z");
+    assert_eq!(
+        field(&out, "WWW-Authenticate"),
+        "Bearer error=\"insufficient_user_authentication\", \
+         error_description=\"More recent authentication is required\", max_age=0"
+    );
+    let out = h
+        .ok(&[
+            "subject",
+            "check",
+            "alice@example.com",
+            "--auth-time",
+            "2027-01-15T08:00:01Z",
+        ])
+        .await
+        .stdout;
+    assert_eq!(out, "NOT REVOKED  alice@example.com\n");
+}

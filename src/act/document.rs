@@ -10,6 +10,7 @@ use crate::store::StoreError;
 
 pub use super::attempt::{ActionDocument, ActionRow};
 use super::identity;
+use crate::step_up::requirement::{www_authenticate, Unmet};
 
 fn numeric(v: Option<&Value>) -> Option<i64> {
     match v? {
@@ -53,7 +54,18 @@ pub fn build(row: &ActionRow, config: &Config) -> Result<ActionDocument, StoreEr
         }
     }
     let local_user = identity::local_user_for_keys(config, &row.subject_keys);
-    let doc = json!({
+    // What the application must now ask of the user, and the challenge it returns for it.
+    let step_up = match &row.step_up {
+        Some(r) => json!({
+            "providerId": r.provider_id,
+            "acrValues": r.demand.values(),
+            "maxAge": r.max_age,
+            "since": rfc3339(r.since),
+            "wwwAuthenticate": www_authenticate(r, &Unmet::AuthTimeUnknown),
+        }),
+        None => Value::Null,
+    };
+    let mut doc = json!({
         "idempotencyKey": row.idempotency_key,
         "attempt": row.attempt,
         "action": row.action,
@@ -70,6 +82,9 @@ pub fn build(row: &ActionRow, config: &Config) -> Result<ActionDocument, StoreEr
         "reason": reason,
         "receivedAt": rfc3339_millis(row.received_at_ms),
     });
+    if !step_up.is_null() {
+        doc["stepUp"] = step_up;
+    }
     Ok(ActionDocument {
         body: serde_json::to_vec(&doc)?,
         subject_key: row.subject_keys.first().cloned().unwrap_or_default(),
@@ -97,6 +112,7 @@ mod tests {
             claims: claims.to_string(),
             received_at_ms: 1_700_000_000_123,
             subject_keys: vec!["email:alice@example.com".into()],
+            step_up: None,
         }
     }
 
@@ -120,6 +136,35 @@ mod tests {
         assert_eq!(v["localUser"], Value::Null);
         assert_eq!(v["receivedAt"], "2023-11-14T22:13:20.123Z");
         assert_eq!(doc.subject_key, "email:alice@example.com");
+    }
+
+    #[test]
+    fn step_up_documents_carry_the_requirement() {
+        let claims = json!({"iss": "https://idp", "jti": "j1", "iat": 1_700_000_100,
+            "events": {"https://schemas.openid.net/secevent/caep/event-type/session-revoked": {}}});
+        let mut r = row(claims);
+        r.action = "STEP_UP".into();
+        r.step_up = Some(crate::step_up::Requirement {
+            provider_id: "p1".into(),
+            demand: crate::step_up::Demand::Acr(vec!["phr".into()]),
+            max_age: 0,
+            since: 1_700_000_100,
+            stream_id: "s1".into(),
+            jti: "j1".into(),
+            txn: None,
+            event_type: r.event_type.clone(),
+        });
+        let v: Value =
+            serde_json::from_slice(&build(&r, &Config::default()).unwrap().body).unwrap();
+        assert_eq!(v["action"], "STEP_UP");
+        assert_eq!(v["revokedBefore"], Value::Null);
+        assert_eq!(v["stepUp"]["providerId"], "p1");
+        assert_eq!(v["stepUp"]["acrValues"], json!(["phr"]));
+        assert_eq!(v["stepUp"]["since"], "2023-11-14T22:15:00Z");
+        assert!(v["stepUp"]["wwwAuthenticate"]
+            .as_str()
+            .unwrap()
+            .contains("acr_values=\"phr\", max_age=0"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Act: turning a verified SET into decisions, and decisions into work.
 //!
 //! [`plan`] decides (pure: stream + SET + configuration); [`decision_writes`] describes what the
-//! decisions write into the SET's own transaction (ledger entries and audit rows at once, and
-//! one outbox row per sink that the action worker then delivers); `store` writes it.
+//! decisions write into the SET's own transaction (ledger entries, step-up requirements and
+//! audit rows at once, and one outbox row per sink that the action worker then delivers);
+//! `store` writes it.
 
 pub mod attempt;
 pub mod document;
@@ -17,6 +18,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::event_type::event_type_matches;
 use crate::store::set::DecisionWrite;
+use crate::store::step_up::StepUpWrite;
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::VerifiedSet;
 
@@ -26,16 +28,29 @@ pub struct Decision {
     pub event_type: String,
     pub action: RevocationAction,
     pub reason: String,
-    /// Sessions issued before this time (Unix seconds) are revoked.
+    /// The event time (Unix seconds): sessions issued before it are revoked (REVOKE_ALL), or
+    /// only an authentication at or after it satisfies the step-up (STEP_UP).
     pub revoked_before: i64,
-    /// Sinks that must run for this decision (REVOKE_ALL only).
+    /// Sinks that must run for this decision (REVOKE_ALL and STEP_UP).
     pub sinks: Vec<String>,
+    /// What a STEP_UP asks for (STEP_UP only).
+    pub step_up: Option<StepUpPlan>,
+}
+
+/// The provider and `max_age` a STEP_UP decision names; what the provider demands is read
+/// when the requirement is recorded, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUpPlan {
+    /// The stream's `stepUpProviderId`, else `[step_up] default_provider`; may be empty.
+    pub provider_id: String,
+    pub max_age: u64,
 }
 
 /// The decisions for a whole SET.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Stored in `inbox.outcome`: `revoke`, `log_only`, `stored` (nothing to act on) or `control`.
+    /// Stored in `inbox.outcome`: `revoke`, `step_up`, `log_only`, `stored` (nothing to act on)
+    /// or `control`.
     pub outcome: &'static str,
     /// Human-readable summary stored in `inbox.decision`.
     pub summary: String,
@@ -90,7 +105,11 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
             continue;
         }
         let (action, reason) = policy::resolve(stream, event, &config.policy);
-        let sinks = if action == RevocationAction::RevokeAll {
+        let acts = matches!(
+            action,
+            RevocationAction::RevokeAll | RevocationAction::StepUp
+        );
+        let sinks = if acts {
             config
                 .sinks
                 .iter()
@@ -112,6 +131,14 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
             reason,
             revoked_before: event_time(set, &event.payload),
             sinks,
+            step_up: (action == RevocationAction::StepUp).then(|| StepUpPlan {
+                provider_id: if stream.step_up_provider_id.is_empty() {
+                    config.step_up.default_provider.clone()
+                } else {
+                    stream.step_up_provider_id.clone()
+                },
+                max_age: config.step_up.max_age.as_secs(),
+            }),
         });
     }
     let outcome = if decisions
@@ -119,6 +146,11 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
         .any(|d| d.action == RevocationAction::RevokeAll)
     {
         "revoke"
+    } else if decisions
+        .iter()
+        .any(|d| d.action == RevocationAction::StepUp)
+    {
+        "step_up"
     } else if decisions.is_empty() {
         "stored"
     } else {
@@ -139,7 +171,8 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
 }
 
 /// What the decisions of a plan write: ledger entries for every subject key of each
-/// REVOKE_ALL, an audit row per decision, and an outbox row per sink to run.
+/// REVOKE_ALL, a step-up requirement for each STEP_UP, an audit row per decision, and an outbox
+/// row per sink to run.
 pub fn decision_writes(stream_id: &str, jti: &str, decisions: Vec<Decision>) -> Vec<DecisionWrite> {
     decisions
         .into_iter()
@@ -150,6 +183,11 @@ pub fn decision_writes(stream_id: &str, jti: &str, decisions: Vec<Decision>) -> 
             event_type: d.event_type,
             reason: d.reason,
             sinks: d.sinks,
+            step_up: d.step_up.map(|s| StepUpWrite {
+                provider_id: s.provider_id,
+                max_age: s.max_age,
+                since: d.revoked_before,
+            }),
         })
         .collect()
 }

@@ -1,6 +1,7 @@
 //! Policy: which action an event calls for. The stream's knob first, then the `[policy]` table,
 //! then the shipped defaults of the event vocabulary (`event_type::ALL`, listed in README.md),
-//! some of which look at the event payload.
+//! some of which look at the event payload. A configured STEP_UP looks at the payload too (see
+//! [`refine_step_up`]); no shipped default is STEP_UP.
 
 use std::collections::BTreeMap;
 
@@ -87,6 +88,43 @@ fn policy_applies(event: &SetEvent) -> bool {
     }
 }
 
+/// A configured STEP_UP, refined by the payload: a HIGH risk level still ends every session, an
+/// assurance level that did not decrease asks for nothing.
+fn refine_step_up(
+    action: RevocationAction,
+    event: &SetEvent,
+    why: String,
+) -> (RevocationAction, String) {
+    if action != RevocationAction::StepUp {
+        return (action, why);
+    }
+    let short = event.event_type.rsplit('/').next().unwrap_or_default();
+    match short {
+        "risk-level-change" => match payload_str(event, "current_level") {
+            Some(l) if l.eq_ignore_ascii_case("HIGH") => (
+                RevocationAction::RevokeAll,
+                format!("{why}: risk level HIGH escalates STEP_UP to REVOKE_ALL"),
+            ),
+            Some(l) => (RevocationAction::StepUp, format!("{why}: risk level {l}")),
+            None => (RevocationAction::StepUp, why),
+        },
+        "assurance-level-change" => match payload_str(event, "change_direction") {
+            Some("decrease") => (
+                RevocationAction::StepUp,
+                format!("{why}: assurance level decreased"),
+            ),
+            other => (
+                RevocationAction::LogOnly,
+                format!(
+                    "{why}: STEP_UP only when the assurance level decreases (change_direction {})",
+                    other.map_or("missing".to_string(), |d| format!("{d:?}"))
+                ),
+            ),
+        },
+        _ => (RevocationAction::StepUp, why),
+    }
+}
+
 /// Resolves the action for one event, with a human-readable reason.
 pub fn resolve(
     stream: &Stream,
@@ -95,7 +133,7 @@ pub fn resolve(
 ) -> (RevocationAction, String) {
     if let Some((action, name)) = knob(stream, &event.event_type) {
         if *action != RevocationAction::Unspecified {
-            return (*action, format!("stream {name}"));
+            return refine_step_up(*action, event, format!("stream {name}"));
         }
     }
     // A full URI in the table is more specific than a short name, whatever the sort order.
@@ -106,7 +144,7 @@ pub fn resolve(
     });
     if let Some((pattern, action)) = entry {
         if *action == RevocationAction::LogOnly || policy_applies(event) {
-            return (*action, format!("[policy] {pattern:?}"));
+            return refine_step_up(*action, event, format!("[policy] {pattern:?}"));
         }
     }
     default_action(event)
@@ -261,6 +299,59 @@ mod tests {
                 &ev("credential-change", json!({"change_type": "create"}))
             ),
             RevocationAction::RevokeAll
+        );
+    }
+
+    #[test]
+    fn step_up_is_payload_aware_and_opt_in() {
+        use RevocationAction::*;
+        let s = Stream::default();
+        // Shipped defaults never step up.
+        for (short, payload) in [
+            ("risk-level-change", json!({"current_level": "MEDIUM"})),
+            (
+                "assurance-level-change",
+                json!({"change_direction": "decrease"}),
+            ),
+            ("credential-change", json!({"change_type": "update"})),
+        ] {
+            assert_ne!(act(&s, &ev(short, payload)), StepUp, "{short}");
+        }
+        let mut table = BTreeMap::new();
+        table.insert("risk-level-change".to_string(), StepUp);
+        table.insert("assurance-level-change".to_string(), StepUp);
+        let risk = |level: &str| {
+            resolve(
+                &s,
+                &ev("risk-level-change", json!({"current_level": level})),
+                &table,
+            )
+            .0
+        };
+        assert_eq!(risk("MEDIUM"), StepUp);
+        assert_eq!(risk("HIGH"), RevokeAll);
+        assert_eq!(risk("LOW"), LogOnly);
+        let assurance = |dir: &str| {
+            resolve(
+                &s,
+                &ev("assurance-level-change", json!({"change_direction": dir})),
+                &table,
+            )
+            .0
+        };
+        assert_eq!(assurance("decrease"), StepUp);
+        assert_eq!(assurance("increase"), LogOnly);
+        // The credential-change knob, when the operator chooses it.
+        let knob = Stream {
+            credential_change_action: StepUp,
+            ..Stream::default()
+        };
+        assert_eq!(
+            act(
+                &knob,
+                &ev("credential-change", json!({"change_type": "update"}))
+            ),
+            StepUp
         );
     }
 

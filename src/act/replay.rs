@@ -84,6 +84,7 @@ pub async fn replay(
                 subject_keys: set.subject_keys(),
                 received_at_ms: row.received_at_ms,
                 decisions: super::decision_writes(&stream.id, &set.jti, plan.decisions),
+                txn: set.txn,
                 jti: set.jti,
                 now_ms: now_millis(),
             };

@@ -6,6 +6,7 @@ pub mod actions;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
+pub mod step_up;
 pub mod streams;
 pub mod transmitter;
 pub mod wire;
@@ -18,6 +19,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 
 use crate::app::App;
 use crate::http::fairness::ClientAddr;
@@ -155,6 +158,28 @@ pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
+/// The `nextPageToken` of a list ordered by creation: the last record's `(createdAt, id)`.
+pub fn page_token(created_at: i64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+}
+
+/// Reads a [`page_token`]; `None` (or empty) is the first page.
+pub fn page_after(token: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
+    let Some(t) = token.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (created, id) = s.split_once(':')?;
+            Some((created.parse::<i64>().ok()?, id.to_string()))
+        })
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("pageToken", "is not a token from a previous page"))
+}
+
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -255,6 +280,8 @@ impl Route {
 
 const STREAMS: &str = "/api/v1/ssf-receiver-streams";
 const STREAM: &str = "/api/v1/ssf-receiver-streams/{id}";
+const STEP_UP_PROVIDERS: &str = "/api/v1/step-up/providers";
+const STEP_UP_PROVIDER: &str = "/api/v1/step-up/providers/{id}";
 
 /// The operations that need the admin token. The router is built from this list, and the test
 /// that holds `docs/openapi.json` to the code reads it too, so the two cannot drift apart.
@@ -301,6 +328,13 @@ pub fn api_routes() -> Vec<Route> {
             "/api/v1/ssf-receiver-streams/{id}/transmitter-status",
             transmitter::update_status,
         ),
+        Route::new("POST", STEP_UP_PROVIDERS, step_up::create),
+        Route::new("GET", STEP_UP_PROVIDERS, step_up::list),
+        Route::new("GET", STEP_UP_PROVIDER, step_up::get_one),
+        Route::new("POST", STEP_UP_PROVIDER, step_up::update),
+        Route::new("PATCH", STEP_UP_PROVIDER, step_up::update),
+        Route::new("DELETE", STEP_UP_PROVIDER, step_up::delete),
+        Route::new("POST", "/api/v1/step-up/providers/{id}/test", step_up::test),
         Route::new("GET", "/api/v1/events", streams::list_events),
         Route::new("POST", "/api/v1/subjects:check", ledger::check),
         Route::new("GET", "/api/v1/actions", actions::list),

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::wire::{self, check_complete, stream_json, READ_ONLY, WRITABLE};
@@ -74,6 +72,7 @@ pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
             "POLL streams have no push token",
         ));
     }
+    super::step_up::check_stream_provider(&app, &stream.step_up_provider_id).await?;
     let token = install_push_token(&mut stream, supplied);
     let stream = app.registry.create(stream).await?;
     tracing::info!(stream = %stream.id, display_name = %stream.display_name, "stream created");
@@ -102,29 +101,17 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let size = super::page_size(q.page_size.as_deref())?;
     let all = app.registry.list();
-    let start = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
+    let start = match super::page_after(q.page_token.as_deref())? {
         None => 0,
-        Some(t) => {
-            let after = URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| {
-                    let (created, id) = s.split_once(':')?;
-                    Some((created.parse::<i64>().ok()?, id.to_string()))
-                })
-                .ok_or_else(|| {
-                    ApiError::invalid("pageToken", "is not a token from a previous page")
-                })?;
-            all.iter()
-                .position(|s| (s.created_at, &s.id) > (after.0, &after.1))
-                .unwrap_or(all.len())
-        }
+        Some(after) => all
+            .iter()
+            .position(|s| (s.created_at, &s.id) > (after.0, &after.1))
+            .unwrap_or(all.len()),
     };
     let page: Vec<_> = all.iter().skip(start).take(size).collect();
     let next = if start + page.len() < all.len() {
         page.last()
-            .map(|s| URL_SAFE_NO_PAD.encode(format!("{}:{}", s.created_at, s.id)))
+            .map(|s| super::page_token(s.created_at, &s.id))
             .unwrap_or_default()
     } else {
         String::new()
@@ -155,58 +142,18 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
-    let record = match body.get("ssfReceiverStream") {
-        Some(Value::Object(inner)) => inner.clone(),
-        Some(_) => return Err(ApiError::invalid("ssfReceiverStream", "must be an object")),
-        // A bare record is accepted too.
-        None => body.clone(),
-    };
-    let mask = match body.get("updateMask") {
-        Some(Value::String(s)) => Some(s.clone()),
-        // The protobuf JSON form of a FieldMask can also arrive as {"paths": [...]}.
-        Some(Value::Object(o)) => o.get("paths").and_then(Value::as_array).map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        }),
-        Some(Value::Null) | None => q.update_mask.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "updateMask",
-                "must be a comma-separated string",
-            ))
+    let (record, fields) = wire::update_request(
+        &body,
+        "ssfReceiverStream",
+        q.update_mask,
+        WRITABLE,
+        READ_ONLY,
+    )?;
+    if fields.iter().any(|f| f == "stepUpProviderId") {
+        if let Some(Value::String(pid)) = record.get("stepUpProviderId") {
+            super::step_up::check_stream_provider(&app, pid.trim()).await?;
         }
-    };
-    let fields: Vec<String> = match mask.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
-        Some(mask) => {
-            let mut names = Vec::new();
-            for raw in mask.split(',').filter(|s| !s.trim().is_empty()) {
-                let name = wire::mask_field(raw);
-                if READ_ONLY.contains(&name.as_str()) {
-                    return Err(ApiError::invalid(
-                        "updateMask",
-                        format!("{name} is read-only"),
-                    ));
-                }
-                if !WRITABLE.contains(&name.as_str()) {
-                    return Err(ApiError::invalid(
-                        "updateMask",
-                        format!("unknown field {name}"),
-                    ));
-                }
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-            names
-        }
-        None => WRITABLE
-            .iter()
-            .filter(|f| record.contains_key(**f))
-            .map(|f| f.to_string())
-            .collect(),
-    };
+    }
     let allow_http = app.config().jwks.allow_http;
     let mut new_token = None;
     let mut old_source = None;
@@ -291,6 +238,7 @@ pub async fn stats_of(app: &App, id: &str) -> Result<Value, ApiError> {
     m.insert("eventsReceivedCount".into(), json!(counts.received));
     m.insert("eventsActedOnCount".into(), json!(counts.acted_on));
     m.insert("eventsFailedCount".into(), json!(counts.failed));
+    m.insert("stepUpActionsCount".into(), json!(counts.step_up));
     if let Some(ms) = counts.last_received_at_ms {
         m.insert("lastEventReceivedAt".into(), json!(rfc3339(ms / 1000)));
     }

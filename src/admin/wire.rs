@@ -28,6 +28,7 @@ pub const WRITABLE: &[&str] = &[
     "credentialChangeAction",
     "credentialCompromiseAction",
     "accountDisabledAction",
+    "stepUpProviderId",
     "transmitterStreamId",
 ];
 
@@ -120,6 +121,7 @@ pub fn stream_json(s: &Stream, public_base_url: &str) -> Value {
     put_time(&mut m, "lastErrorAt", s.last_error_at);
     m.insert("lastErrorMessage".into(), json!(s.last_error_message));
     put_time(&mut m, "lastVerifiedAt", s.last_verified_at);
+    m.insert("stepUpProviderId".into(), json!(s.step_up_provider_id));
     m.insert("transmitterStreamId".into(), json!(s.transmitter_stream_id));
     m.insert("transmitterStatus".into(), json!(s.transmitter_status));
     m.insert(
@@ -160,7 +162,7 @@ fn action_field(field: &str, v: &Value) -> Result<RevocationAction, ApiError> {
     RevocationAction::from_api(&s).ok_or_else(|| {
         ApiError::invalid(
             field,
-            "must be SSF_REVOCATION_ACTION_UNSPECIFIED, SSF_REVOCATION_ACTION_REVOKE_ALL or SSF_REVOCATION_ACTION_LOG_ONLY",
+            "must be SSF_REVOCATION_ACTION_UNSPECIFIED, SSF_REVOCATION_ACTION_REVOKE_ALL, SSF_REVOCATION_ACTION_LOG_ONLY or SSF_REVOCATION_ACTION_STEP_UP",
         )
     })
 }
@@ -380,6 +382,7 @@ pub fn apply_fields(
                 stream.credential_compromise_action = action_field(f, v)?
             }
             "accountDisabledAction" => stream.account_disabled_action = action_field(f, v)?,
+            "stepUpProviderId" => stream.step_up_provider_id = string_field(f, v)?,
             "transmitterStreamId" => stream.transmitter_stream_id = string_field(f, v)?,
             other => {
                 return Err(ApiError::invalid(
@@ -415,13 +418,21 @@ pub fn check_complete(stream: &Stream) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Normalises an `updateMask` entry: camelCase, with an optional `ssfReceiverStream.` prefix;
-/// snake_case is accepted too.
+/// Record names an `updateMask` entry may start with (`ssfReceiverStream.enabled`).
+const MASK_PREFIXES: [&str; 4] = [
+    "ssfReceiverStream.",
+    "ssf_receiver_stream.",
+    "stepUpProvider.",
+    "step_up_provider.",
+];
+
+/// Normalises an `updateMask` entry: camelCase, with an optional record-name prefix
+/// (`ssfReceiverStream.`, `stepUpProvider.`); snake_case is accepted too.
 pub fn mask_field(raw: &str) -> String {
     let raw = raw.trim();
-    let raw = raw
-        .strip_prefix("ssfReceiverStream.")
-        .or_else(|| raw.strip_prefix("ssf_receiver_stream."))
+    let raw = MASK_PREFIXES
+        .iter()
+        .find_map(|p| raw.strip_prefix(p))
         .unwrap_or(raw);
     // Only the top-level field matters: `outboundAuthOauth2.clientSecret` updates the whole oneof.
     let top = raw.split('.').next().unwrap_or(raw);
@@ -440,6 +451,71 @@ pub fn mask_field(raw: &str) -> String {
     out
 }
 
+/// Reads an update request: the record (under `wrapper`, or the bare body) and the fields to
+/// write. The `updateMask` comes from the body (a string or the protobuf `{"paths": [...]}`
+/// form), else from the query; without one, every writable field present in the record.
+pub fn update_request(
+    body: &Map<String, Value>,
+    wrapper: &str,
+    query_mask: Option<String>,
+    writable: &[&str],
+    read_only: &[&str],
+) -> Result<(Map<String, Value>, Vec<String>), ApiError> {
+    let record = match body.get(wrapper) {
+        Some(Value::Object(inner)) => inner.clone(),
+        Some(_) => return Err(ApiError::invalid(wrapper, "must be an object")),
+        // A bare record is accepted too.
+        None => body.clone(),
+    };
+    let mask = match body.get("updateMask") {
+        Some(Value::String(s)) => Some(s.clone()),
+        // The protobuf JSON form of a FieldMask can also arrive as {"paths": [...]}.
+        Some(Value::Object(o)) => o.get("paths").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        Some(Value::Null) | None => query_mask,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "updateMask",
+                "must be a comma-separated string",
+            ))
+        }
+    };
+    let fields: Vec<String> = match mask.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        Some(mask) => {
+            let mut names = Vec::new();
+            for raw in mask.split(',').filter(|s| !s.trim().is_empty()) {
+                let name = mask_field(raw);
+                if read_only.contains(&name.as_str()) {
+                    return Err(ApiError::invalid(
+                        "updateMask",
+                        format!("{name} is read-only"),
+                    ));
+                }
+                if !writable.contains(&name.as_str()) {
+                    return Err(ApiError::invalid(
+                        "updateMask",
+                        format!("unknown field {name}"),
+                    ));
+                }
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            names
+        }
+        None => writable
+            .iter()
+            .filter(|f| record.contains_key(**f))
+            .map(|f| f.to_string())
+            .collect(),
+    };
+    Ok((record, fields))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +524,7 @@ mod tests {
     fn mask_forms() {
         assert_eq!(mask_field("display_name"), "displayName");
         assert_eq!(mask_field("ssfReceiverStream.enabled"), "enabled");
+        assert_eq!(mask_field("stepUpProvider.oauth2.acrValues"), "oauth2");
         assert_eq!(
             mask_field(" outboundAuthOauth2.clientSecret "),
             "outboundAuthOauth2"

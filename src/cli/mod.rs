@@ -5,6 +5,7 @@ pub mod actions;
 pub mod client;
 pub mod events;
 pub mod logging;
+pub mod step_up;
 pub mod streams;
 pub mod subject;
 pub mod table;
@@ -141,6 +142,21 @@ Example:
   ssfd subject check alice@example.com --issued-at 2026-01-31T08:00:00Z"
     )]
     Subject(subject::SubjectCommand),
+
+    #[command(
+        subcommand,
+        name = "step-up",
+        about = "Manage step-up providers (authenticate again, more strongly)",
+        long_about = "Manage step-up providers: the OpenID providers (OAuth 2.0 with RFC 9470 acr \
+values, or Microsoft Entra conditional access) that make a user authenticate again, more \
+strongly, when a signal calls for STEP_UP rather than a logout.
+
+Examples:
+  ssfd step-up create --name 'Okta MFA' --issuer https://example.okta.com/oauth2/default --acr-value urn:okta:loa:2fa:any
+  ssfd step-up list
+  ssfd step-up test 3f9c2a..."
+    )]
+    StepUp(step_up::StepUpCommand),
 
     #[command(
         about = "Validate a configuration file and print the effective configuration",
@@ -341,6 +357,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subject(c) => {
             let (rt, api) = connect(&global)?;
             to_stdout(global.json, |out| rt.block_on(subject::run(c, &api, out)))
+        }
+        Command::StepUp(c) => {
+            let (rt, api) = connect(&global)?;
+            to_stdout(global.json, |out| rt.block_on(step_up::run(c, &api, out)))
         }
     }
 }

@@ -239,6 +239,8 @@ pub struct ListArgs {
 pub enum Knob {
     RevokeAll,
     LogOnly,
+    /// Ask for a fresh, stronger authentication (see `ssfd step-up`).
+    StepUp,
     Unspecified,
 }
 
@@ -247,6 +249,7 @@ impl Knob {
         match self {
             Knob::RevokeAll => "SSF_REVOCATION_ACTION_REVOKE_ALL",
             Knob::LogOnly => "SSF_REVOCATION_ACTION_LOG_ONLY",
+            Knob::StepUp => "SSF_REVOCATION_ACTION_STEP_UP",
             Knob::Unspecified => "SSF_REVOCATION_ACTION_UNSPECIFIED",
         }
     }
@@ -287,6 +290,10 @@ pub struct FieldArgs {
     /// What a RISC account-disabled or account-purged does.
     #[arg(long, value_name = "ACTION", help_heading = "Policy")]
     pub account_disabled_action: Option<Knob>,
+    /// The step-up provider STEP_UP actions of this stream name (see `ssfd step-up list`);
+    /// "" for [step_up] default_provider.
+    #[arg(long, value_name = "ID", help_heading = "Policy")]
+    pub step_up_provider: Option<String>,
     /// Use this push token (at least 32 characters) instead of a generated one. It shows in the
     /// process list; prefer --push-token-file.
     #[arg(
@@ -432,6 +439,9 @@ fn field_values(f: &FieldArgs) -> anyhow::Result<Map<String, Value>> {
         if let Some(v) = v {
             put(k, json!(v.as_api()));
         }
+    }
+    if let Some(v) = &f.step_up_provider {
+        put("stepUpProviderId", json!(v));
     }
     if let Some(v) = &f.push_token {
         put("pushAuthToken", json!(v));
@@ -845,6 +855,7 @@ fn write_stream(out: &mut Out<'_>, s: &Value) -> anyhow::Result<()> {
         knob(s, "credentialCompromiseAction"),
     ));
     f.push(("Account disabled", knob(s, "accountDisabledAction")));
+    f.push(("Step-up provider", or_dash(text(s, "stepUpProviderId"))));
     f.push((
         "Transmitter stream",
         or_dash(text(s, "transmitterStreamId")),

@@ -69,6 +69,7 @@ pub struct Config {
         skip_serializing_if = "Option::is_none"
     )]
     pub identity: Option<IdentityConfig>,
+    pub step_up: StepUpConfig,
     /// The file this configuration was read from, if any.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -471,6 +472,19 @@ fn read_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(level)
 }
 
+/// `[step_up]`: what STEP_UP actions ask for when the stream does not say.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepUpConfig {
+    /// The step-up provider of streams without `stepUpProviderId`; empty: none (the challenge
+    /// then asks only for a fresh authentication).
+    pub default_provider: String,
+    /// RFC 9470 `max_age` of recorded requirements; zero asks for an authentication after the
+    /// event.
+    #[serde(with = "values::duration_or_zero")]
+    pub max_age: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
@@ -502,7 +516,7 @@ fn read_identity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IdentityConfi
     Ok(Some(identity))
 }
 
-/// `[policy]`: event type -> `"REVOKE_ALL"` or `"LOG_ONLY"`.
+/// `[policy]`: event type -> `"REVOKE_ALL"`, `"LOG_ONLY"` or `"STEP_UP"`.
 mod policy_table {
     use super::*;
 
@@ -551,9 +565,10 @@ mod policy_table {
             if self.empty_key {
                 return Err(de::Error::custom("an event type must not be empty"));
             }
-            let short = values::one_of(d, &["REVOKE_ALL", "LOG_ONLY"])?;
-            RevocationAction::from_short(short)
-                .ok_or_else(|| de::Error::custom("expected \"REVOKE_ALL\" or \"LOG_ONLY\""))
+            let short = values::one_of(d, &["REVOKE_ALL", "LOG_ONLY", "STEP_UP"])?;
+            RevocationAction::from_short(short).ok_or_else(|| {
+                de::Error::custom("expected \"REVOKE_ALL\", \"LOG_ONLY\" or \"STEP_UP\"")
+            })
         }
     }
 }
@@ -1144,6 +1159,30 @@ rule = "email_local_part"
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("very-secret-token"), "{dbg}");
         assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn step_up_keys() {
+        let cfg = parse(
+            "[policy]\n\"risk-level-change\" = \"STEP_UP\"\n[step_up]\ndefault_provider = \"p1\"\nmax_age = \"10m\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.policy["risk-level-change"], RevocationAction::StepUp);
+        assert_eq!(cfg.step_up.default_provider, "p1");
+        assert_eq!(cfg.step_up.max_age, Duration::from_secs(600));
+        assert_eq!(Config::default().step_up.max_age, Duration::ZERO);
+        assert_fails("[step_up]\nmax_age = \"soon\"\n", 2, "step_up.max_age");
+        assert_fails(
+            "[step_up]\ndefault_provider = 1\n",
+            2,
+            "step_up.default_provider",
+        );
+        assert_fails("[step_up]\nprovider = \"p1\"\n", 2, "step_up.provider");
+        let shown = cfg.redacted_toml();
+        assert!(
+            shown.contains("[step_up]\ndefault_provider = \"p1\"\nmax_age = \"10m\""),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -308,6 +308,7 @@ async fn after_store(
                 app.actions_ready.notify_one();
             }
             for d in &write.decisions {
+                app.metrics.decision(d.action);
                 tracing::info!(
                     stream = %stream.id, jti = %jti, event_type = %d.event_type,
                     action = d.action, reason = %d.reason,

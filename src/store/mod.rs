@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod poll_acks;
 pub mod set;
 pub mod stats;
+pub mod step_up;
 pub mod streams;
 pub mod verification;
 

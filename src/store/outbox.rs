@@ -25,6 +25,8 @@ pub struct ActionRow {
     pub claims: String,
     pub received_at_ms: i64,
     pub subject_keys: Vec<String>,
+    /// The requirement a STEP_UP action recorded (STEP_UP only).
+    pub step_up: Option<crate::step_up::Requirement>,
 }
 
 /// Claimed rows, and when the earliest row left pending comes due.

@@ -4,6 +4,7 @@
 //! [`Store::replay_set`] writes decisions planned later for a SET already stored.
 
 use super::inbox::NewInboxRow;
+use super::step_up::StepUpWrite;
 use super::{Backend, Store, StoreError};
 use crate::clock::UnixMillis;
 
@@ -32,12 +33,12 @@ pub enum ControlWrite {
     StreamUpdated { status: String, reason: String },
 }
 
-/// One decision about one event of the SET: an audit row, ledger rows when it revokes, and an
-/// outbox row per sink.
+/// One decision about one event of the SET: an audit row, ledger rows when it revokes, a step-up
+/// requirement when it steps up, and an outbox row per sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionWrite {
     pub event_type: String,
-    /// The action's short name (`REVOKE_ALL`, `LOG_ONLY`).
+    /// The action's short name (`REVOKE_ALL`, `LOG_ONLY`, `STEP_UP`).
     pub action: &'static str,
     pub reason: String,
     /// For a revocation: sessions issued before this time (Unix seconds) are revoked, and every
@@ -47,6 +48,8 @@ pub struct DecisionWrite {
     pub idempotency_key: String,
     /// Sinks that must run (one outbox row each).
     pub sinks: Vec<String>,
+    /// For a STEP_UP: the requirement recorded on every subject key of the inbox row.
+    pub step_up: Option<StepUpWrite>,
 }
 
 /// What [`Store::store_set`] did.
@@ -65,6 +68,7 @@ pub struct ReplayWrite {
     pub seq: i64,
     pub stream_id: String,
     pub jti: String,
+    pub txn: Option<String>,
     /// The new `inbox.outcome` and `inbox.decision`.
     pub outcome: &'static str,
     pub decision: String,

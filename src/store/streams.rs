@@ -11,6 +11,8 @@ pub struct StreamCounts {
     pub received: i64,
     pub acted_on: i64,
     pub failed: i64,
+    /// STEP_UP decisions recorded for the stream's events.
+    pub step_up: i64,
     pub last_received_at_ms: Option<i64>,
 }
 

@@ -115,8 +115,9 @@ impl TokenCache {
                 return Ok(Some(format!("Bearer {}", t.access_token)));
             }
         }
+        let scope = scope_param(scopes);
         let (access_token, lifetime) =
-            fetch_token(http, client_id, client_secret, scopes, token_url).await?;
+            fetch_token(http, client_id, client_secret, Some(&scope), token_url).await?;
         self.fetched
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let header = format!("Bearer {access_token}");
@@ -132,22 +133,24 @@ impl TokenCache {
     }
 }
 
-/// One client-credentials grant (RFC 6749 §4.4), the secret in the form body.
-async fn fetch_token(
+/// One client-credentials grant (RFC 6749 §4.4), the secret in the form body; `scope` is left
+/// out when `None`. Returns the access token and its lifetime.
+pub(crate) async fn fetch_token(
     http: &reqwest::Client,
     client_id: &str,
     client_secret: &str,
-    scopes: &[String],
+    scope: Option<&str>,
     token_url: &str,
 ) -> Result<(String, Duration), TransmitterError> {
     const STEP: &str = "token";
-    let scope = scope_param(scopes);
-    let form = [
+    let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_id", client_id),
         ("client_secret", client_secret),
-        ("scope", scope.as_str()),
     ];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
     let resp = http
         .post(token_url)
         .header(reqwest::header::ACCEPT, "application/json")

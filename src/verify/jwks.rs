@@ -416,6 +416,25 @@ impl JwksCache {
         Ok(meta)
     }
 
+    /// Fetches an OpenID provider's configuration (`issuer` + `/.well-known/openid-configuration`,
+    /// OpenID Connect Discovery §4) as a JSON object. The caller compares its `issuer`.
+    pub async fn openid_configuration(
+        &self,
+        issuer_url: &str,
+        allow_http: bool,
+    ) -> Result<serde_json::Map<String, Value>, KeyError> {
+        check_scheme(issuer_url, allow_http)
+            .map_err(|m| KeyError::Unavailable(format!("issuerUrl {m}")))?;
+        let url = openid_configuration_url(issuer_url);
+        let (body, _) = self.get_document(&url).await?;
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(KeyError::MetadataInvalid(format!(
+                "{url} is not a JSON object"
+            ))),
+        }
+    }
+
     async fn get_document(&self, url: &str) -> Result<(Vec<u8>, Option<Duration>), KeyError> {
         let unavailable = |m: String| KeyError::Unavailable(m);
         let mut resp = self
@@ -515,6 +534,15 @@ pub fn metadata_url(issuer_url: &str) -> Option<String> {
     ))
 }
 
+/// OpenID Connect Discovery §4: the configuration lives at the issuer with
+/// `/.well-known/openid-configuration` appended (unlike SSF, which inserts it after the host).
+pub fn openid_configuration_url(issuer_url: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer_url.trim_end_matches('/')
+    )
+}
+
 fn parse_max_age(v: &str) -> Option<Duration> {
     v.split(',').find_map(|d| {
         let d = d.trim();
@@ -586,6 +614,14 @@ mod tests {
             Some("https://tr.example.com/.well-known/ssf-configuration/issuer1")
         );
         assert_eq!(metadata_url("nonsense"), None);
+    }
+
+    #[test]
+    fn openid_configuration_is_appended() {
+        assert_eq!(
+            openid_configuration_url("https://idp.example.com/oauth2/default/"),
+            "https://idp.example.com/oauth2/default/.well-known/openid-configuration"
+        );
     }
 
     #[test]

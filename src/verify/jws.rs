@@ -99,9 +99,42 @@ fn is_set_typ(typ: &str) -> bool {
     t == "secevent+jwt" || t == "application/secevent+jwt"
 }
 
+/// True for the `typ` of an ID token or access token: absent, `JWT`, or `at+jwt` (RFC 9068).
+fn is_jwt_typ(typ: &str) -> bool {
+    let t = typ.trim().to_ascii_lowercase();
+    matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt")
+}
+
 /// Parses a compact JWS and checks, in this order: structure and encoding (`invalid_request`),
 /// `typ` (`invalid_request`), `alg` (`invalid_key`).
 pub fn parse(token: &str) -> Result<ParsedJws<'_>, SetError> {
+    parse_checked(token, |typ| match typ {
+        Some(Value::String(t)) if is_set_typ(t) => Ok(()),
+        Some(Value::String(t)) => Err(SetError::request(format!(
+            "JOSE header typ {t:?} is not secevent+jwt"
+        ))),
+        _ => Err(SetError::request("JOSE header typ must be secevent+jwt")),
+    })
+}
+
+/// Parses an ID token or access token (a JWT that is not a SET) with the same checks as
+/// [`parse`] but for `typ`: absent, `JWT` or `at+jwt`. A SET is refused, so that one kind of
+/// token is never taken for the other.
+pub fn parse_jwt(token: &str) -> Result<ParsedJws<'_>, SetError> {
+    parse_checked(token, |typ| match typ {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(t)) if is_jwt_typ(t) => Ok(()),
+        Some(Value::String(t)) => Err(SetError::request(format!(
+            "JOSE header typ {t:?} is not JWT or at+jwt"
+        ))),
+        Some(_) => Err(SetError::request("JOSE header typ is not a string")),
+    })
+}
+
+fn parse_checked(
+    token: &str,
+    check_typ: impl FnOnce(Option<&Value>) -> Result<(), SetError>,
+) -> Result<ParsedJws<'_>, SetError> {
     let token = token.trim();
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
@@ -120,15 +153,7 @@ pub fn parse(token: &str) -> Result<ParsedJws<'_>, SetError> {
     let payload_json = String::from_utf8(payload_bytes).unwrap_or_default();
     let signature = decode_part(s, "signature")?;
 
-    match header.get("typ") {
-        Some(Value::String(t)) if is_set_typ(t) => {}
-        Some(Value::String(t)) => {
-            return Err(SetError::request(format!(
-                "JOSE header typ {t:?} is not secevent+jwt"
-            )))
-        }
-        _ => return Err(SetError::request("JOSE header typ must be secevent+jwt")),
-    }
+    check_typ(header.get("typ"))?;
     let alg = match header.get("alg") {
         Some(Value::String(name)) => Alg::from_name(name).ok_or_else(|| {
             SetError::key(format!(
@@ -204,6 +229,21 @@ mod tests {
             let t = token(&format!(r#"{{"typ":"{typ}","alg":"RS256"}}"#), "{}");
             assert!(parse(&t).is_ok(), "{typ}");
         }
+    }
+
+    #[test]
+    fn jwt_typ_forms() {
+        for header in [
+            r#"{"alg":"RS256"}"#,
+            r#"{"typ":"JWT","alg":"RS256"}"#,
+            r#"{"typ":"at+jwt","alg":"RS256"}"#,
+        ] {
+            assert!(parse_jwt(&token(header, "{}")).is_ok(), "{header}");
+        }
+        let set = token(r#"{"typ":"secevent+jwt","alg":"RS256"}"#, "{}");
+        assert_eq!(parse_jwt(&set).unwrap_err().code, ErrCode::InvalidRequest);
+        let none = token(r#"{"typ":"JWT","alg":"none"}"#, "{}");
+        assert_eq!(parse_jwt(&none).unwrap_err().code, ErrCode::InvalidKey);
     }
 
     #[test]

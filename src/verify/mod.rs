@@ -28,8 +28,21 @@ pub async fn verify_set(
         issuer_url: stream.issuer_url.clone(),
         jwks_url: stream.jwks_url.clone(),
     };
+    check_signature(keys, &source, &parsed).await?;
+    let mut set = claims::check(stream, parsed.payload)?;
+    set.claims_json = parsed.payload_json;
+    Ok(set)
+}
+
+/// Checks the signature of a parsed JWS against the keys of `source`: the one signature check
+/// every token ssfd reads goes through (SETs, and the ID and access tokens of step-up).
+pub async fn check_signature(
+    keys: &JwksCache,
+    source: &KeySource,
+    parsed: &jws::ParsedJws<'_>,
+) -> Result<(), VerifyFailure> {
     let candidates = keys
-        .candidates(&source, parsed.kid.as_deref(), parsed.alg)
+        .candidates(source, parsed.kid.as_deref(), parsed.alg)
         .await
         .map_err(|e| match e {
             KeyError::NoKey(m) => VerifyFailure::Rejected(SetError::key(m)),
@@ -37,25 +50,18 @@ pub async fn verify_set(
             KeyError::Unavailable(m) => VerifyFailure::KeysUnavailable(m),
         })?;
     let mut last_problem = None;
-    let mut verified = false;
     for key in candidates {
         match key.verifier(parsed.alg) {
             Ok(v) => {
                 if v.verify(parsed.signing_input, &parsed.signature).is_ok() {
-                    verified = true;
-                    break;
+                    return Ok(());
                 }
             }
             Err(problem) => last_problem = Some(problem),
         }
     }
-    if !verified {
-        return Err(SetError::key(
-            last_problem.unwrap_or_else(|| "the signature does not verify".to_string()),
-        )
-        .into());
-    }
-    let mut set = claims::check(stream, parsed.payload)?;
-    set.claims_json = parsed.payload_json;
-    Ok(set)
+    Err(
+        SetError::key(last_problem.unwrap_or_else(|| "the signature does not verify".to_string()))
+            .into(),
+    )
 }

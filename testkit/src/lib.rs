@@ -6,6 +6,8 @@
 //! management API (streams, status, verification), an OAuth 2.0 client-credentials token
 //! endpoint, and RFC 8936 poll endpoints serving queued SETs, each with knobs to misbehave.
 //! [`WebhookRecorder`] is the other end of an action sink: it records what arrives.
+//! [`TestOpenIdProvider`] is an OpenID provider for step-up: discovery, JWKS, a token endpoint
+//! and signed ID and access tokens with `acr`, `amr`, `auth_time` and Entra's `acrs`.
 //!
 //! ```no_run
 //! # async fn demo(push_url: &str, token: &str) {
@@ -26,6 +28,7 @@ pub mod events;
 pub mod jws;
 mod keys;
 mod mgmt;
+mod oidc;
 mod poll;
 mod push;
 mod rsa_small;
@@ -38,6 +41,7 @@ mod webhook;
 pub use josekit::jwk::Jwk;
 pub use keys::{KeyKind, SigningKey};
 pub use mgmt::{EndpointPaths, ManagementCall, TokenRequest};
+pub use oidc::{TestOpenIdProvider, TokenBuilder, DEFAULT_ACR_VALUES};
 pub use poll::PollRequest;
 pub use push::{http_client, push_set, push_set_with_header, SET_MEDIA_TYPE};
 pub use server::{DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};

@@ -12,6 +12,7 @@ pub(super) mod outbox;
 pub(super) mod poll_acks;
 pub(super) mod set;
 pub(super) mod stats;
+pub(super) mod step_up;
 pub(super) mod streams;
 pub(super) mod verification;
 mod writer;

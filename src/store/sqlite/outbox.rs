@@ -57,8 +57,12 @@ pub(in crate::store) fn claim(
                 claims: r.get(9)?,
                 received_at_ms: r.get(10)?,
                 subject_keys: json_col(&keys)?,
+                step_up: None,
             });
         }
+    }
+    for row in rows.iter_mut().filter(|r| r.action == "STEP_UP") {
+        row.step_up = super::step_up::requirement_of(c, &row.stream_id, &row.jti, &row.event_type)?;
     }
     let mut mark = c.prepare_cached(
         "UPDATE outbox SET status = 'running', attempts = attempts + 1 WHERE id = ?1",

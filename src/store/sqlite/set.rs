@@ -65,6 +65,7 @@ pub(in crate::store) fn store_set(
         seq,
         stream_id,
         jti,
+        w.inbox.txn.as_deref(),
         &w.subject,
         &w.inbox.subject_keys,
         &w.decisions,
@@ -77,19 +78,33 @@ pub(in crate::store) fn store_set(
 }
 
 /// Writes the decisions of a stored SET: ledger entries for every subject key of each
-/// revocation, an audit row per decision, and an outbox row per sink to run.
+/// revocation, a step-up requirement on them for each STEP_UP, an audit row per decision, and
+/// an outbox row per sink to run.
 #[allow(clippy::too_many_arguments)]
 fn record_decisions(
     conn: &Connection,
     inbox_seq: i64,
     stream_id: &str,
     jti: &str,
+    txn: Option<&str>,
     subject: &str,
     subject_keys: &[String],
     decisions: &[DecisionWrite],
     now_ms: UnixMillis,
 ) -> Result<(), StoreError> {
     for d in decisions {
+        if let Some(step_up) = &d.step_up {
+            super::step_up::record_requirement(
+                conn,
+                stream_id,
+                jti,
+                txn,
+                &d.event_type,
+                step_up,
+                subject_keys,
+                now_ms,
+            )?;
+        }
         if let Some(revoked_before) = d.revoked_before {
             let mut ledger = conn.prepare_cached(
                 "INSERT OR IGNORE INTO ledger (subject_key, revoked_before, stream_id, jti, event_type, received_at_ms)
@@ -166,6 +181,7 @@ pub(in crate::store) fn replay_set(
         w.seq,
         &w.stream_id,
         &w.jti,
+        w.txn.as_deref(),
         &w.subject,
         &w.subject_keys,
         &w.decisions,

@@ -17,7 +17,7 @@ const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expe
     credential_compromise_action, account_disabled_action, created_at, updated_at, deleted_at,
     last_error_at, last_error_message, last_verified_at, transmitter_stream_id, transmitter_status,
     transmitter_status_reason, push_token_hash, prev_push_token_hash, prev_push_token_expires_at,
-    events_delivered";
+    events_delivered, step_up_provider_id";
 
 fn action_from_db(s: &str) -> Result<RevocationAction, StoreError> {
     RevocationAction::from_api(s).ok_or_else(|| StoreError::Corrupt(format!("action {s:?}")))
@@ -120,6 +120,7 @@ fn from_row(row: &Row<'_>) -> Result<Stream, StoreError> {
         prev_push_token_hash: hash_from_db(row.get(26)?)?,
         prev_push_token_expires_at: row.get(27)?,
         events_delivered: json_col(&row.get::<_, String>(28)?)?,
+        step_up_provider_id: row.get(29)?,
     })
 }
 
@@ -128,7 +129,7 @@ pub(in crate::store) fn upsert(conn: &Connection, s: &Stream) -> Result<(), Stor
     conn.execute(
         &format!(
             "INSERT INTO streams ({COLUMNS}) VALUES
-             (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)
+             (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)
              ON CONFLICT (id) DO UPDATE SET {}",
             // Every column but the counters ssfd keeps on its own (rejected_count).
             COLUMNS
@@ -169,6 +170,7 @@ pub(in crate::store) fn upsert(conn: &Connection, s: &Stream) -> Result<(), Stor
             s.prev_push_token_hash.map(|h| h.to_vec()),
             s.prev_push_token_expires_at,
             serde_json::to_string(&s.events_delivered)?,
+            s.step_up_provider_id,
         ],
     )?;
     Ok(())
@@ -241,10 +243,10 @@ pub(in crate::store) fn counts(conn: &Connection, id: &str) -> Result<StreamCoun
         )
         .optional()?
         .unwrap_or(0);
-    // A SET is "acted on" when it called for REVOKE_ALL and every sink finished it.
+    // A SET is "acted on" when it called for REVOKE_ALL or STEP_UP and every sink finished it.
     let acted_on: i64 = conn.query_row(
         "SELECT COUNT(*) FROM inbox i
-          WHERE i.stream_id = ?1 AND i.outcome = 'revoke'
+          WHERE i.stream_id = ?1 AND i.outcome IN ('revoke', 'step_up')
             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.inbox_seq = i.seq AND o.status <> 'done')",
         [id],
         |r| r.get(0),
@@ -254,7 +256,13 @@ pub(in crate::store) fn counts(conn: &Connection, id: &str) -> Result<StreamCoun
         [id],
         |r| r.get(0),
     )?;
+    let step_up: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM step_up_requirements WHERE stream_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
     Ok(StreamCounts {
+        step_up,
         received,
         acted_on,
         failed: rejected + dead,
