@@ -132,3 +132,10 @@ CREATE TABLE pending_acks (
     jti             TEXT NOT NULL,
     PRIMARY KEY (stream_id, jti)
 );
+
+-- migration 2
+-- Compatibility profiles (docs/push.md#compatibility-profiles): the dialect a stream accepts, an
+-- explicit metadata URL, and the tolerances applied to each stored SET.
+ALTER TABLE streams ADD COLUMN compatibility_profile TEXT NOT NULL DEFAULT 'SSF_1_0';
+ALTER TABLE streams ADD COLUMN metadata_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE inbox ADD COLUMN tolerances TEXT NOT NULL DEFAULT '[]';  -- JSON array of tolerance kinds

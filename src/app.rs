@@ -25,6 +25,8 @@ pub struct App {
     pub started: Instant,
     /// Counters and histograms behind `/metrics`.
     pub metrics: Metrics,
+    /// Tolerances applied per stream since start (stats, warnings).
+    pub tolerances: crate::compat::ToleranceLedger,
 }
 
 impl App {
@@ -45,6 +47,7 @@ impl App {
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),
+            tolerances: Default::default(),
         }
     }
 
@@ -54,6 +57,11 @@ impl App {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Counts tolerances applied on a stream: metric, stats, a warning the first time.
+    pub fn note_tolerances(&self, stream: &str, kinds: &[crate::compat::Tolerance]) {
+        self.tolerances.note(&self.metrics, stream, kinds);
     }
 
     pub fn replace_config(&self, config: Config) {

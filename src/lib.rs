@@ -6,13 +6,15 @@
 //! [`admin`] manages the stream records the rest of the flow is bound to; [`transmitter`] talks
 //! to the transmitters themselves (registration, verification, status); [`daemon`] wires
 //! everything together, [`service`] runs it under a service manager and [`metrics`] counts what
-//! it does; [`cli`] is the operator's command line.
+//! it does; [`compat`] names and counts the departures from SSF 1.0 it accepts; [`cli`] is the
+//! operator's command line.
 
 pub mod act;
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod daemon;
 pub mod http;

@@ -3,7 +3,7 @@
 //!
 //! Label values are bounded: `stream` is a stream id the registry knows, `outcome` one of
 //! `accepted`, `duplicate`, an RFC 8935 error code or `unavailable`, `sink` a configured sink name
-//! (`""` for the ledger step), `result` `ok` or `error`.
+//! (`""` for the ledger step), `result` `ok` or `error`, `kind` a tolerance name.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,6 +52,12 @@ struct PollLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToleranceLabels {
+    stream: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
     stream: String,
 }
@@ -74,6 +80,7 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     action_latency: Histogram,
     polls: Family<PollLabels, Counter>,
+    tolerances: Family<ToleranceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +98,7 @@ impl Metrics {
         // 5 ms .. 41 s: sinks are webhooks and commands with timeouts of seconds.
         let action_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let polls = Family::<PollLabels, Counter>::default();
+        let tolerances = Family::<ToleranceLabels, Counter>::default();
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -127,6 +135,11 @@ impl Metrics {
             polls.clone(),
         );
         registry.register(
+            "ssfd_tolerances",
+            "Departures from SSF 1.0 accepted, by stream and kind (docs/push.md#tolerances)",
+            tolerances.clone(),
+        );
+        registry.register(
             "ssfd_build_info",
             "Always 1; the label carries the version",
             build_info,
@@ -138,7 +151,18 @@ impl Metrics {
             actions,
             action_latency,
             polls,
+            tolerances,
         }
+    }
+
+    /// Counts one tolerance applied on a stream; `kind` is a [`crate::compat::Tolerance`] name.
+    pub fn tolerance(&self, stream: &str, kind: &str) {
+        self.tolerances
+            .get_or_create(&ToleranceLabels {
+                stream: stream.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one SET's outcome: `accepted`, `duplicate`, an error code or `unavailable`.

@@ -212,10 +212,7 @@ pub async fn update(
     let updated = app
         .registry
         .modify(&id, |stream: &mut Stream| -> Result<(), ApiError> {
-            old_source = Some(KeySource {
-                issuer_url: stream.issuer_url.clone(),
-                jwks_url: stream.jwks_url.clone(),
-            });
+            old_source = Some(KeySource::of(stream));
             let was_push = stream.is_push();
             let supplied = wire::apply_fields(stream, &record, &fields, allow_http)?;
             check_complete(stream)?;
@@ -236,7 +233,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("stream"))?;
     if let Some(old) = old_source {
-        if old.issuer_url != updated.issuer_url || old.jwks_url != updated.jwks_url {
+        if old != KeySource::of(&updated) {
             app.keys.forget(&old);
         }
     }
@@ -304,6 +301,10 @@ pub async fn stats(
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
+    m.insert(
+        "tolerancesApplied".into(),
+        json!(app.tolerances.of(&s.id)),
+    );
     Ok(json_ok(json!({"stats": Value::Object(m)})))
 }
 
@@ -364,10 +365,7 @@ pub async fn test(
         ),
         Some(_) => return Err(ApiError::invalid("testSubject", "must be a string")),
     };
-    let source = KeySource {
-        issuer_url: stream.issuer_url.clone(),
-        jwks_url: stream.jwks_url.clone(),
-    };
+    let source = KeySource::of(&stream);
     let (reachable, key_count, jwks_error) = match app.keys.refresh(&source).await {
         Ok(set) => (true, set.len(), String::new()),
         Err(e) => (false, 0, e.to_string()),

@@ -13,6 +13,7 @@ use rusqlite::params;
 use crate::act;
 use crate::app::App;
 use crate::clock::{now_millis, now_unix};
+use crate::compat::{self, Tolerance};
 use crate::metrics;
 use crate::store::{inbox, streams, StoreError};
 use crate::stream::Stream;
@@ -69,12 +70,25 @@ pub async fn receive(
     token: &str,
     delivery: Delivery,
 ) -> Result<Receipt, IntakeError> {
+    receive_tolerating(app, stream, token, delivery, &[]).await
+}
+
+/// [`receive`] for a SET whose delivery already needed `transport` tolerances (e.g. a push
+/// token without `Bearer `): they are stored and counted with the SET's own.
+pub async fn receive_tolerating(
+    app: &Arc<App>,
+    stream: &Arc<Stream>,
+    token: &str,
+    delivery: Delivery,
+    transport: &[Tolerance],
+) -> Result<Receipt, IntakeError> {
     let started = Instant::now();
-    let result = receive_inner(app, stream, token, delivery).await;
+    let result = receive_inner(app, stream, token, delivery, transport).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // One line per SET at its outcome, with the same fields whatever the outcome.
     match &result {
         Ok((receipt, set_info)) => {
+            app.note_tolerances(&stream.id, &set_info.tolerances);
             app.metrics.set_outcome(
                 &stream.id,
                 if receipt.duplicate {
@@ -87,6 +101,7 @@ pub async fn receive(
                 stream = %stream.id, jti = %receipt.jti, txn = set_info.txn.as_deref().unwrap_or(""),
                 event_type = %set_info.event_types, subject = %set_info.subject,
                 outcome = if receipt.duplicate { "duplicate" } else { set_info.outcome },
+                tolerances = %compat::joined(&set_info.tolerances),
                 delivery = delivery.as_str(), latency_ms, "SET accepted"
             )
         }
@@ -97,8 +112,10 @@ pub async fn receive(
             match e {
                 IntakeError::Rejected(e) => {
                     app.metrics.set_outcome(&stream.id, e.code.as_str());
+                    // The iss that arrived is named here, never in the answer (which must not
+                    // show what was expected either).
                     tracing::info!(
-                        stream = %stream.id, jti = %peek.jti, txn = %peek.txn,
+                        stream = %stream.id, jti = %peek.jti, txn = %peek.txn, iss = %peek.iss,
                         event_type = %peek.event_types, subject = "", outcome = "rejected",
                         err = e.code.as_str(), description = %e.description,
                         delivery = delivery.as_str(), latency_ms, "SET rejected"
@@ -125,6 +142,7 @@ pub async fn receive(
 struct UnverifiedIds {
     jti: String,
     txn: String,
+    iss: String,
     event_types: String,
 }
 
@@ -160,6 +178,7 @@ impl UnverifiedIds {
         UnverifiedIds {
             jti: text("jti"),
             txn: text("txn"),
+            iss: text("iss"),
             event_types,
         }
     }
@@ -173,6 +192,7 @@ impl UnverifiedIds {
 }
 
 struct SetInfo {
+    tolerances: Vec<Tolerance>,
     txn: Option<String>,
     event_types: String,
     subject: String,
@@ -184,8 +204,9 @@ async fn receive_inner(
     stream: &Arc<Stream>,
     token: &str,
     delivery: Delivery,
+    transport: &[Tolerance],
 ) -> Result<(Receipt, SetInfo), IntakeError> {
-    let set = match verify::verify_set(&app.keys, stream, token).await {
+    let mut set = match verify::verify_set(&app.keys, stream, token).await {
         Ok(set) => set,
         Err(VerifyFailure::Rejected(e)) => {
             note_rejection(app, &stream.id, &e).await;
@@ -196,9 +217,15 @@ async fn receive_inner(
             return Err(IntakeError::Unavailable(m));
         }
     };
+    for t in transport {
+        if !set.tolerances.contains(t) {
+            set.tolerances.push(*t);
+        }
+    }
     let config = app.config();
     let plan = act::plan(stream, &set, &config);
     let info = SetInfo {
+        tolerances: set.tolerances.clone(),
         txn: set.txn.clone(),
         event_types: set.event_types().join(","),
         subject: set.subject_keys().first().cloned().unwrap_or_default(),
@@ -294,6 +321,11 @@ fn store_set(
         delivery: delivery.as_str(),
         outcome: plan.outcome.to_string(),
         decision: plan.summary.clone(),
+        tolerances: set
+            .tolerances
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect(),
     };
     let Some(seq) = inbox::insert(conn, &row)? else {
         if pending_ack {

@@ -21,6 +21,8 @@ pub struct NewInboxRow {
     pub delivery: &'static str,
     pub outcome: String,
     pub decision: String,
+    /// Tolerance kinds applied to accept this SET (docs/push.md#tolerances).
+    pub tolerances: Vec<String>,
 }
 
 /// Inserts the row unless (stream, jti) is already stored. Returns the new row's sequence
@@ -28,8 +30,8 @@ pub struct NewInboxRow {
 pub fn insert(conn: &Connection, row: &NewInboxRow) -> Result<Option<i64>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO inbox (stream_id, jti, iss, txn, event_types, subject_keys, raw_token,
-                            claims, received_at_ms, delivery, outcome, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                            claims, received_at_ms, delivery, outcome, decision, tolerances)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (stream_id, jti) DO NOTHING",
     )?;
     let changed = stmt.execute(params![
@@ -45,6 +47,7 @@ pub fn insert(conn: &Connection, row: &NewInboxRow) -> Result<Option<i64>, Store
         row.delivery,
         row.outcome,
         row.decision,
+        serde_json::to_string(&row.tolerances)?,
     ])?;
     Ok((changed == 1).then(|| conn.last_insert_rowid()))
 }
@@ -72,6 +75,7 @@ pub struct StoredEvent {
     pub delivery: String,
     pub outcome: String,
     pub decision: String,
+    pub tolerances: Vec<String>,
 }
 
 /// Filters for listing stored events, newest first.
@@ -87,7 +91,7 @@ pub struct EventFilter {
 pub fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT seq, stream_id, jti, iss, txn, event_types, subject_keys, received_at_ms,
-                delivery, outcome, decision
+                delivery, outcome, decision, tolerances
            FROM inbox
           WHERE (?1 IS NULL OR stream_id = ?1)
             AND (?2 IS NULL OR received_at_ms >= ?2)
@@ -117,6 +121,7 @@ pub fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<StoredEvent>, Stor
             delivery: r.get(8)?,
             outcome: r.get(9)?,
             decision: r.get(10)?,
+            tolerances: json_col(&r.get::<_, String>(11)?)?,
         });
     }
     Ok(out)

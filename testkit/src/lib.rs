@@ -5,6 +5,7 @@
 //! keys, fail the JWKS, lie about the issuer, or forge headers. It also runs the SSF §8
 //! management API (streams, status, verification), an OAuth 2.0 client-credentials token
 //! endpoint, and RFC 8936 poll endpoints serving queued SETs, each with knobs to misbehave.
+//! With [`TransmitterOptions::legacy`] it speaks the pre-1.0 SSE draft instead ([`legacy`]).
 //!
 //! ```no_run
 //! # async fn demo(push_url: &str, token: &str) {
@@ -24,6 +25,7 @@
 pub mod events;
 pub mod jws;
 mod keys;
+pub mod legacy;
 mod mgmt;
 mod poll;
 mod push;

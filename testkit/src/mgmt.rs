@@ -125,6 +125,12 @@ pub(crate) struct Mgmt {
     pub calls: Vec<ManagementCall>,
     pub management_failure: Option<u16>,
 
+    /// Legacy mode: the stream of each bearer token.
+    pub legacy_streams: crate::legacy::TokenStreams,
+    /// Push with the registered `authorization_header` minus its `Bearer ` scheme, as some
+    /// legacy transmitters do.
+    pub strip_bearer: bool,
+
     pub feeds: HashMap<String, Feed>,
     pub poll_failure: Option<(u16, Instant, Option<u64>)>,
     pub poll_hold: Duration,
@@ -158,6 +164,8 @@ impl Mgmt {
             verifications: Vec::new(),
             calls: Vec::new(),
             management_failure: None,
+            legacy_streams: HashMap::new(),
+            strip_bearer: false,
             feeds: HashMap::new(),
             poll_failure: None,
             poll_hold: Duration::from_secs(5),
@@ -345,6 +353,30 @@ async fn management(
         )
     } else if !m.authorized(&headers) {
         (unauthorized(), None)
+    } else if shared.legacy {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        let name = match op {
+            Op::Create | Op::Replace | Op::Update => "create",
+            Op::Read => "read",
+            Op::Delete => "delete",
+            Op::ReadStatus => "read_status",
+            Op::UpdateStatus => "update_status",
+            Op::Verify => "verify",
+        };
+        let (resp, verify) = crate::legacy::act(&shared, &mut m, name, &token, &body_json);
+        (
+            resp,
+            verify.map(|v| Deliver {
+                stream: v.stream,
+                state: v.state,
+            }),
+        )
     } else {
         act(&shared, &mut m, op, &query, &body_json)
     };
@@ -364,21 +396,32 @@ struct Deliver {
 
 impl Deliver {
     fn run(self, shared: &Arc<Shared>) {
-        let mut payload = json!({});
-        if let Some(state) = &self.state {
-            payload["state"] = json!(state);
-        }
-        let builder = SetBuilder::from_source(shared.clone(), &shared.issuer, &shared.audience)
-            .sub_id(subjects::opaque(&self.stream.id))
-            .event(events::VERIFICATION, payload);
+        let builder = if shared.legacy {
+            shared.set().event(
+                crate::legacy::VERIFICATION,
+                crate::legacy::verification_payload(self.state.as_deref()),
+            )
+        } else {
+            let mut payload = json!({});
+            if let Some(state) = &self.state {
+                payload["state"] = json!(state);
+            }
+            SetBuilder::from_source(shared.clone(), &shared.issuer, &shared.audience)
+                .sub_id(subjects::opaque(&self.stream.id))
+                .event(events::VERIFICATION, payload)
+        };
         let jti = builder.claims()["jti"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         let token = builder.sign();
-        if self.stream.method == DELIVERY_METHOD_PUSH {
+        if self.stream.method == DELIVERY_METHOD_PUSH
+            || self.stream.method == crate::legacy::DELIVERY_PUSH
+        {
             let client = shared.client.clone();
-            let (url, auth) = (self.stream.endpoint_url, self.stream.authorization_header);
+            let strip = shared.mgmt().strip_bearer;
+            let url = self.stream.endpoint_url;
+            let auth = registered_authorization(self.stream.authorization_header, strip);
             // "Will be sent": the answer to the verify call does not wait for the push.
             tokio::spawn(async move {
                 let _ =
@@ -389,6 +432,14 @@ impl Deliver {
             shared.feeds_changed.notify_waiters();
         }
     }
+}
+
+/// The `Authorization` value a push carries: as registered, or without `Bearer ` when `strip`.
+fn registered_authorization(header: Option<String>, strip: bool) -> Option<String> {
+    header.map(|h| match h.strip_prefix("Bearer ") {
+        Some(bare) if strip => bare.to_owned(),
+        _ => h,
+    })
 }
 
 fn bad_request(message: &str) -> Response {
@@ -723,13 +774,23 @@ impl TestTransmitter {
         id
     }
 
+    /// Pushes send the registered authorization header without its `Bearer ` scheme (`true`),
+    /// as some legacy transmitters do, or as registered (`false`, the default).
+    pub fn set_strip_bearer(&self, strip: bool) {
+        self.with_mgmt(|m| m.strip_bearer = strip);
+    }
+
     /// The stream configuration as the transmitter serves it.
     pub fn stream_config(&self, stream_id: &str) -> Option<Value> {
         let shared = self.shared().clone();
         let m = shared.mgmt();
-        m.streams
-            .get(stream_id)
-            .map(|s| m.config_json(s, &shared.issuer, &shared.audience))
+        m.streams.get(stream_id).map(|s| {
+            if shared.legacy {
+                crate::legacy::config_json(&m, s, &shared.issuer)
+            } else {
+                m.config_json(s, &shared.issuer, &shared.audience)
+            }
+        })
     }
 
     pub fn stream_ids(&self) -> Vec<String> {
@@ -769,14 +830,17 @@ impl TestTransmitter {
     }
 
     /// Pushes `set` to a registered push stream's endpoint with the authorization header it was
-    /// registered with.
+    /// registered with (without its `Bearer ` scheme after [`TestTransmitter::set_strip_bearer`]).
     pub async fn push_registered(&self, stream_id: &str, set: &str) -> reqwest::Response {
         let (url, auth) = self.with_mgmt(|m| {
             let s = m
                 .streams
                 .get(stream_id)
                 .unwrap_or_else(|| panic!("no stream {stream_id}"));
-            (s.endpoint_url.clone(), s.authorization_header.clone())
+            (
+                s.endpoint_url.clone(),
+                registered_authorization(s.authorization_header.clone(), m.strip_bearer),
+            )
         });
         crate::push::push_set_with_header(&self.shared().client, &url, auth.as_deref(), set)
             .await
