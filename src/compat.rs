@@ -200,6 +200,9 @@ mod tests {
         assert_eq!(s1.get("session_all"), Some(&1));
         assert_eq!(ledger.of("s2").len(), 1);
         assert!(ledger.of("nope").is_empty());
-        assert_eq!(joined(&[Tolerance::NumericTxn, Tolerance::PollAcks]), "numeric_txn,poll_acks");
+        assert_eq!(
+            joined(&[Tolerance::NumericTxn, Tolerance::PollAcks]),
+            "numeric_txn,poll_acks"
+        );
     }
 }

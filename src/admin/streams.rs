@@ -301,10 +301,7 @@ pub async fn stats(
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
-    m.insert(
-        "tolerancesApplied".into(),
-        json!(app.tolerances.of(&s.id)),
-    );
+    m.insert("tolerancesApplied".into(), json!(app.tolerances.of(&s.id)));
     Ok(json_ok(json!({"stats": Value::Object(m)})))
 }
 
@@ -494,7 +491,7 @@ pub async fn list_events(
                 "seq": r.seq, "streamId": r.stream_id, "jti": r.jti, "iss": r.iss, "txn": r.txn,
                 "eventTypes": r.event_types, "subjectKeys": r.subject_keys,
                 "receivedAt": rfc3339_millis(r.received_at_ms), "delivery": r.delivery,
-                "outcome": r.outcome, "decision": r.decision,
+                "outcome": r.outcome, "decision": r.decision, "tolerances": r.tolerances,
             })
         })
         .collect();

@@ -11,15 +11,15 @@ use serde_json::{json, Value};
 
 use super::MANAGEMENT_TIMEOUT;
 use super::{
-    auth, error_excerpt, outbound_secrets, read_json, retry_after, TransmitterError,
-    DELIVERY_POLL, DELIVERY_PUSH, LEGACY_DELIVERY_POLL, LEGACY_DELIVERY_PUSH,
+    auth, error_excerpt, outbound_secrets, read_json, retry_after, TransmitterError, DELIVERY_POLL,
+    DELIVERY_PUSH, LEGACY_DELIVERY_POLL, LEGACY_DELIVERY_PUSH,
 };
-use crate::compat::Tolerance;
-use crate::verify::jwks::{issuer_matches, KeySource};
 use crate::app::App;
 use crate::clock::now_unix;
+use crate::compat::Tolerance;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
+use crate::verify::jwks::{issuer_matches, KeySource};
 
 const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
 const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
@@ -188,7 +188,8 @@ pub fn parse_config_as(
 /// its audience. Returns why it cannot be used. Never echoes the expected values.
 pub fn check_config(stream: &Stream, cfg: &StreamConfig) -> Result<(), String> {
     let iss = cfg.iss.as_deref().unwrap_or("");
-    if iss.is_empty() || issuer_matches(iss, &stream.issuer_url, stream.compatibility_profile).is_err()
+    if iss.is_empty()
+        || issuer_matches(iss, &stream.issuer_url, stream.compatibility_profile).is_err()
     {
         return Err("the stream configuration's iss is not the stream's issuer".into());
     }

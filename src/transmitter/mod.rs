@@ -267,7 +267,10 @@ mod tests {
         // Bounded, one line.
         let long = "no such stream\n".repeat(100);
         let e = scrubbed_excerpt(long.as_bytes(), &[]);
-        assert!(e.chars().count() <= EXCERPT_CHARS + 1 && !e.contains('\n'), "{e}");
+        assert!(
+            e.chars().count() <= EXCERPT_CHARS + 1 && !e.contains('\n'),
+            "{e}"
+        );
         assert_eq!(
             scrubbed_excerpt(b"does not support long polling", &[]),
             "does not support long polling"

@@ -176,7 +176,9 @@ pub fn check(stream: &Stream, claims: Map<String, Value>) -> Result<VerifiedSet,
         Some(_) => return Err(SetError::request("txn must be a string")),
     };
     for e in &events {
-        event_tolerances(&e.payload).into_iter().for_each(&mut tolerate);
+        event_tolerances(&e.payload)
+            .into_iter()
+            .for_each(&mut tolerate);
     }
     let toe = match claims.get("toe") {
         None | Some(Value::Null) => None,

@@ -471,7 +471,9 @@ impl JwksCache {
                     break;
                 }
                 Fetched::Status(404) if i + 1 < count => continue,
-                Fetched::Status(404) if !source.profile.is_legacy() && source.metadata_url.is_empty() => {
+                Fetched::Status(404)
+                    if !source.profile.is_legacy() && source.metadata_url.is_empty() =>
+                {
                     return Err(KeyError::Unavailable(format!(
                         "fetching {url} failed: HTTP 404 (a pre-1.0 SSE transmitter serves \
                          /.well-known/sse-configuration: set compatibilityProfile LEGACY_SSE, \
@@ -722,8 +724,14 @@ mod tests {
             Ok(Some(Tolerance::IssuerTrailingSlash))
         );
         // Exactly one slash, nothing else.
-        assert_eq!(issuer_matches("https://most-secure.com//", b, LegacySse), Err(()));
-        assert_eq!(issuer_matches("https://most-secure.co", b, LegacySse), Err(()));
+        assert_eq!(
+            issuer_matches("https://most-secure.com//", b, LegacySse),
+            Err(())
+        );
+        assert_eq!(
+            issuer_matches("https://most-secure.co", b, LegacySse),
+            Err(())
+        );
         assert_eq!(issuer_matches("", "/", LegacySse), Err(()));
     }
 

@@ -211,7 +211,10 @@ pub(crate) fn act(
         "update_status" => {
             let status = obj.get("status").and_then(Value::as_str).unwrap_or("");
             if !["enabled", "paused", "disabled"].contains(&status) {
-                return (bad_request("status must be enabled, paused or disabled"), None);
+                return (
+                    bad_request("status must be enabled, paused or disabled"),
+                    None,
+                );
             }
             let Some(s) = stream_of_token(m, token).and_then(|id| m.streams.get_mut(&id)) else {
                 return (not_found(), None);

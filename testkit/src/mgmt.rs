@@ -124,6 +124,9 @@ pub(crate) struct Mgmt {
     pub verifications: Vec<(String, Option<String>)>,
     pub calls: Vec<ManagementCall>,
     pub management_failure: Option<u16>,
+    /// The body of those failures; `{authorization}` is replaced by the request's header, as
+    /// a careless transmitter echoes credentials.
+    pub management_failure_body: Option<String>,
 
     /// Legacy mode: the stream of each bearer token.
     pub legacy_streams: crate::legacy::TokenStreams,
@@ -164,6 +167,7 @@ impl Mgmt {
             verifications: Vec::new(),
             calls: Vec::new(),
             management_failure: None,
+            management_failure_body: None,
             legacy_streams: HashMap::new(),
             strip_bearer: false,
             feeds: HashMap::new(),
@@ -344,10 +348,17 @@ async fn management(
     let index = m.calls.len();
     m.calls.push(call);
     let (resp, after) = if let Some(status) = m.management_failure {
+        let body = match &m.management_failure_body {
+            Some(b) => b.replace(
+                "{authorization}",
+                m.calls[index].authorization.as_deref().unwrap_or(""),
+            ),
+            None => r#"{"error":"failing on purpose"}"#.to_owned(),
+        };
         (
             json_response(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                r#"{"error":"failing on purpose"}"#.to_owned(),
+                body,
             ),
             None,
         )
@@ -715,7 +726,19 @@ impl TestTransmitter {
 
     /// Makes every management endpoint answer `status` (`None`: work again).
     pub fn fail_management(&self, status: Option<u16>) {
-        self.with_mgmt(|m| m.management_failure = status);
+        self.with_mgmt(|m| {
+            m.management_failure = status;
+            m.management_failure_body = None;
+        });
+    }
+
+    /// Like [`TestTransmitter::fail_management`] with this body; `{authorization}` in it is
+    /// replaced by the request's `Authorization` header, as a transmitter echoing credentials.
+    pub fn fail_management_with_body(&self, status: u16, body: &str) {
+        self.with_mgmt(|m| {
+            m.management_failure = Some(status);
+            m.management_failure_body = Some(body.to_owned());
+        });
     }
 
     /// Like Okta and SailPoint, allow one stream per client: a second create gets 409.

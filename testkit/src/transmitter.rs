@@ -47,7 +47,8 @@ pub struct TransmitterOptions {
     /// RISC-era delivery URIs, no `stream_id`, the subject inside events, `acks`, no long poll.
     pub legacy: bool,
     /// The constant issuer of a legacy transmitter; [`crate::legacy::DEFAULT_ISSUER`] when
-    /// absent. Ignored unless `legacy`.
+    /// absent. `{base}` in it stands for `http://127.0.0.1:PORT` (so that a receiver can derive
+    /// the metadata URL from it). Ignored unless `legacy`.
     pub legacy_issuer: Option<String>,
 }
 
@@ -142,32 +143,32 @@ impl Shared {
             let issuer = state.metadata_issuer.clone().unwrap_or(self.issuer.clone());
             doc = crate::legacy::metadata(self, issuer);
         } else {
-        doc.insert("spec_version".into(), json!("1_0"));
-        doc.insert(
-            "issuer".into(),
-            json!(state.metadata_issuer.clone().unwrap_or(self.issuer.clone())),
-        );
-        doc.insert("jwks_uri".into(), json!(self.jwks_url()));
-        doc.insert(
-            "delivery_methods_supported".into(),
-            json!([DELIVERY_METHOD_PUSH, DELIVERY_METHOD_POLL]),
-        );
-        doc.insert(
-            "configuration_endpoint".into(),
-            json!(self.url(&self.paths.configuration)),
-        );
-        doc.insert(
-            "status_endpoint".into(),
-            json!(self.url(&self.paths.status)),
-        );
-        doc.insert(
-            "verification_endpoint".into(),
-            json!(self.url(&self.paths.verification)),
-        );
-        doc.insert(
-            "authorization_schemes".into(),
-            json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
-        );
+            doc.insert("spec_version".into(), json!("1_0"));
+            doc.insert(
+                "issuer".into(),
+                json!(state.metadata_issuer.clone().unwrap_or(self.issuer.clone())),
+            );
+            doc.insert("jwks_uri".into(), json!(self.jwks_url()));
+            doc.insert(
+                "delivery_methods_supported".into(),
+                json!([DELIVERY_METHOD_PUSH, DELIVERY_METHOD_POLL]),
+            );
+            doc.insert(
+                "configuration_endpoint".into(),
+                json!(self.url(&self.paths.configuration)),
+            );
+            doc.insert(
+                "status_endpoint".into(),
+                json!(self.url(&self.paths.status)),
+            );
+            doc.insert(
+                "verification_endpoint".into(),
+                json!(self.url(&self.paths.verification)),
+            );
+            doc.insert(
+                "authorization_schemes".into(),
+                json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
+            );
         }
         for (name, edit) in &state.metadata_edits {
             match edit {
@@ -300,6 +301,7 @@ impl TestTransmitter {
                 .legacy_issuer
                 .clone()
                 .unwrap_or_else(|| crate::legacy::DEFAULT_ISSUER.to_owned())
+                .replace("{base}", &format!("http://{addr}"))
         } else {
             format!("http://{addr}{issuer_path}")
         };
