@@ -126,7 +126,10 @@ async fn rejected_sets_are_reported_in_set_errs_and_never_acknowledged(mode: Mod
     // An audience both modes name, so that a foreign one is refused in both.
     let aud = ssfd_testkit::DEFAULT_AUDIENCE;
     let good = tx.enqueue_set("f", &tx.set().aud(aud));
-    let forged = tx.enqueue("f", &tx.sign_with_unpublished_key(&tx.set().aud(aud).claims()));
+    let forged = tx.enqueue(
+        "f",
+        &tx.sign_with_unpublished_key(&tx.set().aud(aud).claims()),
+    );
     let foreign = tx.enqueue_set("f", &tx.set().aud(aud).iss("https://impostor.example.com"));
     let elsewhere = tx.enqueue_set("f", &tx.set().aud("https://another-receiver.example.com"));
     let id = poll_stream(&d, &tx, "f", json!({"expectedAudience": aud})).await;
