@@ -265,6 +265,14 @@ pub struct FieldArgs {
     /// The audience every SET must name in `aud`. Without it, `aud` is not checked.
     #[arg(long, value_name = "AUD", help_heading = "Verification")]
     pub audience: Option<String>,
+    /// SSF_1_0 (strict, the default) or LEGACY_SSE for a pre-1.0 "SSE" draft transmitter;
+    /// see docs/push.md#compatibility-profiles.
+    #[arg(long, value_name = "PROFILE", help_heading = "Verification")]
+    pub compatibility_profile: Option<String>,
+    /// The transmitter's metadata document, when it is not found from the issuer URL
+    /// ('' goes back to the issuer's well-known path).
+    #[arg(long, value_name = "URL", help_heading = "Verification")]
+    pub metadata_url: Option<String>,
     /// The transmitter's poll endpoint (POLL streams).
     #[arg(long, value_name = "URL", help_heading = "Delivery")]
     pub poll_url: Option<String>,
@@ -412,6 +420,12 @@ fn field_values(f: &FieldArgs) -> anyhow::Result<Map<String, Value>> {
     }
     if let Some(v) = &f.audience {
         put("expectedAudience", json!(v));
+    }
+    if let Some(v) = &f.compatibility_profile {
+        put("compatibilityProfile", json!(v));
+    }
+    if let Some(v) = &f.metadata_url {
+        put("metadataUrl", json!(v));
     }
     if let Some(v) = &f.poll_url {
         put("pollEndpointUrl", json!(v));
@@ -818,6 +832,8 @@ fn write_stream(out: &mut Out<'_>, s: &Value) -> anyhow::Result<()> {
                 a
             }
         }),
+        ("Profile", or_dash(text(s, "compatibilityProfile"))),
+        ("Metadata URL", or_dash(text(s, "metadataUrl"))),
     ];
     if is_poll {
         f.push(("Poll URL", or_dash(text(s, "pollEndpointUrl"))));
