@@ -554,6 +554,16 @@ async fn claim_tolerances_apply_to_every_profile_and_proprietary_types_follow_th
     assert_eq!(e["eventTypes"], json!([OKTA_RISK]));
     assert_eq!(e["outcome"], "revoke", "{e}");
     assert!(e["decision"].as_str().unwrap().contains("[policy]"), "{e}");
+    // Risk going down to low never ends sessions, whatever [policy] says.
+    let lower = tx
+        .set()
+        .event(
+            OKTA_RISK,
+            json!({"current_level": "low", "previous_level": "high", "event_timestamp": now}),
+        )
+        .sign();
+    assert_eq!(d.push(&id, &token, &lower).await.status(), 202);
+    assert_eq!(d.events(&id).await[0]["outcome"], "log_only");
 }
 
 #[tokio::test]

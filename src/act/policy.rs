@@ -87,7 +87,8 @@ fn policy_applies(event: &SetEvent) -> bool {
     let short = event.event_type.rsplit('/').next().unwrap_or_default();
     match short {
         "device-compliance-change" => payload_str(event, "current_status") != Some("compliant"),
-        "risk-level-change" => {
+        // Okta's proprietary risk events carry the same levels (docs/policy.md#proprietary-event-types).
+        "risk-level-change" | "user-risk-change" | "device-risk-change" => {
             !matches!(payload_str(event, "current_level"), Some(l) if l.eq_ignore_ascii_case("LOW"))
         }
         _ => true,

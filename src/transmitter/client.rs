@@ -267,7 +267,7 @@ fn id_query(id: Option<&str>) -> Vec<(&'static str, &str)> {
 }
 
 /// The error for a management answer that is not a success: its status and a scrubbed
-/// excerpt of its body (docs/push.md#management-errors).
+/// excerpt of its body (docs/poll.md#errors-from-transmitters).
 async fn status_error(
     step: &'static str,
     stream: &Stream,
@@ -434,7 +434,7 @@ async fn create_or_replace(
             let existing = pick_existing(app, stream, config_url).await?;
             replace(app, stream, config_url, &existing, body).await
         }
-        _ => Err(status_error("create", &stream, resp).await),
+        _ => Err(status_error("create", stream, resp).await),
     }
 }
 
@@ -464,7 +464,7 @@ async fn pick_existing(
     })
     .await?;
     if !resp.status().is_success() {
-        return Err(status_error("read", &stream, resp).await);
+        return Err(status_error("read", stream, resp).await);
     }
     let doc = read_json(resp, "read").await?;
     let candidates: Vec<StreamConfig> = match &doc {
@@ -518,7 +518,7 @@ async fn replace(
         200 | 201 => parse_config(&read_json(resp, step).await?, step),
         // Accepted but not yet processed (SSF §8.1.1.3-4): read what the transmitter holds now.
         202 => read_config(app, stream, config_url, transmitter_id).await,
-        _ => Err(status_error(step, &stream, resp).await),
+        _ => Err(status_error(step, stream, resp).await),
     }
 }
 
@@ -536,7 +536,7 @@ async fn read_config(
     })
     .await?;
     if !resp.status().is_success() {
-        return Err(status_error("read", &stream, resp).await);
+        return Err(status_error("read", stream, resp).await);
     }
     let doc = read_json(resp, "read").await?;
     if stream.is_legacy() && transmitter_id.is_empty() {

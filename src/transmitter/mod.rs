@@ -248,36 +248,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excerpts_never_show_a_credential() {
-        let token = "Zx8_kq-3LmN0pQrStUvWxYz0123456789abcdefghi";
-        let body = format!(
-            r#"{{"error":"invalid authorization_header \"Bearer {token}\"","hint":"short ok"}}"#
-        );
-        let e = scrubbed_excerpt(body.as_bytes(), &[]);
-        assert!(!e.contains(token) && !e.contains(&token[..16]), "{e}");
-        assert!(e.contains("<redacted>") && e.contains("short ok"), "{e}");
-        // Known secrets go even when short.
-        let e = scrubbed_excerpt(b"bad token abc123 here", &["abc123"]);
-        assert_eq!(e, "bad token <redacted> here");
-        // Bounded, one line.
-        let long = "no such stream\n".repeat(100);
-        let e = scrubbed_excerpt(long.as_bytes(), &[]);
-        assert!(
-            e.chars().count() <= EXCERPT_CHARS + 1 && !e.contains('\n'),
-            "{e}"
-        );
-        assert_eq!(
-            scrubbed_excerpt(b"does not support long polling", &[]),
-            "does not support long polling"
-        );
-    }
-}
-
 impl Transmitters {
     /// The HTTP client for every call to a transmitter, built on first use. Redirects are not
     /// followed: a management or poll endpoint that redirects would receive credentials meant
@@ -315,5 +285,35 @@ impl Transmitters {
 
     pub(crate) fn set_running_pollers(&self, ids: impl IntoIterator<Item = String>) {
         *lock(&self.pollers) = ids.into_iter().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_never_show_a_credential() {
+        let token = "Zx8_kq-3LmN0pQrStUvWxYz0123456789abcdefghi";
+        let body = format!(
+            r#"{{"error":"invalid authorization_header \"Bearer {token}\"","hint":"short ok"}}"#
+        );
+        let e = scrubbed_excerpt(body.as_bytes(), &[]);
+        assert!(!e.contains(token) && !e.contains(&token[..16]), "{e}");
+        assert!(e.contains("<redacted>") && e.contains("short ok"), "{e}");
+        // Known secrets go even when short.
+        let e = scrubbed_excerpt(b"bad token abc123 here", &["abc123"]);
+        assert_eq!(e, "bad token <redacted> here");
+        // Bounded, one line.
+        let long = "no such stream\n".repeat(100);
+        let e = scrubbed_excerpt(long.as_bytes(), &[]);
+        assert!(
+            e.chars().count() <= EXCERPT_CHARS + 1 && !e.contains('\n'),
+            "{e}"
+        );
+        assert_eq!(
+            scrubbed_excerpt(b"does not support long polling", &[]),
+            "does not support long polling"
+        );
     }
 }

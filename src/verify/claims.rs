@@ -92,7 +92,7 @@ pub fn check(stream: &Stream, claims: Map<String, Value>) -> Result<VerifiedSet,
                     slash.into_iter().for_each(&mut tolerate);
                     s.clone()
                 }
-                Err(()) => {
+                Err(_) => {
                     return Err(SetError::new(
                         ErrCode::InvalidIssuer,
                         "the SET issuer is not the issuer of this stream",

@@ -52,13 +52,17 @@ pub struct Metadata {
     pub tolerances: Vec<Tolerance>,
 }
 
+/// An issuer that is not the stream's, even with the tolerances of its profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssuerMismatch;
+
 /// Whether an issuer a transmitter announced is the stream's: identical, or (LEGACY_SSE only)
-/// different by one trailing `/`. `Err` when it is not the stream's issuer.
+/// different by one trailing `/`, which is then the tolerance returned.
 pub fn issuer_matches(
     announced: &str,
     issuer_url: &str,
     profile: CompatibilityProfile,
-) -> Result<Option<Tolerance>, ()> {
+) -> Result<Option<Tolerance>, IssuerMismatch> {
     if announced == issuer_url {
         return Ok(None);
     }
@@ -67,7 +71,7 @@ pub fn issuer_matches(
     if profile.is_legacy() && one_slash && !announced.is_empty() {
         Ok(Some(Tolerance::IssuerTrailingSlash))
     } else {
-        Err(())
+        Err(IssuerMismatch)
     }
 }
 
@@ -499,7 +503,7 @@ impl JwksCache {
             }
         };
         let announced = meta.get("issuer").and_then(Value::as_str).unwrap_or("");
-        let slash = issuer_matches(announced, issuer_url, source.profile).map_err(|()| {
+        let slash = issuer_matches(announced, issuer_url, source.profile).map_err(|_| {
             KeyError::MetadataInvalid(
                 "transmitter metadata could not be validated: its issuer differs from issuerUrl"
                     .into(),
@@ -714,7 +718,7 @@ mod tests {
         let a = "https://most-secure.com/";
         let b = "https://most-secure.com";
         assert_eq!(issuer_matches(a, a, Ssf1_0), Ok(None));
-        assert_eq!(issuer_matches(a, b, Ssf1_0), Err(()));
+        assert_eq!(issuer_matches(a, b, Ssf1_0), Err(IssuerMismatch));
         assert_eq!(
             issuer_matches(a, b, LegacySse),
             Ok(Some(Tolerance::IssuerTrailingSlash))
@@ -726,13 +730,13 @@ mod tests {
         // Exactly one slash, nothing else.
         assert_eq!(
             issuer_matches("https://most-secure.com//", b, LegacySse),
-            Err(())
+            Err(IssuerMismatch)
         );
         assert_eq!(
             issuer_matches("https://most-secure.co", b, LegacySse),
-            Err(())
+            Err(IssuerMismatch)
         );
-        assert_eq!(issuer_matches("", "/", LegacySse), Err(()));
+        assert_eq!(issuer_matches("", "/", LegacySse), Err(IssuerMismatch));
     }
 
     #[test]
