@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestDaemon, ADMIN_TOKEN};
+use common::{Mode, TestDaemon, ADMIN_TOKEN};
 use reqwest::Method;
 use serde_json::{json, Value};
 use ssfd_testkit::{EndpointPaths, TestTransmitter, TransmitterOptions};
@@ -25,9 +25,13 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 async fn transmitter(paths: EndpointPaths) -> TestTransmitter {
+    transmitter_in(Mode::Ssf, paths).await
+}
+
+async fn transmitter_in(mode: Mode, paths: EndpointPaths) -> TestTransmitter {
     let tx = TestTransmitter::start_with(TransmitterOptions {
         paths: Some(paths),
-        ..Default::default()
+        ..mode.options()
     })
     .await;
     tx.set_poll_hold(Duration::from_millis(200));
@@ -67,7 +71,7 @@ fn merged(mut a: Value, b: Value) -> Value {
 /// A POLL stream created disabled with a placeholder endpoint, as an operator would before the
 /// transmitter assigns one.
 async fn unregistered_poll_stream(d: &TestDaemon, tx: &TestTransmitter, auth: Value) -> String {
-    let body = merged(
+    let mut body = merged(
         json!({
             "deliveryMethod": "SSF_DELIVERY_METHOD_POLL",
             "pollEndpointUrl": tx.poll_url("placeholder"),
@@ -75,6 +79,13 @@ async fn unregistered_poll_stream(d: &TestDaemon, tx: &TestTransmitter, auth: Va
         }),
         auth,
     );
+    if tx.is_legacy() {
+        // A legacy transmitter's metadata is not under its constant issuer; it polls short.
+        body = merged(
+            body,
+            Mode::Legacy.with(json!({"metadataUrl": tx.metadata_url(), "pollInterval": "1s"})),
+        );
+    }
     d.create_stream_for(tx, body).await.0
 }
 
@@ -111,7 +122,8 @@ async fn enable(d: &TestDaemon, id: &str) {
     assert_eq!(status, 200, "{v}");
 }
 
-/// A registered, enabled POLL stream: (local id, transmitter stream id).
+/// A registered, enabled POLL stream: (local id, transmitter stream id). A legacy transmitter
+/// names no stream: its own id of the stream (the feed) is returned instead.
 async fn registered_poll_stream(d: &TestDaemon, tx: &TestTransmitter) -> (String, String) {
     let id = unregistered_poll_stream(d, tx, bearer(tx)).await;
     let (status, v) = register(d, &id).await;
@@ -121,6 +133,10 @@ async fn registered_poll_stream(d: &TestDaemon, tx: &TestTransmitter) -> (String
         .as_str()
         .unwrap()
         .to_string();
+    if tx.is_legacy() {
+        assert_eq!(tid, "");
+        return (id, tx.stream_ids().remove(0));
+    }
     (id, tid)
 }
 
@@ -276,11 +292,11 @@ async fn registering_again_updates_the_registered_stream() {
     assert_eq!(last.body["stream_id"], tid.as_str());
 }
 
-#[tokio::test]
-async fn verification_with_the_requested_state_is_accepted() {
+both_modes!(verification_with_the_requested_state_is_accepted);
+async fn verification_with_the_requested_state_is_accepted(mode: Mode) {
     // 33
     let d = daemon().await;
-    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
     let (id, tid) = registered_poll_stream(&d, &tx).await;
     let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
     assert_eq!(status, 200, "{v}");
@@ -299,11 +315,11 @@ async fn verification_with_the_requested_state_is_accepted() {
     assert!(d.get_stream(&id).await["lastVerifiedAt"].is_string());
 }
 
-#[tokio::test]
-async fn verification_with_another_state_is_rejected_with_invalid_state() {
+both_modes!(verification_with_another_state_is_rejected_with_invalid_state);
+async fn verification_with_another_state_is_rejected_with_invalid_state(mode: Mode) {
     // 33
     let d = daemon().await;
-    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
     tx.set_verification_state(Some("forged-state".into()));
     let (id, _) = registered_poll_stream(&d, &tx).await;
     let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
@@ -316,11 +332,11 @@ async fn verification_with_another_state_is_rejected_with_invalid_state() {
     assert_eq!(local(&d, &id).last_verified_at, None);
 }
 
-#[tokio::test]
-async fn a_verification_queued_behind_other_events_arrives() {
+both_modes!(a_verification_queued_behind_other_events_arrives);
+async fn a_verification_queued_behind_other_events_arrives(mode: Mode) {
     // 34, CONF verification behind queued events
     let d = daemon_with(|c| c.poll.max_events = 2).await;
-    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
     let (id, tid) = registered_poll_stream(&d, &tx).await;
     tx.set_stream_status(&tid, "paused", Some("maintenance"));
     let events: Vec<String> = (0..5).map(|_| tx.enqueue_set(&tid, &tx.set())).collect();
