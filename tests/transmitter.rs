@@ -158,7 +158,13 @@ async fn register_for_push_in_the_okta_style() {
     let delivered = s["eventsDelivered"].as_array().unwrap();
     assert!(!delivered.is_empty());
 
-    let create = tx.management_calls().remove(0);
+    // First a look for a stream already held for this receiver (none), then the create.
+    let calls = tx.management_calls();
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].uri.as_str()),
+        ("GET", "/api/v1/ssf/stream")
+    );
+    let create = calls[1].clone();
     assert_eq!((create.method.as_str(), create.status), ("POST", 201));
     assert_eq!(create.uri, "/api/v1/ssf/stream");
     assert_eq!(
@@ -202,8 +208,11 @@ async fn register_for_poll_in_the_sailpoint_style_with_oauth() {
         .unwrap()
         .to_string();
     assert_eq!(v["ssfReceiverStream"]["pollEndpointUrl"], tx.poll_url(&tid));
-    let create = tx.management_calls().remove(0);
-    assert_eq!(create.uri, "/ssf/streams");
+    let create = tx.management_calls().remove(1);
+    assert_eq!(
+        (create.method.as_str(), create.uri.as_str()),
+        ("POST", "/ssf/streams")
+    );
     assert_eq!(create.body["delivery"], json!({"method": POLL}));
     let token_requests = tx.token_requests();
     assert_eq!(token_requests.len(), 1);
@@ -268,6 +277,7 @@ async fn a_409_takes_over_the_existing_stream() {
     assert_eq!(
         calls,
         vec![
+            ("GET".to_string(), 200),
             ("POST".to_string(), 409),
             ("GET".to_string(), 200),
             ("PUT".to_string(), 200)
@@ -276,6 +286,122 @@ async fn a_409_takes_over_the_existing_stream() {
     let config = tx.stream_config(&existing).unwrap();
     assert_eq!(config["description"], "test stream");
     assert_eq!(tx.stream_ids(), vec![existing]);
+}
+
+#[tokio::test]
+async fn registration_reuses_the_stream_the_transmitter_holds_for_this_receiver() {
+    // 9: registered once, then forgotten here (a restored backup, a second install)
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, _) = d.create_stream_for(&tx, bearer(&tx)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    let first = v["ssfReceiverStream"]["transmitterStreamId"].clone();
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "",
+        Some(json!({"ssfReceiverStream": {"transmitterStreamId": ""},
+                    "updateMask": "transmitterStreamId"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ssfReceiverStream"]["transmitterStreamId"], first);
+    assert_eq!(tx.stream_ids().len(), 1, "no second stream");
+    let last = tx.management_calls().pop().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("PUT", 200));
+    // The new push token went to the transmitter with the update.
+    let header = tx
+        .stream_authorization_header(first.as_str().unwrap())
+        .unwrap();
+    let token = header.strip_prefix("Bearer ").unwrap();
+    let set = tx.set().sign();
+    assert_eq!(d.push(&id, token, &set).await.status(), 202);
+}
+
+#[tokio::test]
+async fn subjects_are_added_and_removed_and_the_remote_configuration_read_back() {
+    // SSF §8.1.3, §8.1.1.2
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::okta()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:add",
+        Some(json!({"subject": "email:alice@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let bob = json!({"format": "iss_sub", "iss": "https://idp.example.com", "sub": "bob"});
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:add",
+        Some(json!({"subject": bob})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        tx.stream_subjects(&tid),
+        vec![
+            json!({"format": "email", "email": "alice@example.com"}),
+            bob.clone()
+        ]
+    );
+    let add = tx
+        .management_calls()
+        .into_iter()
+        .find(|c| c.uri.ends_with("subjects:add"))
+        .unwrap();
+    assert_eq!(add.body["stream_id"], tid.as_str());
+    assert_eq!(add.body["verified"], true);
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:remove",
+        Some(json!({"subject": bob})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(tx.stream_subjects(&tid).len(), 1);
+    // Removing it again: the transmitter's 404 with its reason.
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:remove",
+        Some(json!({"subject": bob})),
+    )
+    .await;
+    assert_eq!(status, 502, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTTP 404") && message.contains("no such subject"),
+        "{message}"
+    );
+    for bad in [
+        json!({}),
+        json!({"subject": 5}),
+        json!({"subject": "nonsense"}),
+    ] {
+        let (status, v) = call(&d, Method::POST, &id, "/subjects:add", Some(bad)).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v["message"].as_str().unwrap().starts_with("subject"), "{v}");
+    }
+
+    let (status, v) = call(&d, Method::GET, &id, "/remote-config", None).await;
+    assert_eq!(status, 200, "{v}");
+    let config = &v["transmitterConfiguration"];
+    assert_eq!(config["stream_id"], tid.as_str());
+    assert_eq!(config["delivery"]["method"], POLL);
+    assert_eq!(*config, tx.stream_config(&tid).unwrap());
 }
 
 #[tokio::test]

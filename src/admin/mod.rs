@@ -216,6 +216,18 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/ssf-receiver-streams/{id}/transmitter-status",
             get(transmitter::read_status).post(transmitter::update_status),
         )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/subjects:add",
+            post(transmitter::add_subject),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/subjects:remove",
+            post(transmitter::remove_subject),
+        )
+        .route(
+            "/api/v1/ssf-receiver-streams/{id}/remote-config",
+            get(transmitter::remote_config),
+        )
         .route("/api/v1/events", get(streams::list_events))
         .route("/api/v1/subjects:check", post(ledger::check))
         .route("/api/v1/actions", get(actions::list))

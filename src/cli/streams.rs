@@ -152,6 +152,34 @@ Example:
     },
 
     #[command(
+        about = "Add or remove a subject of the stream at its transmitter",
+        long_about = "Tell the transmitter to send (add) or stop sending (remove) events about one \
+subject on this stream (SSF stream management). The subject is a shorthand such as \
+email:alice@example.com or iss_sub:https://idp.example.com|alice, or a subject identifier as JSON.
+
+Examples:
+  ssfd streams subjects add 3f9c2a... email:alice@example.com
+  ssfd streams subjects remove 3f9c2a... email:alice@example.com"
+    )]
+    Subjects {
+        #[command(subcommand)]
+        change: SubjectChange,
+    },
+
+    #[command(
+        about = "Show the stream configuration its transmitter holds",
+        long_about = "Read the stream's configuration back from its transmitter (delivery method and \
+endpoint, events requested and delivered, audience) and print it as the transmitter answered.
+
+Example:
+  ssfd streams remote-config 3f9c2a..."
+    )]
+    RemoteConfig {
+        /// The stream's ID.
+        id: String,
+    },
+
+    #[command(
         about = "Show or change the stream's status at its transmitter",
         long_about = "Read the stream's status at its transmitter (enabled, paused or disabled), or \
 change it with --set and an optional --reason.
@@ -250,6 +278,25 @@ impl Knob {
             Knob::Unspecified => "SSF_REVOCATION_ACTION_UNSPECIFIED",
         }
     }
+}
+
+/// `ssfd streams subjects add|remove ID SUBJECT`.
+#[derive(Subcommand, Debug)]
+pub enum SubjectChange {
+    /// Ask the transmitter to send events about this subject.
+    Add {
+        /// The stream's ID.
+        id: String,
+        /// email:alice@example.com, iss_sub:ISS|SUB, ..., or a subject identifier as JSON.
+        subject: String,
+    },
+    /// Ask the transmitter to stop sending events about this subject.
+    Remove {
+        /// The stream's ID.
+        id: String,
+        /// email:alice@example.com, iss_sub:ISS|SUB, ..., or a subject identifier as JSON.
+        subject: String,
+    },
 }
 
 /// Fields that create and update set the same way.
@@ -625,6 +672,41 @@ pub async fn run(cmd: StreamsCommand, api: &AdminClient, out: &mut Out<'_>) -> a
                 "The transmitter will send a verification event; `ssfd streams get {id}` shows \
                  lastVerifiedAt once it arrives."
             )?;
+            Ok(())
+        }
+        StreamsCommand::Subjects { change } => {
+            let (id, subject, tail, done) = match change {
+                SubjectChange::Add { id, subject } => (id, subject, "subjects:add", "Added"),
+                SubjectChange::Remove { id, subject } => {
+                    (id, subject, "subjects:remove", "Removed")
+                }
+            };
+            // JSON objects go as they are; anything else is the shorthand the API parses.
+            let subject_value = match serde_json::from_str::<Value>(&subject) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => Value::String(subject.clone()),
+            };
+            let answer = api
+                .post(&path(&id, Some(tail)), &json!({"subject": subject_value}))
+                .await?;
+            if out.json {
+                return out.print_json(&answer);
+            }
+            writeln!(
+                out.w,
+                "{done} subject {subject} at the transmitter of stream {id}."
+            )?;
+            Ok(())
+        }
+        StreamsCommand::RemoteConfig { id } => {
+            let answer = api.get(&path(&id, Some("remote-config")), &[]).await?;
+            if out.json {
+                return out.print_json(&answer);
+            }
+            let config = answer
+                .get("transmitterConfiguration")
+                .unwrap_or(&Value::Null);
+            writeln!(out.w, "{}", serde_json::to_string_pretty(config)?)?;
             Ok(())
         }
         StreamsCommand::Status { id, set, reason } => {

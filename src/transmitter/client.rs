@@ -204,6 +204,8 @@ struct Endpoints {
     configuration: Option<String>,
     status: Option<String>,
     verification: Option<String>,
+    add_subject: Option<String>,
+    remove_subject: Option<String>,
 }
 
 fn stream_of(app: &App, id: &str) -> Result<Arc<Stream>, TransmitterError> {
@@ -237,6 +239,8 @@ async fn endpoints(app: &App, stream: &Stream) -> Result<Endpoints, TransmitterE
         configuration: endpoint("configuration_endpoint")?,
         status: endpoint("status_endpoint")?,
         verification: endpoint("verification_endpoint")?,
+        add_subject: endpoint("add_subject_endpoint")?,
+        remove_subject: endpoint("remove_subject_endpoint")?,
     })
 }
 
@@ -421,6 +425,11 @@ async fn create_or_replace(
             other => return other,
         }
     }
+    // A stream the transmitter already holds for this receiver is taken over, not duplicated.
+    if let Some(existing) = find_own(app, stream, config_url, body).await {
+        tracing::info!(stream = %stream.id, transmitter_stream_id = %existing, "the transmitter already holds a stream for this receiver; updating it");
+        return replace(app, stream, config_url, &existing, body).await;
+    }
     let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
         c.post(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -436,6 +445,43 @@ async fn create_or_replace(
         }
         _ => Err(status_error("create", stream, resp).await),
     }
+}
+
+/// The transmitter's id of a stream it already holds for this receiver: same delivery method
+/// and, for push, the same endpoint URL; for poll, the same description. `None` when there is
+/// none, or the transmitter cannot list its streams (creation then goes ahead).
+async fn find_own(app: &App, stream: &Stream, config_url: &str, body: &Value) -> Option<String> {
+    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+        c.get(config_url)
+            .header(reqwest::header::ACCEPT, "application/json")
+    })
+    .await
+    .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let doc = read_json(resp, "read").await.ok()?;
+    let items = match doc {
+        Value::Array(items) => items,
+        v @ Value::Object(_) => vec![v],
+        _ => return None,
+    };
+    let wanted = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    let method = wanted(body, "/delivery/method");
+    let endpoint = wanted(body, "/delivery/endpoint_url");
+    let description = wanted(body, "/description");
+    items.iter().find_map(|c| {
+        let same_method = wanted(c, "/delivery/method") == method;
+        let ours = if endpoint.is_some() {
+            wanted(c, "/delivery/endpoint_url") == endpoint
+        } else {
+            wanted(c, "/description") == description
+        };
+        (same_method && ours)
+            .then(|| wanted(c, "/stream_id"))
+            .flatten()
+            .filter(|id| !id.is_empty())
+    })
 }
 
 /// A configuration from a LEGACY_SSE transmitter, which may name no stream.
@@ -834,6 +880,75 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
     app.transmitters.tokens.invalidate(id);
     tracing::info!(stream = %id, transmitter_stream_id = %tid, "stream deleted at its transmitter");
     Ok(())
+}
+
+/// Adds (`add`) or removes a subject at the transmitter (SSF §8.1.3.2, §8.1.3.3). `subject` is
+/// a subject identifier object, already validated.
+pub async fn change_subject(
+    app: &Arc<App>,
+    id: &str,
+    subject: &Value,
+    add: bool,
+) -> Result<(), TransmitterError> {
+    let stream = stream_of(app, id)?;
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
+    let ep = endpoints(app, &stream).await?;
+    let (step, url) = if add {
+        (
+            "add subject",
+            require(ep.add_subject, "add_subject_endpoint")?,
+        )
+    } else {
+        (
+            "remove subject",
+            require(ep.remove_subject, "remove_subject_endpoint")?,
+        )
+    };
+    let mut body = json!({"subject": subject});
+    if !tid.is_empty() {
+        body["stream_id"] = json!(tid);
+    }
+    if add {
+        body["verified"] = json!(true);
+    }
+    let resp = auth::send(app, &stream, step, MANAGEMENT_TIMEOUT, |c| {
+        c.post(&url).json(&body)
+    })
+    .await?;
+    if !resp.status().is_success() {
+        return Err(status_error(step, &stream, resp).await);
+    }
+    tracing::info!(stream = %id, step, "subject changed at the transmitter");
+    Ok(())
+}
+
+/// The stream configuration the transmitter holds now, as it answered (SSF §8.1.1.2).
+pub async fn remote_config(app: &Arc<App>, id: &str) -> Result<Value, TransmitterError> {
+    let stream = stream_of(app, id)?;
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
+    let url = require(
+        endpoints(app, &stream).await?.configuration,
+        "configuration_endpoint",
+    )?;
+    let query = id_query(Some(tid.as_str()).filter(|t| !t.is_empty()));
+    let resp = auth::send(app, &stream, "read", MANAGEMENT_TIMEOUT, |c| {
+        c.get(&url)
+            .query(&query)
+            .header(reqwest::header::ACCEPT, "application/json")
+    })
+    .await?;
+    if !resp.status().is_success() {
+        return Err(status_error("read", &stream, resp).await);
+    }
+    let doc = read_json(resp, "read").await?;
+    // Some transmitters answer a list even when asked for one stream.
+    Ok(match doc {
+        Value::Array(items) if !tid.is_empty() => items
+            .into_iter()
+            .find(|v| v.get("stream_id").and_then(Value::as_str) == Some(tid.as_str()))
+            .unwrap_or(Value::Null),
+        other => other,
+    })
 }
 
 #[cfg(test)]

@@ -78,6 +78,14 @@ pub(crate) fn metadata(shared: &Shared, issuer: String) -> Map<String, Value> {
         "verification_endpoint".into(),
         json!(shared.url(&shared.paths.verification)),
     );
+    doc.insert(
+        "add_subject_endpoint".into(),
+        json!(shared.url(&shared.paths.add_subject)),
+    );
+    doc.insert(
+        "remove_subject_endpoint".into(),
+        json!(shared.url(&shared.paths.remove_subject)),
+    );
     doc
 }
 
@@ -152,6 +160,7 @@ pub(crate) fn act(
                     .map(String::from),
                 status: "enabled".into(),
                 reason: None,
+                subjects: Vec::new(),
             };
             let delivery = obj.get("delivery").and_then(Value::as_object);
             let method = delivery
@@ -222,6 +231,18 @@ pub(crate) fn act(
             s.status = status.to_owned();
             shared.feeds_changed.notify_waiters();
             (ok(json!({"status": status})), None)
+        }
+        "add_subject" | "remove_subject" => {
+            let Some(subject) = obj.get("subject").filter(|v| v.is_object()).cloned() else {
+                return (bad_request("subject must be an object"), None);
+            };
+            let Some(s) = stream_of_token(m, token).and_then(|id| m.streams.get_mut(&id)) else {
+                return (not_found(), None);
+            };
+            (
+                crate::mgmt::subject_change(s, subject, op == "add_subject"),
+                None,
+            )
         }
         _ => {
             let Some(s) = stream_of_token(m, token).and_then(|id| m.streams.get(&id).cloned())

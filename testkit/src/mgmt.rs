@@ -27,6 +27,9 @@ pub struct EndpointPaths {
     pub configuration: String,
     pub status: String,
     pub verification: String,
+    /// SSF §8.1.3.2 and §8.1.3.3.
+    pub add_subject: String,
+    pub remove_subject: String,
     pub token: String,
     /// Poll endpoints are `{poll_prefix}/{feed}`.
     pub poll_prefix: String,
@@ -40,6 +43,8 @@ impl EndpointPaths {
             configuration: "/ssf/streams".into(),
             status: "/ssf/streams/status".into(),
             verification: "/ssf/streams/verify".into(),
+            add_subject: "/ssf/streams/subjects:add".into(),
+            remove_subject: "/ssf/streams/subjects:remove".into(),
             token: "/oauth/token".into(),
             poll_prefix: "/ssf/poll".into(),
         }
@@ -52,6 +57,8 @@ impl EndpointPaths {
             configuration: "/api/v1/ssf/stream".into(),
             status: "/api/v1/ssf/stream/status".into(),
             verification: "/api/v1/ssf/stream/verification".into(),
+            add_subject: "/api/v1/ssf/stream/subjects:add".into(),
+            remove_subject: "/api/v1/ssf/stream/subjects:remove".into(),
             token: "/oauth2/v1/token".into(),
             poll_prefix: "/api/v1/ssf/poll".into(),
         }
@@ -100,6 +107,8 @@ pub(crate) struct TxStream {
     pub description: Option<String>,
     pub status: String,
     pub reason: Option<String>,
+    /// Subjects added by the receiver (SSF §8.1.3), in order.
+    pub subjects: Vec<Value>,
 }
 
 /// Everything the management, token and poll endpoints share.
@@ -247,6 +256,8 @@ pub(crate) fn routes(paths: &EndpointPaths) -> Router<Arc<Shared>> {
         )
         .route(&paths.status, get(management).post(management))
         .route(&paths.verification, post(management))
+        .route(&paths.add_subject, post(management))
+        .route(&paths.remove_subject, post(management))
         .route(&paths.token, post(token))
 }
 
@@ -306,6 +317,8 @@ enum Op {
     Delete,
     ReadStatus,
     UpdateStatus,
+    AddSubject,
+    RemoveSubject,
     Verify,
 }
 
@@ -332,6 +345,8 @@ async fn management(
         ("DELETE", p) if p == shared.paths.configuration => Op::Delete,
         ("GET", p) if p == shared.paths.status => Op::ReadStatus,
         ("POST", p) if p == shared.paths.status => Op::UpdateStatus,
+        ("POST", p) if p == shared.paths.add_subject => Op::AddSubject,
+        ("POST", p) if p == shared.paths.remove_subject => Op::RemoveSubject,
         _ => Op::Verify,
     };
     let mut m = shared.mgmt();
@@ -378,6 +393,8 @@ async fn management(
             Op::Delete => "delete",
             Op::ReadStatus => "read_status",
             Op::UpdateStatus => "update_status",
+            Op::AddSubject => "add_subject",
+            Op::RemoveSubject => "remove_subject",
             Op::Verify => "verify",
         };
         let (resp, verify) = crate::legacy::act(&shared, &mut m, name, &token, &body_json);
@@ -561,6 +578,7 @@ fn act(
                 description: None,
                 status: "enabled".into(),
                 reason: None,
+                subjects: Vec::new(),
             };
             // Without `delivery` the transmitter assumes poll (SSF §8.1.1.1).
             if let Err(problem) = apply(shared, &mut s, &obj, true) {
@@ -627,6 +645,18 @@ fn act(
             shared.feeds_changed.notify_waiters();
             (ok(v), None)
         }
+        Op::AddSubject | Op::RemoveSubject => {
+            let Some(subject) = obj.get("subject").filter(|v| v.is_object()).cloned() else {
+                return (bad_request("subject must be an object"), None);
+            };
+            let Some(s) = body_id.and_then(|id| m.streams.get_mut(&id)) else {
+                return (not_found(), None);
+            };
+            (
+                subject_change(s, subject, matches!(op, Op::AddSubject)),
+                None,
+            )
+        }
         Op::Verify => {
             let Some(s) = body_id.and_then(|id| m.streams.get(&id)).cloned() else {
                 return (not_found(), None);
@@ -655,6 +685,27 @@ fn act(
             });
             (StatusCode::NO_CONTENT.into_response(), deliver)
         }
+    }
+}
+
+/// SSF §8.1.3: add answers 200 (adding twice changes nothing), remove answers 204, or 404 for
+/// a subject the stream does not hold.
+pub(crate) fn subject_change(s: &mut TxStream, subject: Value, add: bool) -> Response {
+    let held = s.subjects.iter().position(|x| *x == subject);
+    match (add, held) {
+        (true, Some(_)) => StatusCode::OK.into_response(),
+        (true, None) => {
+            s.subjects.push(subject);
+            StatusCode::OK.into_response()
+        }
+        (false, Some(i)) => {
+            s.subjects.remove(i);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (false, None) => json_response(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"no such subject in the stream"}"#.to_owned(),
+        ),
     }
 }
 
@@ -785,6 +836,7 @@ impl TestTransmitter {
             description: Some("created by hand".into()),
             status: "enabled".into(),
             reason: None,
+            subjects: Vec::new(),
         };
         let body = json!({"delivery": delivery});
         if let Some(obj) = body.as_object() {
@@ -818,6 +870,20 @@ impl TestTransmitter {
 
     pub fn stream_ids(&self) -> Vec<String> {
         self.with_mgmt(|m| m.streams.keys().cloned().collect())
+    }
+
+    /// The subjects the receiver added to a stream (SSF §8.1.3), in order.
+    pub fn stream_subjects(&self, stream_id: &str) -> Vec<Value> {
+        self.with_mgmt(|m| {
+            m.streams
+                .get(stream_id)
+                .map(|s| s.subjects.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn add_subject_endpoint(&self) -> String {
+        self.shared().url(&self.shared().paths.add_subject)
     }
 
     /// The authorization header a push stream was registered with.

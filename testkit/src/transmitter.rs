@@ -166,6 +166,14 @@ impl Shared {
                 json!(self.url(&self.paths.verification)),
             );
             doc.insert(
+                "add_subject_endpoint".into(),
+                json!(self.url(&self.paths.add_subject)),
+            );
+            doc.insert(
+                "remove_subject_endpoint".into(),
+                json!(self.url(&self.paths.remove_subject)),
+            );
+            doc.insert(
                 "authorization_schemes".into(),
                 json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
             );
