@@ -752,6 +752,45 @@ async fn the_command_line_acts_through_the_admin_api() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["state"].is_string());
 
+    // subjects add|remove and remote-config
+    let admin_url = d.daemon.admin_url();
+    let (sid, tid) = (id.clone(), tx.stream_ids().remove(0));
+    let outs = tokio::task::spawn_blocking(move || {
+        let ssfd = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
+                .arg("streams")
+                .args(args)
+                .args(["--admin-url", &admin_url])
+                .env("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)
+                .output()
+                .unwrap()
+        };
+        vec![
+            ssfd(&["subjects", "add", &sid, "email:alice@example.com"]),
+            ssfd(&["subjects", "add", &sid, r#"{"format":"opaque","id":"u-7"}"#]),
+            ssfd(&["subjects", "remove", &sid, "email:alice@example.com"]),
+            ssfd(&["remote-config", &sid]),
+        ]
+    })
+    .await
+    .unwrap();
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&outs[0].stdout).contains("Added subject email:alice@example.com")
+    );
+    assert_eq!(
+        tx.stream_subjects(&tid),
+        vec![json!({"format": "opaque", "id": "u-7"})]
+    );
+    let config: Value = serde_json::from_slice(&outs[3].stdout).unwrap();
+    assert_eq!(config["stream_id"], tid.as_str());
+
     let admin_url = d.daemon.admin_url();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
