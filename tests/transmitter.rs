@@ -701,6 +701,175 @@ async fn stream_health_counts_missing_verifications_and_pauses_with_the_stream()
     assert_eq!(missed(), misses);
 }
 
+both_modes!(after_a_rejected_verification_the_next_requested_one_is_accepted);
+async fn after_a_rejected_verification_the_next_requested_one_is_accepted(mode: Mode) {
+    // 33, CONF: a rejection must not poison the stream's verification
+    let d = daemon().await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    tx.set_verification_state(Some("never-requested".into()));
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    until("the forged state is rejected", || !tx.set_errs().is_empty()).await;
+    assert_eq!(
+        tx.set_errs().values().next().unwrap()["err"],
+        "invalid_state"
+    );
+    assert_eq!(local(&d, &id).last_verified_at, None);
+    tx.set_verification_state(None);
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    until("the requested verification is accepted", || {
+        local(&d, &id).last_verified_at.is_some()
+    })
+    .await;
+    assert_eq!(tx.set_errs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_verification_nobody_requested_is_invalid_state_even_with_no_request_on_record() {
+    // 33, CONF: no request at all is on record for the stream
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let key = tx.enqueue_set(&tid, &tx.verification_set(&tid, Some("unsolicited")));
+    until("it is reported", || tx.set_errs().contains_key(&key)).await;
+    assert_eq!(tx.set_errs()[&key]["err"], "invalid_state");
+    // The wrong subject: another stream's id.
+    let other = tx.enqueue_set(&tid, &tx.verification_set("another-stream", None));
+    until("it is reported", || tx.set_errs().contains_key(&other)).await;
+    assert_eq!(tx.set_errs()[&other]["err"], "invalid_request");
+    assert_eq!(local(&d, &id).last_verified_at, None);
+}
+
+#[tokio::test]
+async fn events_for_configured_subjects_are_acknowledged_and_a_removed_one_is_not_acted_on() {
+    // 27, CONF: subjects as email or iss_sub; events after a removal
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let alice = ssfd_testkit::subjects::email("alice@example.com");
+    let bob = ssfd_testkit::subjects::iss_sub("https://idp.example.com", "bob");
+    let carol = ssfd_testkit::subjects::email("carol@example.com");
+    for s in [&alice, &bob, &carol] {
+        let (status, v) = call(
+            &d,
+            Method::POST,
+            &id,
+            "/subjects:add",
+            Some(json!({"subject": s})),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:remove",
+        Some(json!({"subject": carol})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let jtis: Vec<String> = [&alice, &bob, &carol]
+        .iter()
+        .map(|s| tx.enqueue_set(&tid, &tx.set().sub_id((*s).clone())))
+        .collect();
+    until("all three are acknowledged", || {
+        jtis.iter().all(|j| tx.acked().contains(j))
+    })
+    .await;
+    assert!(tx.set_errs().is_empty());
+    let events = d.events(&id).await;
+    let outcome = |jti: &str| {
+        events
+            .iter()
+            .find(|e| e["jti"] == jti)
+            .map(|e| e["outcome"].clone())
+            .unwrap()
+    };
+    assert_eq!(outcome(&jtis[0]), "revoke");
+    assert_eq!(outcome(&jtis[1]), "revoke");
+    assert_eq!(
+        outcome(&jtis[2]),
+        "stored",
+        "removed subjects are not acted on"
+    );
+    let (_, check) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:check",
+            Some(json!({"subject": "email:carol@example.com"})),
+        )
+        .await;
+    assert_eq!(check["revoked"], false, "{check}");
+    // Kept across a restart; adding the subject back makes its events count again.
+    let dir = d.stop().await;
+    let mut config = common::test_config(dir.path());
+    config.jwks.allow_http = true;
+    let d = TestDaemon::start_in(dir, config).await;
+    assert!(d
+        .daemon
+        .app
+        .transmitters
+        .is_removed(&id, &["email:carol@example.com".to_string()]));
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:add",
+        Some(json!({"subject": carol})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(!d
+        .daemon
+        .app
+        .transmitters
+        .is_removed(&id, &["email:carol@example.com".to_string()]));
+}
+
+#[tokio::test]
+async fn scheduled_verification_waits_the_minimum_interval_and_honours_429() {
+    // 12, CONF: periodic verification against min_verification_interval
+    let d = daemon_with(|c| c.poll.verify_interval = Some(Duration::from_secs(1))).await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_min_verification_interval(Some(3));
+    let (_id, _) = registered_poll_stream(&d, &tx).await;
+    let health = &d.daemon.app.transmitters.health;
+    let rounds = || health.rounds.load(std::sync::atomic::Ordering::Relaxed);
+    until("seven rounds", || rounds() >= 7).await;
+    // One request per 3 s at most over 7 one-second rounds, and never one the transmitter
+    // had to refuse.
+    let requested = tx.verification_requests().len();
+    assert!((1..=3).contains(&requested), "{requested}");
+    let refused = tx
+        .management_calls()
+        .iter()
+        .filter(|c| c.status == 429)
+        .count();
+    assert_eq!(refused, 0);
+
+    // A transmitter whose limit ssfd cannot know: its 429 and Retry-After are honoured.
+    let d = daemon_with(|c| c.poll.verify_interval = Some(Duration::from_secs(1))).await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (_id, _) = registered_poll_stream(&d, &tx).await;
+    tx.set_min_verification_interval(Some(4));
+    let health = &d.daemon.app.transmitters.health;
+    let rounds = || health.rounds.load(std::sync::atomic::Ordering::Relaxed);
+    until("seven rounds", || rounds() >= 7).await;
+    let statuses: Vec<u16> = tx
+        .management_calls()
+        .iter()
+        .filter(|c| c.uri.contains("verify"))
+        .map(|c| c.status)
+        .collect();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    // After each 429 ssfd waits the Retry-After (up to 4 s) before asking again.
+    assert!(refused <= 2, "{statuses:?}");
+    assert!(statuses.contains(&204), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn the_command_line_acts_through_the_admin_api() {
     let d = daemon().await;

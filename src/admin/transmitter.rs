@@ -104,7 +104,9 @@ pub async fn update_status(
 
 /// The `subject` of a subjects:add or subjects:remove body: a subject identifier object, or the
 /// shorthand `email:alice@example.com`.
-fn subject_of(body: &serde_json::Map<String, Value>) -> Result<Value, ApiError> {
+fn subject_of(
+    body: &serde_json::Map<String, Value>,
+) -> Result<crate::verify::subject::Subject, ApiError> {
     use crate::verify::subject::{parse_subject, parse_subject_shorthand};
     let parsed = match body.get("subject") {
         Some(v @ Value::Object(_)) => parse_subject(v),
@@ -115,9 +117,7 @@ fn subject_of(body: &serde_json::Map<String, Value>) -> Result<Value, ApiError> 
             "must be a subject identifier object or a shorthand such as email:alice@example.com",
         )),
     };
-    parsed
-        .map(|s| s.raw)
-        .map_err(|e| ApiError::invalid("subject", e.0))
+    parsed.map_err(|e| ApiError::invalid("subject", e.0))
 }
 
 async fn change_subject(
@@ -131,7 +131,7 @@ async fn change_subject(
     client::change_subject(&app, &id, &subject, add)
         .await
         .map_err(api_error)?;
-    Ok(json_ok(json!({"subject": subject})))
+    Ok(json_ok(json!({"subject": subject.raw})))
 }
 
 /// `POST .../{id}/subjects:add` (SSF §8.1.3.2).

@@ -223,7 +223,21 @@ async fn receive_inner(
         }
     }
     let config = app.config();
-    let plan = act::plan(stream, &set, &config);
+    let mut plan = act::plan(stream, &set, &config);
+    // SSF §8.1.3.3: events about a subject removed from the stream may still arrive; they are
+    // acknowledged and logged, never acted on.
+    if !plan.decisions.is_empty() && app.transmitters.is_removed(&stream.id, &set.subject_keys()) {
+        tracing::info!(
+            stream = %stream.id, jti = %set.jti,
+            subject = %set.subject_keys().first().map(String::as_str).unwrap_or(""),
+            "event about a subject removed from the stream: stored, not acted on"
+        );
+        plan = act::Plan {
+            outcome: "stored",
+            summary: "subject removed from the stream at the transmitter: stored, no action".into(),
+            decisions: Vec::new(),
+        };
+    }
     let info = SetInfo {
         tolerances: set.tolerances.clone(),
         txn: set.txn.clone(),

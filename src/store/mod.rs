@@ -6,6 +6,7 @@
 
 pub mod inbox;
 pub mod streams;
+pub mod subjects;
 mod writer;
 
 use std::path::{Path, PathBuf};

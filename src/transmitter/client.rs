@@ -20,6 +20,7 @@ use crate::compat::Tolerance;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
 use crate::verify::jwks::{issuer_matches, KeySource};
+use crate::verify::subject::Subject;
 
 const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
 const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
@@ -882,12 +883,12 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
     Ok(())
 }
 
-/// Adds (`add`) or removes a subject at the transmitter (SSF §8.1.3.2, §8.1.3.3). `subject` is
-/// a subject identifier object, already validated.
+/// Adds (`add`) or removes a subject at the transmitter (SSF §8.1.3.2, §8.1.3.3), then records
+/// the change, so that later events about a removed subject are acknowledged and not acted on.
 pub async fn change_subject(
     app: &Arc<App>,
     id: &str,
-    subject: &Value,
+    subject: &Subject,
     add: bool,
 ) -> Result<(), TransmitterError> {
     let stream = stream_of(app, id)?;
@@ -904,7 +905,7 @@ pub async fn change_subject(
             require(ep.remove_subject, "remove_subject_endpoint")?,
         )
     };
-    let mut body = json!({"subject": subject});
+    let mut body = json!({"subject": subject.raw});
     if !tid.is_empty() {
         body["stream_id"] = json!(tid);
     }
@@ -918,7 +919,18 @@ pub async fn change_subject(
     if !resp.status().is_success() {
         return Err(status_error(step, &stream, resp).await);
     }
-    tracing::info!(stream = %id, step, "subject changed at the transmitter");
+    let (sid, keys, now) = (id.to_string(), subject.keys.clone(), now_unix());
+    app.store
+        .write(move |c| {
+            if add {
+                crate::store::subjects::mark_added(c, &sid, &keys)
+            } else {
+                crate::store::subjects::mark_removed(c, &sid, &keys, now)
+            }
+        })
+        .await?;
+    app.transmitters.note_subject(id, &subject.keys, !add);
+    tracing::info!(stream = %id, step, subject = %subject.keys.first().map(String::as_str).unwrap_or(""), "subject changed at the transmitter");
     Ok(())
 }
 

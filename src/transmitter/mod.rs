@@ -6,7 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod health;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -227,6 +227,9 @@ pub struct Transmitters {
     pub health: health::HealthStats,
     limits: Mutex<HashMap<String, VerifyLimit>>,
     pollers: Mutex<BTreeSet<String>>,
+    /// Canonical subject keys removed from each stream at its transmitter (mirrors the
+    /// `removed_subjects` rows, so that intake need not read the database).
+    removed: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Default for Transmitters {
@@ -237,6 +240,7 @@ impl Default for Transmitters {
             health: health::HealthStats::default(),
             limits: Mutex::new(HashMap::new()),
             pollers: Mutex::new(BTreeSet::new()),
+            removed: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -281,6 +285,27 @@ impl Transmitters {
     /// Ids of the streams whose poller is running right now.
     pub fn running_pollers(&self) -> Vec<String> {
         lock(&self.pollers).iter().cloned().collect()
+    }
+
+    /// Whether an event about a subject with these keys concerns a subject removed from the
+    /// stream.
+    pub fn is_removed(&self, stream_id: &str, keys: &[String]) -> bool {
+        lock(&self.removed)
+            .get(stream_id)
+            .is_some_and(|set| keys.iter().any(|k| set.contains(k)))
+    }
+
+    /// Records in memory that these keys were removed from (or added back to) the stream.
+    pub fn note_subject(&self, stream_id: &str, keys: &[String], removed: bool) {
+        let mut map = lock(&self.removed);
+        let set = map.entry(stream_id.to_string()).or_default();
+        for k in keys {
+            if removed {
+                set.insert(k.clone());
+            } else {
+                set.remove(k);
+            }
+        }
     }
 
     pub(crate) fn set_running_pollers(&self, ids: impl IntoIterator<Item = String>) {
