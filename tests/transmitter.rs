@@ -871,6 +871,28 @@ async fn scheduled_verification_waits_the_minimum_interval_and_honours_429() {
 }
 
 #[tokio::test]
+async fn a_quiet_stream_is_verified_within_the_inactivity_timeout() {
+    // 13: no [poll] verify_interval; the transmitter drops streams quiet for 4 s
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_inactivity_timeout(Some(4));
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    until("a keep-alive verification is requested", || {
+        !tx.verification_requests().is_empty()
+    })
+    .await;
+    until("it arrives", || local(&d, &id).last_verified_at.is_some()).await;
+    // Traffic counts as activity: SETs every second keep it from asking again.
+    let asked = tx.verification_requests().len();
+    for _ in 0..4 {
+        let jti = tx.enqueue_set(&tid, &tx.set());
+        until("the SET is acknowledged", || tx.acked().contains(&jti)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(tx.verification_requests().len() <= asked + 1);
+}
+
+#[tokio::test]
 async fn the_command_line_acts_through_the_admin_api() {
     let d = daemon().await;
     let tx = transmitter(EndpointPaths::sailpoint()).await;

@@ -89,6 +89,7 @@ pub async fn receive_tolerating(
     match &result {
         Ok((receipt, set_info)) => {
             app.note_tolerances(&stream.id, &set_info.tolerances);
+            app.transmitters.note_activity(&stream.id);
             app.metrics.set_outcome(
                 &stream.id,
                 if receipt.duplicate {

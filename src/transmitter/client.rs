@@ -126,6 +126,8 @@ pub struct StreamConfig {
     pub endpoint_url: Option<String>,
     pub events_delivered: Vec<String>,
     pub min_verification_interval: Option<u64>,
+    /// Seconds without traffic after which the transmitter may drop the stream (SSF §8.1.1).
+    pub inactivity_timeout: Option<u64>,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -182,6 +184,7 @@ pub fn parse_config_as(
             .map(String::from),
         events_delivered: strings(o.get("events_delivered")),
         min_verification_interval: o.get("min_verification_interval").and_then(Value::as_u64),
+        inactivity_timeout: o.get("inactivity_timeout").and_then(Value::as_u64),
     })
 }
 
@@ -648,6 +651,7 @@ async fn adopt(
         .ok_or(TransmitterError::NotFound)?;
     app.transmitters.update_verify_limit(&stream.id, |l| {
         l.min_interval = cfg.min_verification_interval.map(Duration::from_secs);
+        l.inactivity_timeout = cfg.inactivity_timeout.map(Duration::from_secs);
         l.known = true;
     });
     tracing::info!(
@@ -677,6 +681,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
             match read_config(app, &stream, config_url, &tid).await {
                 Ok(cfg) => app.transmitters.update_verify_limit(id, |l| {
                     l.min_interval = cfg.min_verification_interval.map(Duration::from_secs);
+                    l.inactivity_timeout = cfg.inactivity_timeout.map(Duration::from_secs);
                     l.known = true;
                 }),
                 Err(e) => {

@@ -217,6 +217,9 @@ pub(crate) struct VerifyLimit {
     pub known: bool,
     /// Unix seconds before which the transmitter asked not to be asked again (429).
     pub not_before: i64,
+    /// `inactivity_timeout` from the stream configuration: the stream is kept busy with
+    /// verifications when it is quiet for half of it.
+    pub inactivity_timeout: Option<Duration>,
 }
 
 /// State shared by the poller, the management client and the health check. Lives in
@@ -230,6 +233,10 @@ pub struct Transmitters {
     /// Canonical subject keys removed from each stream at its transmitter (mirrors the
     /// `removed_subjects` rows, so that intake need not read the database).
     removed: Mutex<HashMap<String, HashSet<String>>>,
+    /// When each stream last carried a SET ssfd accepted.
+    activity: Mutex<HashMap<String, std::time::Instant>>,
+    /// Woken when a stream's limits change (the health task then looks again at once).
+    pub(crate) limits_changed: tokio::sync::Notify,
 }
 
 impl Default for Transmitters {
@@ -241,6 +248,8 @@ impl Default for Transmitters {
             limits: Mutex::new(HashMap::new()),
             pollers: Mutex::new(BTreeSet::new()),
             removed: Mutex::new(HashMap::new()),
+            activity: Mutex::new(HashMap::new()),
+            limits_changed: tokio::sync::Notify::new(),
         }
     }
 }
@@ -280,11 +289,30 @@ impl Transmitters {
 
     pub(crate) fn update_verify_limit(&self, stream_id: &str, edit: impl FnOnce(&mut VerifyLimit)) {
         edit(lock(&self.limits).entry(stream_id.to_string()).or_default());
+        self.limits_changed.notify_waiters();
     }
 
     /// Ids of the streams whose poller is running right now.
     pub fn running_pollers(&self) -> Vec<String> {
         lock(&self.pollers).iter().cloned().collect()
+    }
+
+    /// Notes that a stream just carried an accepted SET.
+    pub fn note_activity(&self, stream_id: &str) {
+        lock(&self.activity).insert(stream_id.to_string(), std::time::Instant::now());
+    }
+
+    /// When the stream last carried an accepted SET, if it did since start.
+    pub(crate) fn last_activity(&self, stream_id: &str) -> Option<std::time::Instant> {
+        lock(&self.activity).get(stream_id).copied()
+    }
+
+    /// The shortest `inactivity_timeout` any stream's transmitter announced.
+    pub(crate) fn shortest_inactivity(&self) -> Option<Duration> {
+        lock(&self.limits)
+            .values()
+            .filter_map(|l| l.inactivity_timeout)
+            .min()
     }
 
     /// Whether an event about a subject with these keys concerns a subject removed from the

@@ -127,6 +127,7 @@ pub(crate) struct Mgmt {
     pub config_iss: Option<String>,
     pub events_supported: Vec<String>,
     pub min_verification_interval: Option<u64>,
+    pub inactivity_timeout: Option<u64>,
     pub last_verification: HashMap<String, Instant>,
     pub verification_state: Option<String>,
     pub drop_verifications: bool,
@@ -170,6 +171,7 @@ impl Mgmt {
                 .map(|s| s.to_string())
                 .collect(),
             min_verification_interval: None,
+            inactivity_timeout: None,
             last_verification: HashMap::new(),
             verification_state: None,
             drop_verifications: false,
@@ -227,6 +229,9 @@ impl Mgmt {
         }
         if let Some(i) = self.min_verification_interval {
             v["min_verification_interval"] = json!(i);
+        }
+        if let Some(i) = self.inactivity_timeout {
+            v["inactivity_timeout"] = json!(i);
         }
         v
     }
@@ -805,6 +810,11 @@ impl TestTransmitter {
     /// `min_verification_interval` in seconds; verifying sooner gets 429 with `Retry-After`.
     pub fn set_min_verification_interval(&self, secs: Option<u64>) {
         self.with_mgmt(|m| m.min_verification_interval = secs);
+    }
+
+    /// `inactivity_timeout` in seconds, announced in stream configurations.
+    pub fn set_inactivity_timeout(&self, secs: Option<u64>) {
+        self.with_mgmt(|m| m.inactivity_timeout = secs);
     }
 
     /// Verification events carry this `state` instead of the requested one.
