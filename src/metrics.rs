@@ -347,6 +347,7 @@ mod tests {
         m.action_result("hook", true, 0.1);
         m.action_result("hook", false, 0.2);
         m.poll_request("s2", false);
+        m.tolerance("s2", "poll_acks");
         let text = m.render(&Snapshot {
             jwks_fetches: 4,
             jwks_failures: 1,
@@ -378,6 +379,10 @@ mod tests {
         );
         assert_eq!(
             has("ssfd_poll_requests_total{stream=\"s2\",result=\"error\"}").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            has("ssfd_tolerances_total{stream=\"s2\",kind=\"poll_acks\"}").as_deref(),
             Some("1")
         );
         assert_eq!(has("ssfd_jwks_fetches_total").as_deref(), Some("4"));
