@@ -283,14 +283,28 @@ impl Knob {
 /// `ssfd streams subjects add|remove ID SUBJECT`.
 #[derive(Subcommand, Debug)]
 pub enum SubjectChange {
-    /// Ask the transmitter to send events about this subject.
+    #[command(
+        about = "Ask the transmitter to send events about this subject",
+        long_about = "Ask the stream's transmitter to send events about this subject (SSF add \
+subject). Adding a subject removed earlier makes its events count again.
+
+Example:
+  ssfd streams subjects add 3f9c2a... email:alice@example.com"
+    )]
     Add {
         /// The stream's ID.
         id: String,
         /// email:alice@example.com, iss_sub:ISS|SUB, ..., or a subject identifier as JSON.
         subject: String,
     },
-    /// Ask the transmitter to stop sending events about this subject.
+    #[command(
+        about = "Ask the transmitter to stop sending events about this subject",
+        long_about = "Ask the stream's transmitter to stop sending events about this subject (SSF \
+remove subject). Events about it that still arrive are stored and acknowledged, not acted on.
+
+Example:
+  ssfd streams subjects remove 3f9c2a... email:alice@example.com"
+    )]
     Remove {
         /// The stream's ID.
         id: String,
