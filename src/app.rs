@@ -27,6 +27,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Tolerances applied per stream since start (stats, warnings).
     pub tolerances: crate::compat::ToleranceLedger,
+    /// Wrong tokens per client address, on both listeners.
+    pub failed_auth: crate::http::fairness::FailedAuth,
 }
 
 impl App {
@@ -48,6 +50,7 @@ impl App {
             started: Instant::now(),
             metrics: Metrics::new(),
             tolerances: Default::default(),
+            failed_auth: Default::default(),
         }
     }
 
@@ -62,6 +65,22 @@ impl App {
     /// Counts tolerances applied on a stream: metric, stats, a warning the first time.
     pub fn note_tolerances(&self, stream: &str, kinds: &[crate::compat::Tolerance]) {
         self.tolerances.note(&self.metrics, stream, kinds);
+    }
+
+    /// `Some(retry after)` when `client` used up its wrong tokens for this minute.
+    pub fn auth_blocked(
+        &self,
+        client: Option<crate::http::fairness::ClientAddr>,
+    ) -> Option<std::time::Duration> {
+        let limit = self.config().server.max_failed_auth_per_minute;
+        self.failed_auth.blocked(client?.0, limit, Instant::now())
+    }
+
+    /// Counts a wrong or missing token from `client`.
+    pub fn auth_failed(&self, client: Option<crate::http::fairness::ClientAddr>) {
+        if let Some(client) = client {
+            self.failed_auth.record(client.0, Instant::now());
+        }
     }
 
     pub fn replace_config(&self, config: Config) {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
 use serde_json::{json, Value};
 
 use super::MANAGEMENT_TIMEOUT;
@@ -17,72 +16,11 @@ use super::{
 use crate::app::App;
 use crate::clock::now_unix;
 use crate::compat::Tolerance;
+use crate::event_type;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
 use crate::verify::jwks::{issuer_matches, KeySource};
 use crate::verify::subject::Subject;
-
-const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
-const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
-
-/// Event types ssfd asks for when a stream does not list its own: those whose shipped default
-/// can revoke sessions (SPEC-NOTES checklist 8: only what it understands and can act on).
-const ACTIONABLE: &[&str] = &[
-    "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
-    "https://schemas.openid.net/secevent/caep/event-type/credential-change",
-    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
-    "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
-    "https://schemas.openid.net/secevent/risc/event-type/sessions-revoked",
-    "https://schemas.openid.net/secevent/risc/event-type/credential-compromise",
-    "https://schemas.openid.net/secevent/risc/event-type/account-disabled",
-    "https://schemas.openid.net/secevent/risc/event-type/account-purged",
-    "https://schemas.openid.net/secevent/risc/event-type/identifier-recycled",
-];
-
-/// Short names of CAEP 1.0 and RISC 1.0 event types, for expanding `eventTypesEnabled` and
-/// `[policy]` keys written as short names.
-const CAEP_TYPES: &[&str] = &[
-    "session-revoked",
-    "token-claims-change",
-    "credential-change",
-    "assurance-level-change",
-    "device-compliance-change",
-    "session-established",
-    "session-presented",
-    "risk-level-change",
-];
-const RISC_TYPES: &[&str] = &[
-    "account-credential-change-required",
-    "account-purged",
-    "account-disabled",
-    "account-enabled",
-    "identifier-changed",
-    "identifier-recycled",
-    "credential-compromise",
-    "opt-in",
-    "opt-out-initiated",
-    "opt-out-cancelled",
-    "opt-out-effective",
-    "recovery-activated",
-    "recovery-information-changed",
-    "sessions-revoked",
-];
-
-/// A full event-type URI for a configured entry: URIs stay as they are; a CAEP or RISC short
-/// name becomes its URI; anything else is not a type a transmitter would know.
-fn expand_event_type(entry: &str) -> Option<String> {
-    let entry = entry.trim();
-    if entry.contains(':') {
-        return Some(entry.to_string());
-    }
-    if CAEP_TYPES.contains(&entry) {
-        return Some(format!("{CAEP}{entry}"));
-    }
-    if RISC_TYPES.contains(&entry) {
-        return Some(format!("{RISC}{entry}"));
-    }
-    None
-}
 
 /// `events_requested` for a stream: its `eventTypesEnabled` when set, else the actionable types
 /// plus every `[policy]` type configured as REVOKE_ALL. Never empty.
@@ -99,13 +37,13 @@ pub fn events_requested(
     let own: Vec<String> = stream
         .event_types_enabled
         .iter()
-        .filter_map(|e| expand_event_type(e))
+        .filter_map(|e| event_type::expand(e))
         .collect();
     if own.is_empty() {
-        ACTIONABLE.iter().for_each(|t| push(t.to_string()));
+        event_type::requested_uris().for_each(&mut push);
         for (pattern, action) in policy {
             if *action == RevocationAction::RevokeAll {
-                if let Some(t) = expand_event_type(pattern) {
+                if let Some(t) = event_type::expand(pattern) {
                     push(t);
                 }
             }
@@ -233,8 +171,8 @@ async fn endpoints(app: &App, stream: &Stream) -> Result<Endpoints, TransmitterE
         {
             None => Ok(None),
             Some(url) => {
-                crate::admin::wire::check_url(name, url, allow_http)
-                    .map_err(|e| TransmitterError::failed("discovery", e.message))?;
+                crate::url_check::check_url(url, allow_http)
+                    .map_err(|m| TransmitterError::failed("discovery", format!("{name}: {m}")))?;
                 Ok(Some(url.to_string()))
             }
         }
@@ -368,7 +306,8 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
             previous: stream.prev_push_token_hash,
             previous_expires_at: stream.prev_push_token_expires_at,
         };
-        let token = crate::admin::streams::rotate_push_token_of(app, id).await?;
+        let token =
+            crate::push_token::rotate(&app.registry, id, config.server.push_token_overlap).await?;
         rotation = Some((before, crate::secrets::token_hash(&token)));
         json!({
             "method": push_uri,
@@ -409,7 +348,7 @@ async fn create_or_replace(
 ) -> Result<StreamConfig, TransmitterError> {
     // The SSE draft: one stream per credential, and POST replaces it.
     if stream.is_legacy() && stream.transmitter_stream_id.is_empty() {
-        let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
+        let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
             c.post(config_url)
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(body)
@@ -434,7 +373,7 @@ async fn create_or_replace(
         tracing::info!(stream = %stream.id, transmitter_stream_id = %existing, "the transmitter already holds a stream for this receiver; updating it");
         return replace(app, stream, config_url, &existing, body).await;
     }
-    let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
         c.post(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(body)
@@ -455,7 +394,7 @@ async fn create_or_replace(
 /// and, for push, the same endpoint URL; for poll, the same description. `None` when there is
 /// none, or the transmitter cannot list its streams (creation then goes ahead).
 async fn find_own(app: &App, stream: &Stream, config_url: &str, body: &Value) -> Option<String> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
     })
@@ -508,7 +447,7 @@ async fn pick_existing(
     stream: &Stream,
     config_url: &str,
 ) -> Result<String, TransmitterError> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
     })
@@ -549,7 +488,7 @@ async fn replace(
     let mut full = body.clone();
     full["stream_id"] = json!(transmitter_id);
     let mut step = "replace";
-    let mut resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+    let mut resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
         c.put(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&full)
@@ -557,7 +496,7 @@ async fn replace(
     .await?;
     if matches!(resp.status().as_u16(), 405 | 501) {
         step = "update";
-        resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+        resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
             c.patch(config_url)
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(&full)
@@ -579,7 +518,7 @@ async fn read_config(
     transmitter_id: &str,
 ) -> Result<StreamConfig, TransmitterError> {
     let query = id_query(Some(transmitter_id).filter(|id| !id.is_empty()));
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .query(&query)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -627,8 +566,9 @@ async fn adopt(
                     "the transmitter returned no poll endpoint_url",
                 )
             })?;
-        crate::admin::wire::check_url("delivery.endpoint_url", &url, allow_http)
-            .map_err(|e| TransmitterError::failed("register", e.message))?;
+        crate::url_check::check_url(&url, allow_http).map_err(|m| {
+            TransmitterError::failed("register", format!("delivery.endpoint_url: {m}"))
+        })?;
         Some(url)
     };
     let audience = cfg.aud.first().cloned().unwrap_or_default();
@@ -692,17 +632,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     }
     let now = now_unix();
     let limit = app.transmitters.verify_limit(id);
-    let sid = id.to_string();
-    let last: Option<i64> = app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT MAX(requested_at) FROM verification_requests WHERE stream_id = ?1",
-                [sid],
-                |r| r.get(0),
-            )?)
-        })
-        .await?;
+    let last: Option<i64> = app.store.last_verification_request(id).await?;
     let min = limit.min_interval.map(|d| d.as_secs() as i64).unwrap_or(0);
     let earliest = last.map(|t| t + min).unwrap_or(0).max(limit.not_before);
     if now < earliest {
@@ -712,21 +642,12 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         });
     }
     let state = crate::secrets::random_token();
-    let (sid, st) = (id.to_string(), state.clone());
-    app.store
-        .write(move |c| {
-            c.execute(
-                "INSERT INTO verification_requests (stream_id, state, requested_at) VALUES (?1, ?2, ?3)",
-                params![sid, st, now],
-            )?;
-            Ok(())
-        })
-        .await?;
+    app.store.add_verification_request(id, &state, now).await?;
     let mut body = json!({"state": state});
     if !tid.is_empty() {
         body["stream_id"] = json!(tid);
     }
-    let sent = auth::send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
+    let sent = send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
         c.post(&verify_url).json(&body)
     })
     .await;
@@ -748,17 +669,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         Err(e) => return Err(e),
     };
     if let Some(e) = failure {
-        let (sid, st) = (id.to_string(), state.clone());
-        let _ = app
-            .store
-            .write(move |c| {
-                c.execute(
-                    "DELETE FROM verification_requests WHERE stream_id = ?1 AND state = ?2",
-                    params![sid, st],
-                )?;
-                Ok(())
-            })
-            .await;
+        let _ = app.store.delete_verification_request(id, &state).await;
         return Err(e);
     }
     tracing::info!(stream = %id, "verification requested");
@@ -766,6 +677,30 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         state,
         requested_at: now,
     })
+}
+
+/// Sends a request on behalf of `stream` with its credentials, through the shared HTTP client
+/// and token cache (see [`auth::send`]).
+pub async fn send<F>(
+    app: &App,
+    stream: &Stream,
+    step: &'static str,
+    timeout: Duration,
+    build: F,
+) -> Result<reqwest::Response, TransmitterError>
+where
+    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+{
+    let http = app.transmitters.http()?;
+    auth::send(
+        &http,
+        &app.transmitters.tokens,
+        stream,
+        step,
+        timeout,
+        build,
+    )
+    .await
 }
 
 /// The transmitter-side status of a stream (SSF §8.1.2).
@@ -813,7 +748,7 @@ pub async fn read_status(app: &Arc<App>, id: &str) -> Result<TransmitterStatus, 
     let stream = stream_of(app, id)?;
     let tid = registered_id(&stream)?.unwrap_or_default().to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.get(&url)
             .query(&id_query(Some(tid.as_str()).filter(|t| !t.is_empty())))
             .header(reqwest::header::ACCEPT, "application/json")
@@ -844,7 +779,7 @@ pub async fn update_status(
     if !reason.is_empty() {
         body["reason"] = json!(reason);
     }
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.post(&url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body)
@@ -873,7 +808,7 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
         endpoints(app, &stream).await?.configuration,
         "configuration_endpoint",
     )?;
-    let resp = auth::send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
         c.delete(&url)
             .query(&id_query(Some(tid.as_str()).filter(|t| !t.is_empty())))
     })
@@ -917,23 +852,20 @@ pub async fn change_subject(
     if add {
         body["verified"] = json!(true);
     }
-    let resp = auth::send(app, &stream, step, MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, step, MANAGEMENT_TIMEOUT, |c| {
         c.post(&url).json(&body)
     })
     .await?;
     if !resp.status().is_success() {
         return Err(status_error(step, &stream, resp).await);
     }
-    let (sid, keys, now) = (id.to_string(), subject.keys.clone(), now_unix());
-    app.store
-        .write(move |c| {
-            if add {
-                crate::store::subjects::mark_added(c, &sid, &keys)
-            } else {
-                crate::store::subjects::mark_removed(c, &sid, &keys, now)
-            }
-        })
-        .await?;
+    if add {
+        app.store.mark_subject_added(id, &subject.keys).await?;
+    } else {
+        app.store
+            .mark_subject_removed(id, &subject.keys, now_unix())
+            .await?;
+    }
     app.transmitters.note_subject(id, &subject.keys, !add);
     tracing::info!(stream = %id, step, subject = %subject.keys.first().map(String::as_str).unwrap_or(""), "subject changed at the transmitter");
     Ok(())
@@ -948,7 +880,7 @@ pub async fn remote_config(app: &Arc<App>, id: &str) -> Result<Value, Transmitte
         "configuration_endpoint",
     )?;
     let query = id_query(Some(tid.as_str()).filter(|t| !t.is_empty()));
-    let resp = auth::send(app, &stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(&url)
             .query(&query)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -971,6 +903,7 @@ pub async fn remote_config(app: &Arc<App>, id: &str) -> Result<Value, Transmitte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_type::CAEP_BASE as CAEP;
 
     #[test]
     fn requested_events_follow_the_stream_or_the_policy() {
@@ -1014,7 +947,7 @@ mod tests {
         };
         assert!(!events_requested(&unknown_only, &BTreeMap::new()).is_empty());
         // Matching still works on what was expanded.
-        assert!(crate::config::event_type_matches(
+        assert!(crate::event_type::event_type_matches(
             "credential-change",
             &format!("{CAEP}credential-change")
         ));

@@ -9,7 +9,7 @@ use super::subject::{parse_subject_at, Subject};
 use crate::compat::Tolerance;
 use crate::stream::Stream;
 
-pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
+pub use crate::event_type::{STREAM_UPDATED, VERIFICATION};
 /// The verification event of the pre-1.0 SSE draft (LEGACY_SSE only): a `state`, no subject.
 pub const SSE_VERIFICATION: &str =
     "https://schemas.openid.net/secevent/sse/event-type/verification";
@@ -17,8 +17,6 @@ pub const SSE_VERIFICATION: &str =
 const INITIATING_ENTITIES: [&str; 4] = ["admin", "user", "policy", "system"];
 /// `event_timestamp` values above this (5000-01-01 in seconds) are milliseconds.
 pub const MILLISECOND_TIMESTAMPS_FROM: i64 = 95_617_584_000;
-pub const STREAM_UPDATED: &str =
-    "https://schemas.openid.net/secevent/ssf/event-type/stream-updated";
 
 /// One event of a SET.
 #[derive(Debug, Clone, PartialEq)]
