@@ -7,9 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::ApiError;
 use crate::clock::rfc3339;
-use crate::stream::{
-    CompatibilityProfile, DeliveryMethod, OutboundAuth, RevocationAction, Stream,
-};
+use crate::stream::{CompatibilityProfile, DeliveryMethod, OutboundAuth, RevocationAction, Stream};
 
 /// Fields a client may write.
 pub const WRITABLE: &[&str] = &[

@@ -10,9 +10,9 @@ pub mod health;
 mod state;
 
 pub(crate) use error::read_limited;
-pub use excerpt::{scrubbed_excerpt, EXCERPT_CHARS};
-pub(crate) use excerpt::{error_excerpt, outbound_secrets};
 pub use error::{TransmitterError, MANAGEMENT_TIMEOUT};
+pub(crate) use excerpt::{error_excerpt, outbound_secrets};
+pub use excerpt::{scrubbed_excerpt, EXCERPT_CHARS};
 pub use state::{HealthStats, Transmitters};
 
 use std::time::Duration;

@@ -9,9 +9,7 @@ use super::{json_col, SqliteStore};
 use crate::clock::UnixSeconds;
 use crate::store::error::StoreError;
 use crate::store::streams::StreamCounts;
-use crate::stream::{
-    CompatibilityProfile, DeliveryMethod, OutboundAuth, RevocationAction, Stream,
-};
+use crate::stream::{CompatibilityProfile, DeliveryMethod, OutboundAuth, RevocationAction, Stream};
 
 const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expected_audience,
     delivery_method, poll_endpoint_url, poll_interval_secs, outbound_auth, enabled,
