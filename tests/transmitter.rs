@@ -323,6 +323,18 @@ async fn registration_reuses_the_stream_the_transmitter_holds_for_this_receiver(
 }
 
 #[tokio::test]
+async fn two_local_streams_alike_never_share_one_transmitter_stream() {
+    // Registration reuse must not hand one stream's registration to another.
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (first, _) = registered_poll_stream(&d, &tx).await;
+    let (second, _) = registered_poll_stream(&d, &tx).await;
+    let tid = |id: &str| local(&d, id).transmitter_stream_id.clone();
+    assert_ne!(tid(&first), tid(&second));
+    assert_eq!(tx.stream_ids().len(), 2);
+}
+
+#[tokio::test]
 async fn subjects_are_added_and_removed_and_the_remote_configuration_read_back() {
     // SSF §8.1.3, §8.1.1.2
     let d = daemon().await;

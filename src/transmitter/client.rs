@@ -391,8 +391,9 @@ async fn create_or_replace(
 }
 
 /// The transmitter's id of a stream it already holds for this receiver: same delivery method
-/// and, for push, the same endpoint URL; for poll, the same description. `None` when there is
-/// none, or the transmitter cannot list its streams (creation then goes ahead).
+/// and, for push, the same endpoint URL; for poll, the same description; and no other local
+/// stream registered to it. `None` when there is none, or the transmitter cannot list its
+/// streams (creation then goes ahead).
 async fn find_own(app: &App, stream: &Stream, config_url: &str, body: &Value) -> Option<String> {
     let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
@@ -413,6 +414,15 @@ async fn find_own(app: &App, stream: &Stream, config_url: &str, body: &Value) ->
     let method = wanted(body, "/delivery/method");
     let endpoint = wanted(body, "/delivery/endpoint_url");
     let description = wanted(body, "/description");
+    // A stream another local stream is registered to is that stream's, never this one's.
+    let taken: Vec<String> = app
+        .registry
+        .list()
+        .iter()
+        .filter(|s| s.id != stream.id)
+        .map(|s| s.transmitter_stream_id.clone())
+        .filter(|t| !t.is_empty())
+        .collect();
     items.iter().find_map(|c| {
         let same_method = wanted(c, "/delivery/method") == method;
         let ours = if endpoint.is_some() {
@@ -423,7 +433,7 @@ async fn find_own(app: &App, stream: &Stream, config_url: &str, body: &Value) ->
         (same_method && ours)
             .then(|| wanted(c, "/stream_id"))
             .flatten()
-            .filter(|id| !id.is_empty())
+            .filter(|id| !id.is_empty() && !taken.contains(id))
     })
 }
 
