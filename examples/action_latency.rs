@@ -1,7 +1,7 @@
 //! Benchmark: the time from pushing a SET to its webhook action arriving, at a fixed offered rate.
 //!
-//! Runs the daemon in-process with one webhook sink pointed at a loopback receiver in this
-//! program, pushes pre-signed `session-revoked` SETs (RS256, a fresh subject each) at the offered
+//! Runs the daemon in-process with one webhook sink pointed at a loopback receiver (the testkit's
+//! recorder), pushes pre-signed `session-revoked` SETs (RS256, a fresh subject each) at the offered
 //! rate, and prints percentiles of "push sent -> webhook received" and the rates achieved.
 //!
 //! ```text
@@ -10,21 +10,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use clap::Parser;
 use serde_json::{json, Value};
 use ssfd::config::{Config, SinkConfig, SinkKind};
 use ssfd::daemon::Daemon;
-use ssfd_testkit::{events, http_client, push_set, subjects, TestTransmitter};
-use tokio::net::TcpListener;
+use ssfd_testkit::{events, http_client, push_set, subjects, TestTransmitter, WebhookRecorder};
 
 #[derive(Parser)]
 #[command(about = "Push-to-webhook latency of ssfd's action pipeline")]
@@ -43,22 +36,18 @@ struct Args {
 
 const ADMIN_TOKEN: &str = "benchmark-admin-token-0123456789abcdef";
 
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
-async fn receive(State(arrivals): State<Arrivals>, body: Bytes) -> StatusCode {
-    let at = Instant::now();
-    let jti = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["jti"].as_str().map(String::from));
-    match jti {
-        Some(jti) => {
-            if let Ok(mut map) = arrivals.lock() {
-                map.entry(jti).or_insert(at);
-            }
-            StatusCode::OK
+/// The first arrival of each jti among the recorder's deliveries.
+fn arrivals(hook: &WebhookRecorder) -> HashMap<String, Instant> {
+    let mut first = HashMap::new();
+    for d in hook.deliveries() {
+        let jti = serde_json::from_slice::<Value>(&d.body)
+            .ok()
+            .and_then(|v| v["jti"].as_str().map(String::from));
+        if let Some(jti) = jti {
+            first.entry(jti).or_insert(d.received_at);
         }
-        None => StatusCode::BAD_REQUEST,
     }
+    first
 }
 
 /// CPU time this process has used (user + system), to report the cost per SET.
@@ -123,16 +112,7 @@ async fn main() -> anyhow::Result<()> {
     let secret = dir.join("webhook.secret");
     std::fs::write(&secret, "benchmark-webhook-secret\n")?;
 
-    let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::with_capacity(total)));
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let hook_addr = listener.local_addr()?;
-    let hook = Router::new()
-        .route("/hook", post(receive))
-        .with_state(arrivals.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, hook).await;
-    });
-
+    let hook = WebhookRecorder::start().await;
     let mut config = Config::default();
     config.server.push_listen = "127.0.0.1:0".parse()?;
     config.server.admin_listen = "127.0.0.1:0".parse()?;
@@ -143,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     config.sinks = vec![SinkConfig {
         name: "bench".into(),
         kind: SinkKind::Webhook(ssfd::config::WebhookSettings {
-            url: format!("http://{hook_addr}/hook"),
+            url: hook.url(),
             secret_file: secret,
         }),
         timeout: Duration::from_secs(5),
@@ -259,18 +239,21 @@ async fn main() -> anyhow::Result<()> {
     let pushed_for = started.elapsed();
 
     // Every accepted SET must reach the webhook; wait for the stragglers (bounded).
+    // Bodies are read again only when more have arrived, so that waiting costs little CPU.
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    let mut arrived = HashMap::new();
     loop {
-        let arrived = arrivals
-            .lock()
-            .map(|m| sent_at.keys().filter(|j| m.contains_key(*j)).count())
-            .unwrap_or(0);
-        if arrived == sent_at.len() || Instant::now() > deadline {
+        if hook.len() != seen {
+            seen = hook.len();
+            arrived = arrivals(&hook);
+        }
+        let complete = sent_at.keys().all(|j| arrived.contains_key(j));
+        if complete || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let arrived: HashMap<String, Instant> = arrivals.lock().map(|m| m.clone()).unwrap_or_default();
     let mut latency = Vec::with_capacity(sent_at.len());
     let mut last_arrival = started;
     for (jti, sent) in &sent_at {

@@ -190,7 +190,8 @@ impl Daemon {
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let push_router = intake::push::router(app.clone());
-        let admin_router = admin::router(app.clone());
+        // The console builds on the admin API's functions, so it is joined here, not inside it.
+        let admin_router = admin::router(app.clone()).merge(crate::console::router(app.clone()));
         let grace = app.config().server.shutdown_grace;
         let limits = http::Limits {
             max_connections_per_address: app.config().server.max_connections_per_address,

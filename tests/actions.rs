@@ -3,127 +3,26 @@
 //! Every test runs the real daemon on loopback and talks to it over HTTP; the webhook receiving
 //! the actions is a small server written here.
 
+mod common;
+
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+use common::{wait_for, ChildDaemon, TestDaemon, ADMIN_TOKEN};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use ssfd::clock::{now_unix, rfc3339};
 use ssfd::config::{Config, IdentityConfig, SinkConfig, SinkKind};
-use ssfd::daemon::Daemon;
 use ssfd::stream::RevocationAction;
-use ssfd_testkit::{events, http_client, subjects, TestTransmitter};
+use ssfd_testkit::{events, http_client, subjects, Delivery, TestTransmitter, WebhookRecorder};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-const ADMIN_TOKEN: &str = "admin-token-for-the-action-tests-0123";
 /// Written with a trailing newline, which ssfd must strip before keying the HMAC.
 const WEBHOOK_SECRET: &str = "webhook-secret-for-the-action-tests";
-
-// ---------------------------------------------------------------------------------------------
-// A webhook receiver
-
-#[derive(Clone, Debug)]
-struct Delivery {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Delivery {
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-#[derive(Default)]
-struct HookState {
-    deliveries: Mutex<Vec<Delivery>>,
-    /// Answer 503 to this many requests before answering 200.
-    fail_next: AtomicUsize,
-    /// Answer 500 to everything.
-    always_fail: AtomicBool,
-}
-
-struct Hook {
-    addr: SocketAddr,
-    state: Arc<HookState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn hook_handler(
-    State(state): State<Arc<HookState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, &'static str) {
-    state
-        .deliveries
-        .lock()
-        .unwrap()
-        .push(Delivery { headers, body });
-    if state.always_fail.load(Ordering::SeqCst) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "receiver broken");
-    }
-    let failing = state
-        .fail_next
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    if failing {
-        (StatusCode::SERVICE_UNAVAILABLE, "try again")
-    } else {
-        (StatusCode::OK, "")
-    }
-}
-
-impl Hook {
-    async fn start() -> Hook {
-        Hook::serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    }
-
-    fn serve(listener: TcpListener) -> Hook {
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(HookState::default());
-        let app = Router::new()
-            .route("/hook", post(hook_handler))
-            .with_state(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Hook { addr, state, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn deliveries(&self) -> Vec<Delivery> {
-        self.state.deliveries.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 fn verify_signature(d: &Delivery) {
     let ts = d.header("x-ssfd-timestamp");
@@ -141,22 +40,6 @@ fn verify_signature(d: &Delivery) {
 
 // ---------------------------------------------------------------------------------------------
 // The daemon and its admin API
-
-/// Polls `probe` until it yields a value; gives up (and fails the test) after a bounded number
-/// of rounds, so that a broken daemon fails rather than hangs.
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    for _ in 0..1200 {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("gave up waiting for {what}");
-}
 
 fn webhook(name: &str, url: &str, secret: &Path, max_attempts: u32, retry_ms: u64) -> SinkConfig {
     SinkConfig {
@@ -192,12 +75,18 @@ struct Stream {
     token: String,
 }
 
+/// The harness daemon with a transmitter, and the calls these tests make.
 struct Env {
-    /// Holds the daemon's database until the test ends.
-    _dir: TempDir,
-    daemon: Daemon,
+    d: TestDaemon,
     tx: TestTransmitter,
-    http: reqwest::Client,
+}
+
+impl Deref for Env {
+    type Target = TestDaemon;
+
+    fn deref(&self) -> &TestDaemon {
+        &self.d
+    }
 }
 
 impl Env {
@@ -213,51 +102,27 @@ impl Env {
     }
 
     async fn start(dir: TempDir, sinks: Vec<SinkConfig>, tweak: impl FnOnce(&mut Config)) -> Env {
-        let mut config = Config::default();
-        config.server.push_listen = "127.0.0.1:0".parse().unwrap();
-        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
-        config.storage.path = dir.path().join("ssfd.db");
-        config.admin.token = Some(ADMIN_TOKEN.into());
-        config.jwks.allow_http = true;
+        let mut config = common::test_config(dir.path());
         config.sinks = sinks;
         tweak(&mut config);
-        let daemon = Daemon::start(config).await.unwrap();
+        let d = TestDaemon::start_in(dir, config).await;
         let tx = TestTransmitter::start().await;
-        Env {
-            _dir: dir,
-            daemon,
-            tx,
-            http: http_client(),
-        }
+        Env { d, tx }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.daemon.admin_url())
+        self.admin_url(path)
     }
 
     async fn get(&self, path: &str) -> Value {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
-        resp.json().await.unwrap()
+        let (status, body) = self.api(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}");
+        body
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let (status, body) = self.api(reqwest::Method::POST, path, Some(body)).await;
+        (status.as_u16(), body)
     }
 
     async fn create_stream(&self, extra: Value) -> Stream {
@@ -401,7 +266,7 @@ fn with(mut base: Value, field: &str, value: &str) -> Value {
 
 #[tokio::test]
 async fn default_mapping_for_each_event_type() {
-    let hook = Hook::start().await;
+    let hook = WebhookRecorder::start().await;
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
     let env = Env::start(
@@ -622,7 +487,7 @@ async fn stream_knobs_beat_the_policy_table_which_beats_the_defaults() {
 
 #[tokio::test]
 async fn event_types_enabled_limits_actions_and_replay_catches_up() {
-    let hook = Hook::start().await;
+    let hook = WebhookRecorder::start().await;
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
     let env = Env::start(
@@ -675,7 +540,7 @@ async fn event_types_enabled_limits_actions_and_replay_catches_up() {
 
 #[tokio::test]
 async fn a_disabled_stream_stores_and_plans_nothing_until_replayed() {
-    let hook = Hook::start().await;
+    let hook = WebhookRecorder::start().await;
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
     let env = Env::start(
@@ -779,8 +644,8 @@ async fn a_disabled_stream_stores_and_plans_nothing_until_replayed() {
 
 #[tokio::test]
 async fn a_webhook_failing_twice_is_delivered_with_one_key_and_valid_signatures() {
-    let hook = Hook::start().await;
-    hook.state.fail_next.store(2, Ordering::SeqCst);
+    let hook = WebhookRecorder::start().await;
+    hook.answer_next(2, 503, "try again");
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
     let env = Env::start(
@@ -938,7 +803,7 @@ async fn a_command_sink_gets_the_document_on_stdin_and_the_variables() {
 
 #[tokio::test]
 async fn a_duplicate_set_plans_no_second_action() {
-    let hook = Hook::start().await;
+    let hook = WebhookRecorder::start().await;
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
     let env = Env::start(
@@ -980,8 +845,8 @@ async fn a_duplicate_set_plans_no_second_action() {
 
 #[tokio::test]
 async fn a_sink_that_never_recovers_ends_dead_and_can_be_retried() {
-    let hook = Hook::start().await;
-    hook.state.always_fail.store(true, Ordering::SeqCst);
+    let hook = WebhookRecorder::start().await;
+    hook.answer_always(500, "receiver broken");
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
     let sinks = vec![
@@ -1061,7 +926,7 @@ async fn a_sink_that_never_recovers_ends_dead_and_can_be_retried() {
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
 
     // The receiver is repaired; the operator retries the dead webhook action.
-    hook.state.always_fail.store(false, Ordering::SeqCst);
+    hook.answer_always(200, "");
     let id = by_sink["hook"]["id"].as_str().unwrap();
     let (status, retried) = env
         .post(&format!("/api/v1/actions/{id}/retry"), json!({}))
@@ -1105,45 +970,6 @@ async fn a_sink_that_never_recovers_ends_dead_and_can_be_retried() {
 // ---------------------------------------------------------------------------------------------
 // Crash recovery, with ssfd as a child process
 
-fn free_port() -> std::net::TcpListener {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap()
-}
-
-struct Child {
-    process: tokio::process::Child,
-}
-
-impl Child {
-    async fn start(config: &Path, admin: &str, http: &reqwest::Client) -> Child {
-        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        for _ in 0..1200 {
-            if let Some(status) = process.try_wait().unwrap() {
-                panic!("ssfd exited early: {status}");
-            }
-            let ready = http.get(format!("{admin}/readyz")).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return Child { process };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("ssfd did not become ready");
-    }
-
-    async fn kill_9(mut self) {
-        // tokio's kill() is SIGKILL: no shutdown code runs.
-        self.process.kill().await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn after_kill_9_every_action_completes_exactly_once() {
     // Ports are chosen by binding port 0 and letting go, so a restarted ssfd and the receiver
@@ -1151,73 +977,29 @@ async fn after_kill_9_every_action_completes_exactly_once() {
     const SETS: usize = 12;
     let dir = Env::prepare();
     let secret = Env::secret_path(dir.path());
-    let (push_l, admin_l, hook_l) = (free_port(), free_port(), free_port());
-    let (push_addr, admin_addr, hook_addr) = (
-        push_l.local_addr().unwrap(),
-        admin_l.local_addr().unwrap(),
-        hook_l.local_addr().unwrap(),
-    );
-    drop((push_l, admin_l, hook_l));
-    let config = dir.path().join("receiver.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[server]
-push_listen = "{push_addr}"
-admin_listen = "{admin_addr}"
-
-[storage]
-path = "{db}"
-
-[admin]
-token = "{ADMIN_TOKEN}"
-
-[jwks]
-allow_http = true
-
-[log]
-level = "off"
-
-[[sink]]
+    let hook_addr = common::free_addr();
+    let mut settings = common::DaemonSettings::child_process(dir.path());
+    settings.log_keys = "level = \"off\"\n".into();
+    settings.extra = format!(
+        r#"[[sink]]
 type = "webhook"
 name = "hook"
 url = "http://{hook_addr}/hook"
-secret_file = "{secret}"
+secret_file = {secret}
 max_attempts = 1000
 retry_base = "100ms"
 timeout = "60s"
 "#,
-            db = dir.path().join("ssfd.db").display(),
-            secret = secret.display(),
-        ),
-    )
-    .unwrap();
+        secret = common::toml_string(&secret),
+    );
+    let (push_addr, admin_addr) = (settings.push_listen, settings.admin_listen);
     let http = http_client();
     let admin = format!("http://{admin_addr}");
     let tx = TestTransmitter::start().await;
-    let first = Child::start(&config, &admin, &http).await;
+    let mut first = ChildDaemon::spawn_settings(dir.path(), &settings).await;
 
-    let created: Value = http
-        .post(format!("{admin}/api/v1/ssf-receiver-streams"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({
-            "displayName": "crash", "issuerUrl": tx.issuer(), "jwksUrl": tx.jwks_url(),
-            "expectedAudience": tx.audience(),
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stream_id = created["ssfReceiverStream"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let token = created["pushAuthTokenPlaintext"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (stream_id, token) =
+        common::create_stream_with(&http, &admin, &tx, json!({"displayName": "crash"})).await;
     let push_url = format!("http://{push_addr}/ssf/push/{stream_id}");
     let mut expected = Vec::new();
     for i in 0..SETS {
@@ -1269,12 +1051,12 @@ timeout = "60s"
         }
     })
     .await;
-    first.kill_9().await;
+    first.kill9();
     hole.abort();
     let _ = hole.await;
 
-    let hook = Hook::serve(TcpListener::bind(hook_addr).await.unwrap());
-    let second = Child::start(&config, &admin, &http).await;
+    let hook = WebhookRecorder::start_on(hook_addr).await.unwrap();
+    let mut second = first.restart().await;
     let actions = wait_for("every action done after the restart", || {
         let (http, admin) = (http.clone(), admin.clone());
         async move {
@@ -1300,7 +1082,7 @@ timeout = "60s"
         delivered, expected,
         "each idempotency key delivered exactly once"
     );
-    second.kill_9().await;
+    second.kill9();
 }
 
 // ---------------------------------------------------------------------------------------------

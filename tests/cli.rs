@@ -2,34 +2,16 @@
 //! the built `ssfd` binary talking to the admin API over loopback, checked by its output and its
 //! exit code.
 
+mod common;
+
 use std::path::Path;
 use std::process::Output;
 
+use common::{TestDaemon, ADMIN_TOKEN};
 use serde_json::Value;
-use ssfd::config::Config;
-use ssfd::daemon::Daemon;
-use tempfile::TempDir;
 
-const ADMIN_TOKEN: &str = "cli-test-admin-token-0123456789abcdef";
-
-struct Harness {
-    daemon: Daemon,
-    dir: TempDir,
-}
-
-impl Harness {
-    async fn start() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.storage.path = dir.path().join("ssfd.db");
-        config.server.push_listen = "127.0.0.1:0".parse().unwrap();
-        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
-        config.admin.token = Some(ADMIN_TOKEN.to_string());
-        config.jwks.allow_http = true;
-        let daemon = Daemon::start(config).await.unwrap();
-        Harness { daemon, dir }
-    }
-
+/// The client commands, run against an in-process daemon of the harness.
+impl TestDaemon {
     /// Runs `ssfd ARGS` against this daemon with the right URL and token.
     async fn ssfd(&self, args: &[&str]) -> Run {
         let url = self.daemon.admin_url();
@@ -126,7 +108,7 @@ fn field<'a>(text: &'a str, label: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_prints_the_push_url_and_a_working_token_once() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let r = h
         .ok(&[
             "streams",
@@ -166,7 +148,7 @@ async fn create_prints_the_push_url_and_a_working_token_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_lifecycle() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let (id, token) = h.create("first").await;
 
     // list: a table, and the raw answer with --json.
@@ -317,7 +299,7 @@ async fn stream_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_follows_pages_with_all() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let mut ids = Vec::new();
     for name in ["a", "b", "c"] {
         ids.push(h.create(name).await.0);
@@ -351,7 +333,7 @@ async fn list_follows_pages_with_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_streams_have_no_push_token() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let r = h
         .ok(&[
             "streams",
@@ -389,7 +371,7 @@ async fn poll_streams_have_no_push_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supplied_push_token_is_taken_over() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let token = "transmitter-already-holds-this-token-0123456789";
     let file = h.dir.path().join("push.token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
@@ -434,7 +416,7 @@ async fn a_supplied_push_token_is_taken_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_test_reports_unreachable_keys() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let (id, _) = h.create("t").await;
     let r = h
         .ok(&["streams", "test", &id, "--subject", "alice@example.com"])
@@ -450,7 +432,7 @@ async fn streams_test_reports_unreachable_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_list_is_empty_at_first() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let (id, _) = h.create("e").await;
     assert_eq!(h.ok(&["events", "list"]).await.stdout, "No events.\n");
     let r = h
@@ -468,7 +450,7 @@ async fn events_list_is_empty_at_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_check_answers_not_revoked() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let r = h.ok(&["subject", "check", "email:alice@example.com"]).await;
     assert_eq!(r.stdout, "NOT REVOKED  email:alice@example.com\n");
     let v = h
@@ -493,7 +475,7 @@ async fn subject_check_answers_not_revoked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_exit_2() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     for args in [
         &["streams", "create", "--name", "x"][..],
         &["streams", "frobnicate"],
@@ -530,7 +512,7 @@ async fn usage_errors_exit_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_stream_is_an_error_with_the_api_message() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     for args in [
         &["streams", "get", "no-such-stream"][..],
         &["streams", "stats", "no-such-stream"],
@@ -548,7 +530,7 @@ async fn unknown_stream_is_an_error_with_the_api_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_admin_token_is_refused() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let url = h.daemon.admin_url();
     let r = run_in(
         h.dir.path(),
@@ -588,7 +570,7 @@ async fn a_daemon_that_is_not_running_gives_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_and_token_come_from_the_configuration() {
-    let h = Harness::start().await;
+    let h = TestDaemon::start().await;
     let token_file = h.dir.path().join("admin.token");
     std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
     let toml = format!(

@@ -61,11 +61,12 @@ async fn kill_9_under_push_load_loses_nothing_acknowledged() {
     );
 
     let daemon = daemon.restart().await;
-    let stored: HashSet<String> = common::stored_events(&dir.path().join("ssfd.db"), Some(&id))
-        .await
-        .into_iter()
-        .map(|e| e.jti)
-        .collect();
+    let stored: HashSet<String> =
+        common::stored_events(&common::storage_settings(dir.path()), Some(&id))
+            .await
+            .into_iter()
+            .map(|e| e.jti)
+            .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -97,21 +98,11 @@ async fn a_full_disk_answers_503_never_202_and_recovers() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let tx = TestTransmitter::start().await;
-    let push_port = common::free_port();
-    let admin_port = common::free_port();
-    let config_path = dir.path().join("receiver.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[server]\npush_listen = \"127.0.0.1:{push_port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{}\"\n[jwks]\nallow_http = true\n[log]\nlevel = \"error\"\n",
-            dir.path().join("ssfd.db").display(),
-            common::ADMIN_TOKEN
-        ),
-    )
-    .unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"));
-    cmd.arg("serve").arg("--config").arg(&config_path);
+    let mut settings = common::DaemonSettings::child_process(dir.path());
+    settings.log_keys = "level = \"error\"".into();
+    let config_path = common::write_receiver_toml(dir.path(), &settings);
+    let (push_port, admin_port) = (settings.push_listen.port(), settings.admin_listen.port());
+    let mut cmd = ChildDaemon::serve_command(&config_path);
     // Writing past RLIMIT_FSIZE raises SIGXFSZ, which would kill the daemon; ignored, the write
     // fails with EFBIG instead, as it would with ENOSPC on a full disk.
     unsafe {
@@ -176,7 +167,7 @@ async fn a_full_disk_answers_503_never_202_and_recovers() {
             .unwrap();
         assert_eq!(resp.status(), 202, "{jti}");
     }
-    let events = common::stored_events(&dir.path().join("ssfd.db"), None).await;
+    let events = common::stored_events(&common::storage_settings(dir.path()), None).await;
     for jti in acked.iter().chain(refused.iter()) {
         let n = events.iter().filter(|e| &e.jti == jti).count();
         assert_eq!(n, 1, "{jti}");

@@ -18,12 +18,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use ssfd_testkit::{events, random_jti, subjects, TestTransmitter};
 
-use common::TestDaemon;
+use common::{free_addr, TestDaemon, ADMIN_TOKEN};
 
 /// Upper bound of every wait for the child; reaching it fails the test (it never passes one).
 const WAIT: Duration = Duration::from_secs(60);
 
-const ADMIN_TOKEN: &str = "svc-admin-token-Q2hlY2tBZG1pblRva2VuTm90TG9nZ2Vk";
 const WEBHOOK_SECRET: &str = "svc-webhook-hmac-key-V2ViaG9va1NlY3JldE5vdExvZ2dlZA";
 
 const CREDENTIALS: &[(&str, &str)] = &[
@@ -80,13 +79,6 @@ fn has_line(msg: &str, line: &str) -> bool {
     msg.lines().any(|l| l == line)
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// The parts of the configuration file a test varies.
 #[derive(Clone)]
 struct Settings {
@@ -108,36 +100,24 @@ struct Service {
     http: reqwest::Client,
 }
 
+/// The harness settings of a service: the admin token from its credential, the varied keys.
+fn daemon_settings(dir: &Path, s: &Settings) -> common::DaemonSettings {
+    common::DaemonSettings {
+        push_listen: s.push,
+        admin_listen: s.admin,
+        admin_token: common::AdminTokenSource::File("credential:admin-token".into()),
+        server_keys: format!(
+            "public_base_url = \"http://{}\"\nshutdown_grace = \"{}\"\n",
+            s.push, s.grace
+        ),
+        log_keys: format!("format = \"{}\"\nlevel = \"{}\"\n", s.format, s.level),
+        extra: s.extra.clone(),
+        ..common::DaemonSettings::in_process(dir)
+    }
+}
+
 fn config_text(dir: &Path, s: &Settings) -> String {
-    format!(
-        "[server]\n\
-         push_listen = \"{push}\"\n\
-         admin_listen = \"{admin}\"\n\
-         public_base_url = \"http://{push}\"\n\
-         shutdown_grace = \"{grace}\"\n\
-         \n\
-         [storage]\n\
-         path = '{db}'\n\
-         \n\
-         [admin]\n\
-         token_file = \"credential:admin-token\"\n\
-         \n\
-         [jwks]\n\
-         allow_http = true\n\
-         \n\
-         [log]\n\
-         format = \"{format}\"\n\
-         level = \"{level}\"\n\
-         \n\
-         {extra}",
-        push = s.push,
-        admin = s.admin,
-        grace = s.grace,
-        db = dir.join("ssfd.db").display(),
-        format = s.format,
-        level = s.level,
-        extra = s.extra,
-    )
+    common::receiver_toml(&daemon_settings(dir, s))
 }
 
 impl Service {
@@ -242,8 +222,8 @@ impl Service {
         self.dir.path().join("receiver.toml")
     }
 
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("ssfd.db")
+    fn storage(&self) -> common::TestStorage {
+        common::storage_settings(self.dir.path())
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -282,41 +262,12 @@ impl Service {
     }
 
     async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, self.admin_url(path))
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        common::admin_api(&self.http, &self.admin_url(""), method, path, body).await
     }
 
     /// Creates a PUSH stream; returns (id, push token).
     async fn create_stream(&self, tx: &TestTransmitter, extra: Value) -> (String, String) {
-        let mut body = json!({
-            "displayName": "service test",
-            "issuerUrl": tx.issuer(),
-            "jwksUrl": tx.jwks_url(),
-            "expectedAudience": tx.audience(),
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let (status, v) = self
-            .api(Method::POST, "/api/v1/ssf-receiver-streams", Some(body))
-            .await;
-        assert_eq!(status, 200, "{v}");
-        (
-            v["ssfReceiverStream"]["id"].as_str().unwrap().to_string(),
-            v["pushAuthTokenPlaintext"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-        )
+        common::create_stream_with(&self.http, &self.admin_url(""), tx, extra).await
     }
 
     /// The stored event of a stream with this jti.
@@ -510,7 +461,7 @@ async fn sigterm_under_push_load_exits_zero_and_keeps_every_acknowledged_set() {
 
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 40);
-    let events = common::stored_events(&svc.db_path(), Some(&id)).await;
+    let events = common::stored_events(&svc.storage(), Some(&id)).await;
     let mut missing = Vec::new();
     for jti in &acked {
         let n = events.iter().filter(|e| &e.jti == jti).count();

@@ -1,6 +1,6 @@
 //! The admin listener: the ConductorOne-shaped management API under `/api/`, which needs the admin
-//! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none,
-//! and the web console under `/ui` (see [`crate::console`]).
+//! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none.
+//! The daemon serves the web console (`crate::console`, which builds on this module) beside it.
 
 pub mod actions;
 pub mod ledger;
@@ -351,7 +351,6 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .merge(public)
-        .merge(crate::console::router(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(|| async {
             ApiError {

@@ -6,6 +6,7 @@
 //! management API (streams, status, verification), an OAuth 2.0 client-credentials token
 //! endpoint, and RFC 8936 poll endpoints serving queued SETs, each with knobs to misbehave.
 //! With [`TransmitterOptions::legacy`] it speaks the pre-1.0 SSE draft instead ([`legacy`]).
+//! [`WebhookRecorder`] is the other end of an action sink: it records what arrives.
 //!
 //! ```no_run
 //! # async fn demo(push_url: &str, token: &str) {
@@ -34,6 +35,7 @@ mod server;
 mod set;
 pub mod subjects;
 mod transmitter;
+mod webhook;
 
 pub use josekit::jwk::Jwk;
 pub use keys::{KeyKind, SigningKey};
@@ -43,3 +45,4 @@ pub use push::{http_client, push_set, push_set_with_header, SET_MEDIA_TYPE};
 pub use server::{DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};
 pub use set::{random_jti, SetBuilder, DEFAULT_AUDIENCE};
 pub use transmitter::{TestTransmitter, TransmitterOptions};
+pub use webhook::{Answer, Delivery, WebhookRecorder};

@@ -1,11 +1,8 @@
 //! Drives a live test transmitter over HTTP and checks its tokens with an independent verifier.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use josekit::jwk::{Jwk, JwkSet};
@@ -13,7 +10,7 @@ use josekit::jws::{EdDSA, JwsVerifier, ES256, ES384, HS256, PS256, RS256, RS384}
 use serde_json::{json, Value};
 use ssfd_testkit::{
     events, jws, subjects, KeyKind, SetBuilder, SigningKey, TestTransmitter, TransmitterOptions,
-    DEFAULT_AUDIENCE,
+    WebhookRecorder, DEFAULT_AUDIENCE,
 };
 
 async fn get(url: &str) -> (u16, HeaderMap, String) {
@@ -511,28 +508,11 @@ async fn standalone_builder_signs_with_one_key() {
         .unwrap();
 }
 
-#[derive(Default)]
-struct Captured {
-    requests: Vec<(HeaderMap, String)>,
-}
-
 #[tokio::test]
 async fn push_sends_an_rfc8935_request() {
-    let captured = Arc::new(Mutex::new(Captured::default()));
-    let sink = captured.clone();
-    let app = Router::new().route(
-        "/ssf/push/s1",
-        post(move |headers: HeaderMap, body: String| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().requests.push((headers, body));
-                axum::http::StatusCode::ACCEPTED
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/ssf/push/s1", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let receiver = WebhookRecorder::start().await;
+    receiver.answer_always(202, "");
+    let url = format!("http://{}/ssf/push/s1", receiver.addr());
 
     let tx = TestTransmitter::start().await;
     let token = tx.set().sign();
@@ -541,14 +521,16 @@ async fn push_sends_an_rfc8935_request() {
     let anonymous = tx.push(&url, "", &token).await;
     assert_eq!(anonymous.status(), 202);
 
-    let captured = captured.lock().unwrap();
-    let (headers, body) = &captured.requests[0];
+    let requests = receiver.deliveries();
+    let first = &requests[0];
+    assert_eq!(first.method, axum::http::Method::POST);
+    assert_eq!(first.path, "/ssf/push/s1");
+    let headers = &first.headers;
     assert_eq!(headers["content-type"], "application/secevent+jwt");
     assert_eq!(headers["accept"], "application/json");
     assert_eq!(headers["authorization"], "Bearer push-token");
-    assert_eq!(body, &token);
-    assert!(captured.requests[1].0.get("authorization").is_none());
-    server.abort();
+    assert_eq!(first.body, token.as_bytes());
+    assert!(requests[1].headers.get("authorization").is_none());
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
-//! Shared test scaffolding: a real ssfd daemon on 127.0.0.1 port 0 with its own temporary
-//! database, and small helpers to call its admin API and push endpoint.
+//! The one integration harness: every test daemon, in-process ([`TestDaemon`]) or a child
+//! process ([`ChildDaemon`]), is configured from one [`DaemonSettings`], whose storage comes from
+//! [`storage_settings`]. Plus small helpers to call the admin API and the push endpoint.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -12,23 +15,175 @@ use ssfd_testkit::TestTransmitter;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
+// ---------------------------------------------------------------------------------------------
+// Storage: the one place that decides where every test daemon keeps its data
+
+/// Where a test daemon keeps its data. Every configuration the harness builds and every store a
+/// test opens goes through this type, so another backend is a new variant here plus a change
+/// of [`storage_settings`], for every integration test at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TestStorage {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// The storage of a test whose temporary directory is `dir`: today the SQLite file `ssfd.db`
+/// in it. The same `dir` always gives the same storage, so a daemon restarted on the same
+/// directory finds its data again.
+pub fn storage_settings(dir: &Path) -> TestStorage {
+    TestStorage::Sqlite(dir.join("ssfd.db"))
+}
+
+impl TestStorage {
+    /// The `[storage]` section of `receiver.toml`.
+    pub fn toml(&self) -> String {
+        match self {
+            TestStorage::Sqlite(path) => format!("[storage]\npath = {}\n", toml_string(path)),
+        }
+    }
+
+    /// Opens the store the daemon uses, through `ssfd::store` (never the file itself), for
+    /// checks made while the daemon is stopped or from outside its process.
+    pub fn open(&self) -> ssfd::store::Store {
+        match self {
+            TestStorage::Sqlite(path) => ssfd::store::Store::open(path).unwrap(),
+        }
+    }
+
+    /// The SQLite file, for the tests that look at the file itself.
+    pub fn sqlite_path(&self) -> &Path {
+        match self {
+            TestStorage::Sqlite(path) => path,
+        }
+    }
+}
+
+/// A TOML basic string, escaped.
+pub fn toml_string(text: impl AsRef<std::ffi::OsStr>) -> String {
+    toml::Value::String(text.as_ref().to_string_lossy().into_owned()).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings: what every test daemon is configured with
+
+/// How a test daemon gets its admin token.
+#[derive(Clone, Debug)]
+pub enum AdminTokenSource {
+    /// `admin.token`.
+    Inline(String),
+    /// `admin.token_file`: a path or `credential:NAME`.
+    File(String),
+}
+
+/// The settings of one test daemon. [`daemon_config`] turns them into the `Config` of an
+/// in-process daemon, [`receiver_toml`] into the file of a child process: one from the other,
+/// so both kinds of test run the same configuration.
+#[derive(Clone, Debug)]
+pub struct DaemonSettings {
+    pub push_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub storage: TestStorage,
+    pub admin_token: AdminTokenSource,
+    /// Further `[server]` keys, as TOML lines (`shutdown_grace = "1s"`).
+    pub server_keys: String,
+    /// `[log]` keys, as TOML lines; empty: the defaults.
+    pub log_keys: String,
+    /// Sections appended as written (`[policy]`, `[[sink]]`, `[server.tls]`); broken ones too,
+    /// for the tests of configuration errors.
+    pub extra: String,
+}
+
+impl DaemonSettings {
+    /// For a daemon in this process: listeners on port 0, storage in `dir`, the admin token
+    /// [`ADMIN_TOKEN`], http allowed for the loopback transmitter.
+    pub fn in_process(dir: &Path) -> DaemonSettings {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        DaemonSettings {
+            push_listen: any,
+            admin_listen: any,
+            storage: storage_settings(dir),
+            admin_token: AdminTokenSource::Inline(ADMIN_TOKEN.to_string()),
+            server_keys: String::new(),
+            log_keys: String::new(),
+            extra: String::new(),
+        }
+    }
+
+    /// For a child process: the same, on free loopback ports chosen now, so that a restart
+    /// comes back on the same addresses.
+    pub fn child_process(dir: &Path) -> DaemonSettings {
+        DaemonSettings {
+            push_listen: free_addr(),
+            admin_listen: free_addr(),
+            ..DaemonSettings::in_process(dir)
+        }
+    }
+}
+
+/// The `receiver.toml` text of these settings.
+pub fn receiver_toml(s: &DaemonSettings) -> String {
+    let admin = match &s.admin_token {
+        AdminTokenSource::Inline(token) => format!("token = {}", toml_string(token)),
+        AdminTokenSource::File(path) => format!("token_file = {}", toml_string(path)),
+    };
+    format!(
+        "[server]\npush_listen = \"{push}\"\nadmin_listen = \"{admin_listen}\"\n{server}\n\
+         {storage}\n\
+         [admin]\n{admin}\n\n\
+         [jwks]\nallow_http = true\n\n\
+         [log]\n{log}\n\
+         {extra}",
+        push = s.push_listen,
+        admin_listen = s.admin_listen,
+        server = s.server_keys,
+        storage = s.storage.toml(),
+        log = s.log_keys,
+        extra = s.extra,
+    )
+}
+
+/// Writes the settings to `receiver.toml` in `dir`; returns its path.
+pub fn write_receiver_toml(dir: &Path, s: &DaemonSettings) -> PathBuf {
+    let path = dir.join("receiver.toml");
+    std::fs::write(&path, receiver_toml(s)).unwrap();
+    path
+}
+
+/// The `Config` of an in-process daemon with these settings: read from their `receiver.toml`
+/// text, exactly as a child process reads it.
+pub fn daemon_config(s: &DaemonSettings) -> Config {
+    Config::parse(&receiver_toml(s), Path::new("receiver.toml"))
+        .unwrap_or_else(|e| panic!("test settings do not parse: {e}\n{}", receiver_toml(s)))
+}
+
+/// The configuration of an in-process test daemon whose directory is `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    daemon_config(&DaemonSettings::in_process(dir))
+}
+
+/// Polls `probe` until it yields a value; gives up (and fails the test) after a bounded number
+/// of rounds, so that a broken daemon fails rather than hangs.
+pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..1200 {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A daemon in this process
+
 pub struct TestDaemon {
     pub daemon: Daemon,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
-}
-
-/// A configuration for tests: loopback port 0, temp storage, http allowed for the loopback
-/// transmitter, a known admin token.
-pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.server.push_listen = "127.0.0.1:0".parse().unwrap();
-    c.server.admin_listen = "127.0.0.1:0".parse().unwrap();
-    c.storage.path = dir.join("ssfd.db");
-    c.admin.token = Some(ADMIN_TOKEN.to_string());
-    c.admin.token_file = dir.join("admin.token");
-    c.jwks.allow_http = true;
-    c
 }
 
 impl TestDaemon {
@@ -59,8 +214,19 @@ impl TestDaemon {
         self.dir
     }
 
+    /// Where this daemon keeps its data.
+    pub fn storage(&self) -> TestStorage {
+        storage_settings(self.dir.path())
+    }
+
+    /// The SQLite file, for the tests that look at the file itself.
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("ssfd.db")
+        self.storage().sqlite_path().to_path_buf()
+    }
+
+    /// The admin listener's URL of `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.daemon.admin_url())
     }
 
     pub fn push_url(&self, stream_id: &str) -> String {
@@ -74,47 +240,12 @@ impl TestDaemon {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.daemon.admin_url()))
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, json)
+        admin_api(&self.http, &self.daemon.admin_url(), method, path, body).await
     }
 
     /// Creates a PUSH stream for a transmitter; returns (id, push token).
     pub async fn create_stream_for(&self, tx: &TestTransmitter, extra: Value) -> (String, String) {
-        let mut body = json!({
-            "displayName": "test stream",
-            "issuerUrl": tx.issuer(),
-            "jwksUrl": tx.jwks_url(),
-            "expectedAudience": tx.audience(),
-        });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                b.insert(k.clone(), v.clone());
-            }
-        }
-        let (status, v) = self
-            .api(Method::POST, "/api/v1/ssf-receiver-streams", Some(body))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-        let id = v["ssfReceiverStream"]["id"].as_str().unwrap().to_string();
-        let token = v["pushAuthTokenPlaintext"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        (id, token)
+        create_stream_with(&self.http, &self.daemon.admin_url(), tx, extra).await
     }
 
     pub async fn get_stream(&self, id: &str) -> Value {
@@ -180,12 +311,19 @@ pub async fn assert_set_error(resp: reqwest::Response, status: u16, err: &str) -
 
 /// A free loopback port (bound then released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// A free loopback address (bound then released).
+pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port()
 }
+
+// ---------------------------------------------------------------------------------------------
+// A daemon as a child process
 
 /// ssfd running as a child process, for tests that kill it.
 pub struct ChildDaemon {
@@ -196,51 +334,73 @@ pub struct ChildDaemon {
 }
 
 impl ChildDaemon {
-    /// Writes a config into `dir` (plus `extra` TOML appended) and starts `ssfd serve`, waiting
-    /// until `/readyz` answers.
-    pub async fn spawn(dir: &std::path::Path, extra: &str) -> ChildDaemon {
-        let push_port = free_port();
-        let admin_port = free_port();
-        let config_path = dir.join("receiver.toml");
-        let text = format!(
-            "[server]\npush_listen = \"127.0.0.1:{push_port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[jwks]\nallow_http = true\n{extra}",
-            dir.join("ssfd.db").display()
-        );
-        std::fs::write(&config_path, text).unwrap();
-        Self::spawn_with(config_path, push_port, admin_port).await
+    /// Writes the child-process settings of `dir` (plus `extra` TOML appended) to
+    /// `receiver.toml` there and starts `ssfd serve`, waiting until `/readyz` answers.
+    pub async fn spawn(dir: &Path, extra: &str) -> ChildDaemon {
+        let mut settings = DaemonSettings::child_process(dir);
+        settings.extra = extra.to_string();
+        Self::spawn_settings(dir, &settings).await
+    }
+
+    /// Writes these settings to `receiver.toml` in `dir` and starts `ssfd serve` on it.
+    pub async fn spawn_settings(dir: &Path, settings: &DaemonSettings) -> ChildDaemon {
+        let config_path = write_receiver_toml(dir, settings);
+        Self::spawn_with(
+            config_path,
+            settings.push_listen.port(),
+            settings.admin_listen.port(),
+        )
+        .await
+    }
+
+    /// The `ssfd serve --config FILE` command, for tests that adjust limits or environment
+    /// before [`ChildDaemon::spawn_command`].
+    pub fn serve_command(config_path: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"));
+        cmd.arg("serve").arg("--config").arg(config_path);
+        cmd
     }
 
     /// Starts `ssfd serve` again on an existing config file.
     pub async fn spawn_with(config_path: PathBuf, push_port: u16, admin_port: u16) -> ChildDaemon {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"));
-        cmd.arg("serve").arg("--config").arg(&config_path);
+        let cmd = Self::serve_command(&config_path);
         Self::spawn_command(cmd, config_path, push_port, admin_port).await
     }
 
-    /// Starts a prepared `ssfd serve` command (tests adjust limits or environment first).
+    /// Starts a prepared `ssfd serve` command; its stderr goes to `receiver.log` beside the
+    /// config file.
     pub async fn spawn_command(
         mut cmd: std::process::Command,
         config_path: PathBuf,
         push_port: u16,
         admin_port: u16,
     ) -> ChildDaemon {
-        let log = std::fs::File::create(config_path.with_extension("log")).unwrap();
-        let child = cmd.stderr(log).spawn().unwrap();
-        let d = ChildDaemon {
+        let log_path = config_path.with_extension("log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut d = ChildDaemon {
             child,
             push_port,
             admin_port,
             config_path,
         };
         let http = ssfd_testkit::http_client();
-        for _ in 0..500 {
+        for _ in 0..1500 {
+            if let Some(status) = d.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("ssfd exited early: {status}; its log:\n{log}");
+            }
             if let Ok(r) = http.get(format!("{}/readyz", d.admin_url())).send().await {
                 if r.status() == 200 {
                     return d;
                 }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("ssfd did not become ready");
     }
@@ -253,6 +413,7 @@ impl ChildDaemon {
         format!("http://127.0.0.1:{}/ssf/push/{stream_id}", self.push_port)
     }
 
+    /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -272,40 +433,88 @@ impl Drop for ChildDaemon {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The admin API of any test daemon, by URL
+
+/// Calls the admin API at `admin_url` with [`ADMIN_TOKEN`]; returns status and JSON body (Null
+/// if empty, the text as a string if it is not JSON).
+pub async fn admin_api(
+    http: &reqwest::Client,
+    admin_url: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http
+        .request(method, format!("{admin_url}{path}"))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, json)
+}
+
+/// Creates a PUSH stream for a transmitter on a daemon reached by URL; `extra` adds or replaces
+/// fields of the request. Returns (id, push token; empty for POLL streams).
+pub async fn create_stream_with(
+    http: &reqwest::Client,
+    admin_url: &str,
+    tx: &TestTransmitter,
+    extra: Value,
+) -> (String, String) {
+    let mut body = json!({
+        "displayName": "test stream",
+        "issuerUrl": tx.issuer(),
+        "jwksUrl": tx.jwks_url(),
+        "expectedAudience": tx.audience(),
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let (status, v) = admin_api(
+        http,
+        admin_url,
+        Method::POST,
+        "/api/v1/ssf-receiver-streams",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let id = v["ssfReceiverStream"]["id"].as_str().unwrap().to_string();
+    let token = v["pushAuthTokenPlaintext"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    (id, token)
+}
+
 /// Creates a push stream on a daemon reached by URL; returns (id, token).
 pub async fn create_stream_at(
     http: &reqwest::Client,
     admin_url: &str,
     tx: &TestTransmitter,
 ) -> (String, String) {
-    let v: Value = http
-        .post(format!("{admin_url}/api/v1/ssf-receiver-streams"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"displayName": "t", "issuerUrl": tx.issuer(), "jwksUrl": tx.jwks_url()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        v["ssfReceiverStream"]["id"].as_str().unwrap().to_string(),
-        v["pushAuthTokenPlaintext"].as_str().unwrap().to_string(),
-    )
-}
-
-/// Opens the daemon's database through `ssfd::store` (never the file itself), for checks made
-/// while the daemon is stopped or from outside its process.
-pub fn open_store(db: &std::path::Path) -> ssfd::store::Store {
-    ssfd::store::Store::open(db).unwrap()
+    let (id, token) = create_stream_with(http, admin_url, tx, json!({})).await;
+    assert!(!token.is_empty(), "a PUSH stream has a push token");
+    (id, token)
 }
 
 /// Every stored event (of one stream, or of all), newest first, read through the store.
 pub async fn stored_events(
-    db: &std::path::Path,
+    storage: &TestStorage,
     stream_id: Option<&str>,
 ) -> Vec<ssfd::store::inbox::StoredEvent> {
-    let store = open_store(db);
+    let store = storage.open();
     let mut out: Vec<ssfd::store::inbox::StoredEvent> = Vec::new();
     loop {
         let page = store
