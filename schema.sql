@@ -177,3 +177,18 @@ CREATE TABLE step_up_subjects (
     requirement_id  INTEGER NOT NULL REFERENCES step_up_requirements(id),
     PRIMARY KEY (subject_key, requirement_id)
 );
+
+-- migration 4
+-- Compatibility profiles (docs/push.md#compatibility-profiles): the dialect a stream accepts, an
+-- explicit metadata URL, and the tolerances applied to each stored SET.
+ALTER TABLE streams ADD COLUMN compatibility_profile TEXT NOT NULL DEFAULT 'SSF_1_0';
+ALTER TABLE streams ADD COLUMN metadata_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE inbox ADD COLUMN tolerances TEXT NOT NULL DEFAULT '[]';  -- JSON array of tolerance kinds
+-- Subjects ssfd removed from a stream at its transmitter (SSF §8.1.3.3): events about them are
+-- acknowledged and logged, not acted on, until the subject is added again.
+CREATE TABLE removed_subjects (
+    stream_id       TEXT NOT NULL,
+    subject_key     TEXT NOT NULL,                       -- canonical key, as in inbox.subject_keys
+    removed_at      INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, subject_key)
+);

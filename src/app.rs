@@ -25,6 +25,8 @@ pub struct App {
     pub started: Instant,
     /// Counters and histograms behind `/metrics`.
     pub metrics: Metrics,
+    /// Tolerances applied per stream since start (stats, warnings).
+    pub tolerances: crate::compat::ToleranceLedger,
     /// Wrong tokens per client address, on both listeners.
     pub failed_auth: crate::http::fairness::FailedAuth,
     /// Where each step-up provider's keys are (from its OpenID configuration).
@@ -49,6 +51,7 @@ impl App {
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),
+            tolerances: Default::default(),
             failed_auth: Default::default(),
             step_up_discovery: Default::default(),
         }
@@ -60,6 +63,11 @@ impl App {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Counts tolerances applied on a stream: metric, stats, a warning the first time.
+    pub fn note_tolerances(&self, stream: &str, kinds: &[crate::compat::Tolerance]) {
+        self.tolerances.note(&self.metrics, stream, kinds);
     }
 
     /// `Some(retry after)` when `client` used up its wrong tokens for this minute.

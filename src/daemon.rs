@@ -183,6 +183,10 @@ impl Daemon {
             keys,
             token_hash(&admin_token.token),
         ));
+        let removed = app.store.removed_subjects().await?;
+        for (stream, key) in removed {
+            app.transmitters.note_subject(&stream, &[key], true);
+        }
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let push_router = intake::push::router(app.clone());

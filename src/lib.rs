@@ -7,13 +7,15 @@
 //! to the transmitters themselves (registration, verification, status); [`daemon`] wires
 //! everything together, [`service`] runs it under a service manager and [`metrics`] counts what
 //! it does; [`step_up`] turns some signals into "authenticate again, more strongly" instead of
-//! a logout; [`cli`] is the operator's command line and [`console`] the operator's web pages.
+//! a logout; [`compat`] names and counts the departures from SSF 1.0 it accepts; [`cli`] is the
+//! operator's command line and [`console`] the operator's web pages.
 
 pub mod act;
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod console;
 pub mod daemon;

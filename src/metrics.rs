@@ -4,7 +4,7 @@
 //!
 //! Label values are bounded: `stream` is a stream id the registry knows, `outcome` one of
 //! `accepted`, `duplicate`, an RFC 8935 error code or `unavailable`, `sink` a configured sink name
-//! (`""` for the ledger step), `result` `ok` or `error`.
+//! (`""` for the ledger step), `result` `ok` or `error`, `kind` a tolerance name.
 
 use std::sync::atomic::AtomicU64;
 
@@ -50,6 +50,12 @@ struct PollLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToleranceLabels {
+    stream: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
     stream: String,
 }
@@ -73,6 +79,7 @@ pub struct Metrics {
     action_latency: Histogram,
     decisions: Family<DecisionLabels, Counter>,
     polls: Family<PollLabels, Counter>,
+    tolerances: Family<ToleranceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +98,7 @@ impl Metrics {
         let action_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let polls = Family::<PollLabels, Counter>::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
+        let tolerances = Family::<ToleranceLabels, Counter>::default();
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -132,6 +140,11 @@ impl Metrics {
             polls.clone(),
         );
         registry.register(
+            "ssfd_tolerances",
+            "Departures from SSF 1.0 accepted, by stream and kind (docs/push.md#tolerances)",
+            tolerances.clone(),
+        );
+        registry.register(
             "ssfd_build_info",
             "Always 1; the label carries the version",
             build_info,
@@ -144,7 +157,18 @@ impl Metrics {
             action_latency,
             decisions,
             polls,
+            tolerances,
         }
+    }
+
+    /// Counts one tolerance applied on a stream; `kind` is a [`crate::compat::Tolerance`] name.
+    pub fn tolerance(&self, stream: &str, kind: &str) {
+        self.tolerances
+            .get_or_create(&ToleranceLabels {
+                stream: stream.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one SET's outcome: `accepted`, `duplicate`, an error code or `unavailable`.
@@ -282,6 +306,7 @@ mod tests {
         m.action_result("hook", true, 0.1);
         m.action_result("hook", false, 0.2);
         m.poll_request("s2", false);
+        m.tolerance("s2", "poll_acks");
         let text = m.render(&Snapshot {
             jwks_fetches: 4,
             jwks_failures: 1,
@@ -313,6 +338,10 @@ mod tests {
         );
         assert_eq!(
             has("ssfd_poll_requests_total{stream=\"s2\",result=\"error\"}").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            has("ssfd_tolerances_total{stream=\"s2\",kind=\"poll_acks\"}").as_deref(),
             Some("1")
         );
         assert_eq!(has("ssfd_jwks_fetches_total").as_deref(), Some("4"));

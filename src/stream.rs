@@ -32,6 +32,38 @@ impl DeliveryMethod {
     }
 }
 
+/// Which transmitter dialect a stream accepts. `Ssf1_0` is strict SSF 1.0; `LegacySse` also
+/// accepts the shapes of pre-1.0 ("SSE" draft) transmitters, each counted as a tolerance
+/// (docs/push.md#compatibility-profiles). Signatures, algorithms, key sizes, `exp`, and `iss`
+/// or `aud` beyond one trailing `/` are never tolerated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CompatibilityProfile {
+    #[default]
+    Ssf1_0,
+    LegacySse,
+}
+
+impl CompatibilityProfile {
+    pub fn as_api(&self) -> &'static str {
+        match self {
+            CompatibilityProfile::Ssf1_0 => "SSF_1_0",
+            CompatibilityProfile::LegacySse => "LEGACY_SSE",
+        }
+    }
+
+    pub fn from_api(s: &str) -> Option<CompatibilityProfile> {
+        match s {
+            "SSF_1_0" => Some(CompatibilityProfile::Ssf1_0),
+            "LEGACY_SSE" => Some(CompatibilityProfile::LegacySse),
+            _ => None,
+        }
+    }
+
+    pub fn is_legacy(&self) -> bool {
+        *self == CompatibilityProfile::LegacySse
+    }
+}
+
 /// What happens to a subject's sessions when an event arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RevocationAction {
@@ -158,9 +190,16 @@ pub struct Stream {
     /// SHA-256 of the previous push token, valid until `prev_push_token_expires_at`.
     pub prev_push_token_hash: Option<[u8; 32]>,
     pub prev_push_token_expires_at: Option<UnixSeconds>,
+    pub compatibility_profile: CompatibilityProfile,
+    /// The transmitter metadata document, when it is not found from `issuer_url`.
+    pub metadata_url: String,
 }
 
 impl Stream {
+    pub fn is_legacy(&self) -> bool {
+        self.compatibility_profile.is_legacy()
+    }
+
     pub fn is_push(&self) -> bool {
         self.delivery_method == DeliveryMethod::Push
     }
@@ -211,6 +250,8 @@ impl Default for Stream {
             push_token_hash: None,
             prev_push_token_hash: None,
             prev_push_token_expires_at: None,
+            compatibility_profile: CompatibilityProfile::Ssf1_0,
+            metadata_url: String::new(),
         }
     }
 }

@@ -188,6 +188,39 @@ async fn stream_lifecycle() {
         "(discovered from the issuer)"
     );
     assert_eq!(field(&get.stdout, "Session revoked"), "policy default");
+    assert_eq!(field(&get.stdout, "Profile"), "SSF_1_0");
+    assert_eq!(field(&get.stdout, "Metadata URL"), "-");
+    h.ok(&[
+        "streams",
+        "update",
+        &id,
+        "--compatibility-profile",
+        "LEGACY_SSE",
+        "--metadata-url",
+        "http://127.0.0.1:1/.well-known/sse-configuration",
+    ])
+    .await;
+    let get = h.ok(&["streams", "get", &id]).await;
+    assert_eq!(field(&get.stdout, "Profile"), "LEGACY_SSE");
+    assert_eq!(
+        field(&get.stdout, "Metadata URL"),
+        "http://127.0.0.1:1/.well-known/sse-configuration"
+    );
+    let bad = h
+        .ssfd(&["streams", "update", &id, "--compatibility-profile", "SSE"])
+        .await;
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("compatibilityProfile"), "{bad:?}");
+    h.ok(&[
+        "streams",
+        "update",
+        &id,
+        "--compatibility-profile",
+        "SSF_1_0",
+        "--metadata-url",
+        "",
+    ])
+    .await;
 
     // update: only the fields given change.
     let up = h

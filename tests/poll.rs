@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{test_config, TestDaemon};
+use common::{test_config, Mode, TestDaemon};
 use reqwest::Method;
 use serde_json::{json, Value};
 use ssfd_testkit::{PollRequest, TestTransmitter};
@@ -23,7 +23,11 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A transmitter whose long polls are held only briefly, so acknowledgements are confirmed soon.
 async fn transmitter() -> TestTransmitter {
-    let tx = TestTransmitter::start().await;
+    transmitter_in(Mode::Ssf).await
+}
+
+async fn transmitter_in(mode: Mode) -> TestTransmitter {
+    let tx = mode.transmitter().await;
     tx.set_poll_hold(Duration::from_millis(200));
     tx
 }
@@ -35,6 +39,9 @@ async fn poll_stream(d: &TestDaemon, tx: &TestTransmitter, feed: &str, extra: Va
         "pollEndpointUrl": tx.poll_url(feed),
         "outboundAuthBearer": {"token": tx.static_token()},
     });
+    if tx.is_legacy() {
+        body["compatibilityProfile"] = json!("LEGACY_SSE");
+    }
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
         body[k] = v;
     }
@@ -61,11 +68,11 @@ fn last_error(d: &TestDaemon, id: &str) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn fifty_sets_are_polled_stored_and_acknowledged() {
+both_modes!(fifty_sets_are_polled_stored_and_acknowledged);
+async fn fifty_sets_are_polled_stored_and_acknowledged(mode: Mode) {
     // 42, 43, 44, 47
     let d = TestDaemon::start().await;
-    let tx = transmitter().await;
+    let tx = transmitter_in(mode).await;
     let jtis: Vec<String> = (0..50).map(|_| tx.enqueue_set("f", &tx.set())).collect();
     let id = poll_stream(&d, &tx, "f", json!({})).await;
     until("all 50 are acknowledged", || acked_all(&tx, &jtis)).await;
@@ -78,7 +85,12 @@ async fn fifty_sets_are_polled_stored_and_acknowledged() {
     let expected_auth = format!("Bearer {}", tx.static_token());
     for r in &requests {
         assert_eq!(r.max_events(), Some(100), "{:?}", r.body);
-        assert!(!r.return_immediately(), "long poll by default");
+        // Long polls by default; a legacy transmitter refuses them, so LEGACY_SSE short-polls
+        // and sends its acknowledgements as `acks` too.
+        assert_eq!(r.return_immediately(), mode == Mode::Legacy);
+        if mode == Mode::Legacy {
+            assert_eq!(r.body["acks"], r.body["ack"]);
+        }
         assert_eq!(r.authorization.as_deref(), Some(expected_auth.as_str()));
         assert!(r.set_errs().is_empty());
         assert_eq!(r.content_language, None, "no setErrs, no Content-Language");
@@ -94,16 +106,21 @@ async fn fifty_sets_are_polled_stored_and_acknowledged() {
     assert_eq!(d.get_stream(&id).await["lastErrorMessage"], "");
 }
 
-#[tokio::test]
-async fn rejected_sets_are_reported_in_set_errs_and_never_acknowledged() {
+both_modes!(rejected_sets_are_reported_in_set_errs_and_never_acknowledged);
+async fn rejected_sets_are_reported_in_set_errs_and_never_acknowledged(mode: Mode) {
     // 43, and the CONF invalid-set-rejection module
     let d = TestDaemon::start().await;
-    let tx = transmitter().await;
-    let good = tx.enqueue_set("f", &tx.set());
-    let forged = tx.enqueue("f", &tx.sign_with_unpublished_key(&tx.set().claims()));
-    let foreign = tx.enqueue_set("f", &tx.set().iss("https://impostor.example.com"));
+    let tx = transmitter_in(mode).await;
+    // An audience both modes name, so that a foreign one is refused in both.
+    let aud = ssfd_testkit::DEFAULT_AUDIENCE;
+    let good = tx.enqueue_set("f", &tx.set().aud(aud));
+    let forged = tx.enqueue(
+        "f",
+        &tx.sign_with_unpublished_key(&tx.set().aud(aud).claims()),
+    );
+    let foreign = tx.enqueue_set("f", &tx.set().aud(aud).iss("https://impostor.example.com"));
     let elsewhere = tx.enqueue_set("f", &tx.set().aud("https://another-receiver.example.com"));
-    let id = poll_stream(&d, &tx, "f", json!({})).await;
+    let id = poll_stream(&d, &tx, "f", json!({"expectedAudience": aud})).await;
     until("three setErrs and one ack", || {
         tx.set_errs().len() == 3 && tx.acked().contains(&good)
     })
@@ -136,11 +153,11 @@ async fn rejected_sets_are_reported_in_set_errs_and_never_acknowledged() {
     assert_eq!(d.stats(&id).await["eventsFailedCount"], 3);
 }
 
-#[tokio::test]
-async fn more_available_pages_through_the_queue() {
+both_modes!(more_available_pages_through_the_queue);
+async fn more_available_pages_through_the_queue(mode: Mode) {
     // 46
     let d = TestDaemon::start_with(|c| c.poll.max_events = 10).await;
-    let tx = transmitter().await;
+    let tx = transmitter_in(mode).await;
     let jtis: Vec<String> = (0..35).map(|_| tx.enqueue_set("f", &tx.set())).collect();
     let id = poll_stream(&d, &tx, "f", json!({})).await;
     until("all 35 are acknowledged", || acked_all(&tx, &jtis)).await;
@@ -160,11 +177,11 @@ async fn more_available_pages_through_the_queue() {
     assert_eq!(d.events(&id).await.len(), 35);
 }
 
-#[tokio::test]
-async fn a_set_under_a_key_that_is_not_its_jti_is_an_invalid_request() {
+both_modes!(a_set_under_a_key_that_is_not_its_jti_is_an_invalid_request);
+async fn a_set_under_a_key_that_is_not_its_jti_is_an_invalid_request(mode: Mode) {
     // 48
     let d = TestDaemon::start().await;
-    let tx = transmitter().await;
+    let tx = transmitter_in(mode).await;
     let token = tx.set().jti("the-real-jti").sign();
     tx.enqueue_as("f", "another-key", &token);
     let good = tx.enqueue_set("f", &tx.set());
@@ -181,11 +198,11 @@ async fn a_set_under_a_key_that_is_not_its_jti_is_an_invalid_request() {
     assert_eq!(events.len(), 1, "the mismatched SET is not stored");
 }
 
-#[tokio::test]
-async fn a_redelivered_set_is_acknowledged_again_and_stored_once() {
+both_modes!(a_redelivered_set_is_acknowledged_again_and_stored_once);
+async fn a_redelivered_set_is_acknowledged_again_and_stored_once(mode: Mode) {
     // 45
     let d = TestDaemon::start().await;
-    let tx = transmitter().await;
+    let tx = transmitter_in(mode).await;
     let token = tx.set().sign();
     let jti = tx.enqueue("f", &token);
     let id = poll_stream(&d, &tx, "f", json!({})).await;

@@ -4,15 +4,20 @@
 
 mod common;
 
-use common::{assert_set_error, TestDaemon};
+use common::{assert_set_error, Mode, TestDaemon};
 use reqwest::Method;
 use serde_json::{json, Value};
 use ssfd_testkit::{events, subjects, KeyKind, TestTransmitter};
 
 async fn setup() -> (TestDaemon, TestTransmitter, String, String) {
+    setup_in(Mode::Ssf).await
+}
+
+/// A daemon and a PUSH stream for a transmitter of this mode.
+async fn setup_in(mode: Mode) -> (TestDaemon, TestTransmitter, String, String) {
     let d = TestDaemon::start().await;
-    let tx = TestTransmitter::start().await;
-    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    let tx = mode.transmitter().await;
+    let (id, token) = d.create_stream_for(&tx, mode.stream_fields()).await;
     (d, tx, id, token)
 }
 
@@ -20,27 +25,33 @@ async fn stored_count(d: &TestDaemon, id: &str) -> usize {
     d.events(id).await.len()
 }
 
-#[tokio::test]
-async fn valid_set_is_accepted_with_empty_202_and_stored() {
+both_modes!(valid_set_is_accepted_with_empty_202_and_stored);
+async fn valid_set_is_accepted_with_empty_202_and_stored(mode: Mode) {
     // 36, 38
-    let (d, tx, id, token) = setup().await;
+    let (d, tx, id, token) = setup_in(mode).await;
     let set = tx.set().txn("t-1").sign();
     let resp = d.push(&id, &token, &set).await;
     assert_eq!(resp.status(), 202);
     assert!(resp.bytes().await.unwrap().is_empty());
     let events = d.events(&id).await;
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["txn"], "t-1");
+    // A legacy transmitter sends no txn.
+    let txn = if mode == Mode::Ssf {
+        json!("t-1")
+    } else {
+        Value::Null
+    };
+    assert_eq!(events[0]["txn"], txn);
     assert_eq!(events[0]["subjectKeys"], json!(["email:alice@example.com"]));
     let stats = d.stats(&id).await;
     assert_eq!(stats["eventsReceivedCount"], 1);
     assert!(stats["lastEventReceivedAt"].is_string());
 }
 
-#[tokio::test]
-async fn duplicate_jti_is_accepted_again_and_changes_nothing() {
+both_modes!(duplicate_jti_is_accepted_again_and_changes_nothing);
+async fn duplicate_jti_is_accepted_again_and_changes_nothing(mode: Mode) {
     // 39
-    let (d, tx, id, token) = setup().await;
+    let (d, tx, id, token) = setup_in(mode).await;
     let set = tx.set().jti("dup-1").sign();
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
     assert_eq!(d.push(&id, &token, &set).await.status(), 202);
@@ -217,10 +228,11 @@ async fn malformed_envelopes_are_invalid_request() {
     assert!(stats["lastErrorAt"].is_string());
 }
 
-#[tokio::test]
-async fn key_problems_are_invalid_key() {
+// Never tolerated in any profile: signature, alg, key.
+both_modes!(key_problems_are_invalid_key);
+async fn key_problems_are_invalid_key(mode: Mode) {
     // 19, 20
-    let (d, tx, id, token) = setup().await;
+    let (d, tx, id, token) = setup_in(mode).await;
     let claims = tx.set().claims();
     assert_set_error(
         d.push(&id, &token, &tx.unsigned_none(&claims)).await,
@@ -262,23 +274,25 @@ async fn key_problems_are_invalid_key() {
     assert_eq!(stored_count(&d, &id).await, 0);
 }
 
-#[tokio::test]
-async fn rsa_keys_under_2048_bits_are_refused() {
+both_modes!(rsa_keys_under_2048_bits_are_refused);
+async fn rsa_keys_under_2048_bits_are_refused(mode: Mode) {
     // 19
     let d = TestDaemon::start().await;
-    let tx = TestTransmitter::start().await;
+    let tx = mode.transmitter().await;
     tx.add_key(KeyKind::Rs256Bits(1024), "small");
-    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    let (id, token) = d.create_stream_for(&tx, mode.stream_fields()).await;
     let small = tx.set().key("small").sign();
     let desc = assert_set_error(d.push(&id, &token, &small).await, 400, "invalid_key").await;
     assert!(desc.contains("2048"), "{desc}");
     assert_eq!(stored_count(&d, &id).await, 0);
 }
 
-#[tokio::test]
-async fn other_algorithms_are_accepted() {
-    let (d, tx, id, token) = setup().await;
+both_modes!(other_algorithms_are_accepted);
+async fn other_algorithms_are_accepted(mode: Mode) {
+    let (d, tx, id, token) = setup_in(mode).await;
+    tx.add_key(KeyKind::Rs256Bits(4096), "rsa4096");
     let kinds = [
+        (KeyKind::Rs256Bits(4096), "rsa4096"),
         (KeyKind::Es256, "ec256"),
         (KeyKind::Es384, "ec384"),
         (KeyKind::EdDsa, "ed"),
@@ -286,8 +300,8 @@ async fn other_algorithms_are_accepted() {
     ];
     // Published before the first fetch: one refresh per cooldown would not pick up four
     // rotations in a row.
-    for (kind, kid) in kinds {
-        tx.add_key(kind, kid);
+    for (kind, kid) in &kinds[1..] {
+        tx.add_key(*kind, kid);
     }
     for (_, kid) in kinds {
         let set = tx.set().key(kid).sign();

@@ -655,6 +655,16 @@ async fn json_logs_carry_the_set_fields_and_no_secret() {
     assert_eq!(tx.push(&url, wrong_token, &accepted).await.status(), 401);
     let rejected = tx.set().aud("https://someone-else.example").sign();
     assert_eq!(tx.push(&url, push_token, &rejected).await.status(), 400);
+    // The log line names the iss that arrived; the answer names neither it nor the expected one.
+    let foreign = tx.set().iss("https://impostor.example.com/t1").sign();
+    let answer = tx.push(&url, push_token, &foreign).await;
+    assert_eq!(answer.status(), 400);
+    let answer = answer.text().await.unwrap();
+    assert!(answer.contains("invalid_issuer"), "{answer}");
+    assert!(
+        !answer.contains("impostor") && !answer.contains(&tx.issuer()),
+        "{answer}"
+    );
 
     let (status, v) = svc
         .api(
@@ -741,13 +751,16 @@ async fn json_logs_carry_the_set_fields_and_no_secret() {
     assert_eq!(first["event_type"], events::uri("session-revoked"));
     assert_eq!(first["outcome"], "revoke");
     assert_eq!(first["delivery"], "push");
+    assert_eq!(first["tolerances"], "");
     assert!(first["jti"].as_str().is_some_and(|j| !j.is_empty()));
     assert!(first["latency_ms"].is_number(), "{first}");
     assert_eq!(accepted_lines[1]["outcome"], "duplicate");
     assert_eq!(accepted_lines[1]["jti"], first["jti"]);
 
     let rejected_lines = with("SET rejected");
-    assert_eq!(rejected_lines.len(), 1, "{logs}");
+    assert_eq!(rejected_lines.len(), 2, "{logs}");
+    assert_eq!(rejected_lines[1]["err"], "invalid_issuer");
+    assert_eq!(rejected_lines[1]["iss"], "https://impostor.example.com/t1");
     let r = rejected_lines[0];
     assert_eq!(r["err"], "invalid_audience");
     assert_eq!(r["outcome"], "rejected");
@@ -755,6 +768,43 @@ async fn json_logs_carry_the_set_fields_and_no_secret() {
     assert!(r["jti"].as_str().is_some_and(|j| !j.is_empty()), "{r}");
     assert_eq!(r["event_type"], events::uri("session-revoked"));
     assert!(r["latency_ms"].is_number());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tolerance_is_warned_about_once_per_stream_and_logged_per_set() {
+    let mut svc = Service::start(Service::settings("10s"), &[]);
+    svc.wait_ready().await;
+    let tx = TestTransmitter::start_with(ssfd_testkit::TransmitterOptions::legacy()).await;
+    let (id, token) = svc
+        .create_stream(&tx, json!({"compatibilityProfile": "LEGACY_SSE"}))
+        .await;
+    let url = svc.push_url(&id);
+    for _ in 0..3 {
+        assert_eq!(tx.push(&url, &token, &tx.set().sign()).await.status(), 202);
+    }
+    svc.stop().await;
+    let lines = svc.json_logs();
+    let accepted: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "SET accepted")
+        .collect();
+    assert_eq!(accepted.len(), 3);
+    for l in &accepted {
+        assert_eq!(
+            l["tolerances"], "unknown_initiating_entity,subject_in_event",
+            "{l}"
+        );
+    }
+    let warned: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" && l["stream"] == id.as_str())
+        .filter_map(|l| l["tolerance"].as_str())
+        .collect();
+    assert_eq!(
+        warned,
+        vec!["unknown_initiating_entity", "subject_in_event"],
+        "{lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestDaemon, ADMIN_TOKEN};
+use common::{Mode, TestDaemon, ADMIN_TOKEN};
 use reqwest::Method;
 use serde_json::{json, Value};
 use ssfd_testkit::{EndpointPaths, TestTransmitter, TransmitterOptions};
@@ -25,9 +25,13 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 async fn transmitter(paths: EndpointPaths) -> TestTransmitter {
+    transmitter_in(Mode::Ssf, paths).await
+}
+
+async fn transmitter_in(mode: Mode, paths: EndpointPaths) -> TestTransmitter {
     let tx = TestTransmitter::start_with(TransmitterOptions {
         paths: Some(paths),
-        ..Default::default()
+        ..mode.options()
     })
     .await;
     tx.set_poll_hold(Duration::from_millis(200));
@@ -67,7 +71,7 @@ fn merged(mut a: Value, b: Value) -> Value {
 /// A POLL stream created disabled with a placeholder endpoint, as an operator would before the
 /// transmitter assigns one.
 async fn unregistered_poll_stream(d: &TestDaemon, tx: &TestTransmitter, auth: Value) -> String {
-    let body = merged(
+    let mut body = merged(
         json!({
             "deliveryMethod": "SSF_DELIVERY_METHOD_POLL",
             "pollEndpointUrl": tx.poll_url("placeholder"),
@@ -75,6 +79,13 @@ async fn unregistered_poll_stream(d: &TestDaemon, tx: &TestTransmitter, auth: Va
         }),
         auth,
     );
+    if tx.is_legacy() {
+        // A legacy transmitter's metadata is not under its constant issuer; it polls short.
+        body = merged(
+            body,
+            Mode::Legacy.with(json!({"metadataUrl": tx.metadata_url(), "pollInterval": "1s"})),
+        );
+    }
     d.create_stream_for(tx, body).await.0
 }
 
@@ -111,7 +122,8 @@ async fn enable(d: &TestDaemon, id: &str) {
     assert_eq!(status, 200, "{v}");
 }
 
-/// A registered, enabled POLL stream: (local id, transmitter stream id).
+/// A registered, enabled POLL stream: (local id, transmitter stream id). A legacy transmitter
+/// names no stream: its own id of the stream (the feed) is returned instead.
 async fn registered_poll_stream(d: &TestDaemon, tx: &TestTransmitter) -> (String, String) {
     let id = unregistered_poll_stream(d, tx, bearer(tx)).await;
     let (status, v) = register(d, &id).await;
@@ -121,6 +133,10 @@ async fn registered_poll_stream(d: &TestDaemon, tx: &TestTransmitter) -> (String
         .as_str()
         .unwrap()
         .to_string();
+    if tx.is_legacy() {
+        assert_eq!(tid, "");
+        return (id, tx.stream_ids().remove(0));
+    }
     (id, tid)
 }
 
@@ -142,7 +158,13 @@ async fn register_for_push_in_the_okta_style() {
     let delivered = s["eventsDelivered"].as_array().unwrap();
     assert!(!delivered.is_empty());
 
-    let create = tx.management_calls().remove(0);
+    // First a look for a stream already held for this receiver (none), then the create.
+    let calls = tx.management_calls();
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].uri.as_str()),
+        ("GET", "/api/v1/ssf/stream")
+    );
+    let create = calls[1].clone();
     assert_eq!((create.method.as_str(), create.status), ("POST", 201));
     assert_eq!(create.uri, "/api/v1/ssf/stream");
     assert_eq!(
@@ -186,8 +208,11 @@ async fn register_for_poll_in_the_sailpoint_style_with_oauth() {
         .unwrap()
         .to_string();
     assert_eq!(v["ssfReceiverStream"]["pollEndpointUrl"], tx.poll_url(&tid));
-    let create = tx.management_calls().remove(0);
-    assert_eq!(create.uri, "/ssf/streams");
+    let create = tx.management_calls().remove(1);
+    assert_eq!(
+        (create.method.as_str(), create.uri.as_str()),
+        ("POST", "/ssf/streams")
+    );
     assert_eq!(create.body["delivery"], json!({"method": POLL}));
     let token_requests = tx.token_requests();
     assert_eq!(token_requests.len(), 1);
@@ -252,6 +277,7 @@ async fn a_409_takes_over_the_existing_stream() {
     assert_eq!(
         calls,
         vec![
+            ("GET".to_string(), 200),
             ("POST".to_string(), 409),
             ("GET".to_string(), 200),
             ("PUT".to_string(), 200)
@@ -260,6 +286,134 @@ async fn a_409_takes_over_the_existing_stream() {
     let config = tx.stream_config(&existing).unwrap();
     assert_eq!(config["description"], "test stream");
     assert_eq!(tx.stream_ids(), vec![existing]);
+}
+
+#[tokio::test]
+async fn registration_reuses_the_stream_the_transmitter_holds_for_this_receiver() {
+    // 9: registered once, then forgotten here (a restored backup, a second install)
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, _) = d.create_stream_for(&tx, bearer(&tx)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    let first = v["ssfReceiverStream"]["transmitterStreamId"].clone();
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "",
+        Some(json!({"ssfReceiverStream": {"transmitterStreamId": ""},
+                    "updateMask": "transmitterStreamId"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = register(&d, &id).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ssfReceiverStream"]["transmitterStreamId"], first);
+    assert_eq!(tx.stream_ids().len(), 1, "no second stream");
+    let last = tx.management_calls().pop().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("PUT", 200));
+    // The new push token went to the transmitter with the update.
+    let header = tx
+        .stream_authorization_header(first.as_str().unwrap())
+        .unwrap();
+    let token = header.strip_prefix("Bearer ").unwrap();
+    let set = tx.set().sign();
+    assert_eq!(d.push(&id, token, &set).await.status(), 202);
+}
+
+#[tokio::test]
+async fn two_local_streams_alike_never_share_one_transmitter_stream() {
+    // Registration reuse must not hand one stream's registration to another.
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (first, _) = registered_poll_stream(&d, &tx).await;
+    let (second, _) = registered_poll_stream(&d, &tx).await;
+    let tid = |id: &str| local(&d, id).transmitter_stream_id.clone();
+    assert_ne!(tid(&first), tid(&second));
+    assert_eq!(tx.stream_ids().len(), 2);
+}
+
+#[tokio::test]
+async fn subjects_are_added_and_removed_and_the_remote_configuration_read_back() {
+    // SSF §8.1.3, §8.1.1.2
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::okta()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:add",
+        Some(json!({"subject": "email:alice@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let bob = json!({"format": "iss_sub", "iss": "https://idp.example.com", "sub": "bob"});
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:add",
+        Some(json!({"subject": bob})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        tx.stream_subjects(&tid),
+        vec![
+            json!({"format": "email", "email": "alice@example.com"}),
+            bob.clone()
+        ]
+    );
+    let add = tx
+        .management_calls()
+        .into_iter()
+        .find(|c| c.uri.ends_with("subjects:add"))
+        .unwrap();
+    assert_eq!(add.body["stream_id"], tid.as_str());
+    assert_eq!(add.body["verified"], true);
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:remove",
+        Some(json!({"subject": bob})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(tx.stream_subjects(&tid).len(), 1);
+    // Removing it again: the transmitter's 404 with its reason.
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:remove",
+        Some(json!({"subject": bob})),
+    )
+    .await;
+    assert_eq!(status, 502, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("HTTP 404") && message.contains("no such subject"),
+        "{message}"
+    );
+    for bad in [
+        json!({}),
+        json!({"subject": 5}),
+        json!({"subject": "nonsense"}),
+    ] {
+        let (status, v) = call(&d, Method::POST, &id, "/subjects:add", Some(bad)).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v["message"].as_str().unwrap().starts_with("subject"), "{v}");
+    }
+
+    let (status, v) = call(&d, Method::GET, &id, "/remote-config", None).await;
+    assert_eq!(status, 200, "{v}");
+    let config = &v["transmitterConfiguration"];
+    assert_eq!(config["stream_id"], tid.as_str());
+    assert_eq!(config["delivery"]["method"], POLL);
+    assert_eq!(*config, tx.stream_config(&tid).unwrap());
 }
 
 #[tokio::test]
@@ -276,11 +430,11 @@ async fn registering_again_updates_the_registered_stream() {
     assert_eq!(last.body["stream_id"], tid.as_str());
 }
 
-#[tokio::test]
-async fn verification_with_the_requested_state_is_accepted() {
+both_modes!(verification_with_the_requested_state_is_accepted);
+async fn verification_with_the_requested_state_is_accepted(mode: Mode) {
     // 33
     let d = daemon().await;
-    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
     let (id, tid) = registered_poll_stream(&d, &tx).await;
     let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
     assert_eq!(status, 200, "{v}");
@@ -299,11 +453,11 @@ async fn verification_with_the_requested_state_is_accepted() {
     assert!(d.get_stream(&id).await["lastVerifiedAt"].is_string());
 }
 
-#[tokio::test]
-async fn verification_with_another_state_is_rejected_with_invalid_state() {
+both_modes!(verification_with_another_state_is_rejected_with_invalid_state);
+async fn verification_with_another_state_is_rejected_with_invalid_state(mode: Mode) {
     // 33
     let d = daemon().await;
-    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
     tx.set_verification_state(Some("forged-state".into()));
     let (id, _) = registered_poll_stream(&d, &tx).await;
     let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
@@ -316,11 +470,11 @@ async fn verification_with_another_state_is_rejected_with_invalid_state() {
     assert_eq!(local(&d, &id).last_verified_at, None);
 }
 
-#[tokio::test]
-async fn a_verification_queued_behind_other_events_arrives() {
+both_modes!(a_verification_queued_behind_other_events_arrives);
+async fn a_verification_queued_behind_other_events_arrives(mode: Mode) {
     // 34, CONF verification behind queued events
     let d = daemon_with(|c| c.poll.max_events = 2).await;
-    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
     let (id, tid) = registered_poll_stream(&d, &tx).await;
     tx.set_stream_status(&tid, "paused", Some("maintenance"));
     let events: Vec<String> = (0..5).map(|_| tx.enqueue_set(&tid, &tx.set())).collect();
@@ -559,6 +713,197 @@ async fn stream_health_counts_missing_verifications_and_pauses_with_the_stream()
     assert_eq!(missed(), misses);
 }
 
+both_modes!(after_a_rejected_verification_the_next_requested_one_is_accepted);
+async fn after_a_rejected_verification_the_next_requested_one_is_accepted(mode: Mode) {
+    // 33, CONF: a rejection must not poison the stream's verification
+    let d = daemon().await;
+    let tx = transmitter_in(mode, EndpointPaths::sailpoint()).await;
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    tx.set_verification_state(Some("never-requested".into()));
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    until("the forged state is rejected", || !tx.set_errs().is_empty()).await;
+    assert_eq!(
+        tx.set_errs().values().next().unwrap()["err"],
+        "invalid_state"
+    );
+    assert_eq!(local(&d, &id).last_verified_at, None);
+    tx.set_verification_state(None);
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 200, "{v}");
+    until("the requested verification is accepted", || {
+        local(&d, &id).last_verified_at.is_some()
+    })
+    .await;
+    assert_eq!(tx.set_errs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_verification_nobody_requested_is_invalid_state_even_with_no_request_on_record() {
+    // 33, CONF: no request at all is on record for the stream
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let key = tx.enqueue_set(&tid, &tx.verification_set(&tid, Some("unsolicited")));
+    until("it is reported", || tx.set_errs().contains_key(&key)).await;
+    assert_eq!(tx.set_errs()[&key]["err"], "invalid_state");
+    // The wrong subject: another stream's id.
+    let other = tx.enqueue_set(&tid, &tx.verification_set("another-stream", None));
+    until("it is reported", || tx.set_errs().contains_key(&other)).await;
+    assert_eq!(tx.set_errs()[&other]["err"], "invalid_request");
+    assert_eq!(local(&d, &id).last_verified_at, None);
+}
+
+#[tokio::test]
+async fn events_for_configured_subjects_are_acknowledged_and_a_removed_one_is_not_acted_on() {
+    // 27, CONF: subjects as email or iss_sub; events after a removal
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    let alice = ssfd_testkit::subjects::email("alice@example.com");
+    let bob = ssfd_testkit::subjects::iss_sub("https://idp.example.com", "bob");
+    let carol = ssfd_testkit::subjects::email("carol@example.com");
+    for s in [&alice, &bob, &carol] {
+        let (status, v) = call(
+            &d,
+            Method::POST,
+            &id,
+            "/subjects:add",
+            Some(json!({"subject": s})),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:remove",
+        Some(json!({"subject": carol})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let jtis: Vec<String> = [&alice, &bob, &carol]
+        .iter()
+        .map(|s| tx.enqueue_set(&tid, &tx.set().sub_id((*s).clone())))
+        .collect();
+    until("all three are acknowledged", || {
+        jtis.iter().all(|j| tx.acked().contains(j))
+    })
+    .await;
+    assert!(tx.set_errs().is_empty());
+    let events = d.events(&id).await;
+    let outcome = |jti: &str| {
+        events
+            .iter()
+            .find(|e| e["jti"] == jti)
+            .map(|e| e["outcome"].clone())
+            .unwrap()
+    };
+    assert_eq!(outcome(&jtis[0]), "revoke");
+    assert_eq!(outcome(&jtis[1]), "revoke");
+    assert_eq!(
+        outcome(&jtis[2]),
+        "stored",
+        "removed subjects are not acted on"
+    );
+    let (_, check) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:check",
+            Some(json!({"subject": "email:carol@example.com"})),
+        )
+        .await;
+    assert_eq!(check["revoked"], false, "{check}");
+    // Kept across a restart; adding the subject back makes its events count again.
+    let dir = d.stop().await;
+    let mut config = common::test_config(dir.path());
+    config.jwks.allow_http = true;
+    let d = TestDaemon::start_in(dir, config).await;
+    assert!(d
+        .daemon
+        .app
+        .transmitters
+        .is_removed(&id, &["email:carol@example.com".to_string()]));
+    let (status, v) = call(
+        &d,
+        Method::POST,
+        &id,
+        "/subjects:add",
+        Some(json!({"subject": carol})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(!d
+        .daemon
+        .app
+        .transmitters
+        .is_removed(&id, &["email:carol@example.com".to_string()]));
+}
+
+#[tokio::test]
+async fn scheduled_verification_waits_the_minimum_interval_and_honours_429() {
+    // 12, CONF: periodic verification against min_verification_interval
+    let d = daemon_with(|c| c.poll.verify_interval = Some(Duration::from_secs(1))).await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_min_verification_interval(Some(3));
+    let (_id, _) = registered_poll_stream(&d, &tx).await;
+    let health = &d.daemon.app.transmitters.health;
+    let rounds = || health.rounds.load(std::sync::atomic::Ordering::Relaxed);
+    until("seven rounds", || rounds() >= 7).await;
+    // One request per 3 s at most over 7 one-second rounds, and never one the transmitter
+    // had to refuse.
+    let requested = tx.verification_requests().len();
+    assert!((1..=3).contains(&requested), "{requested}");
+    let refused = tx
+        .management_calls()
+        .iter()
+        .filter(|c| c.status == 429)
+        .count();
+    assert_eq!(refused, 0);
+
+    // A transmitter whose limit ssfd cannot know: its 429 and Retry-After are honoured.
+    let d = daemon_with(|c| c.poll.verify_interval = Some(Duration::from_secs(1))).await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (_id, _) = registered_poll_stream(&d, &tx).await;
+    tx.set_min_verification_interval(Some(4));
+    let health = &d.daemon.app.transmitters.health;
+    let rounds = || health.rounds.load(std::sync::atomic::Ordering::Relaxed);
+    until("seven rounds", || rounds() >= 7).await;
+    let statuses: Vec<u16> = tx
+        .management_calls()
+        .iter()
+        .filter(|c| c.uri.contains("verify"))
+        .map(|c| c.status)
+        .collect();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    // After each 429 ssfd waits the Retry-After (up to 4 s) before asking again.
+    assert!(refused <= 2, "{statuses:?}");
+    assert!(statuses.contains(&204), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_quiet_stream_is_verified_within_the_inactivity_timeout() {
+    // 13: no [poll] verify_interval; the transmitter drops streams quiet for 4 s
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    tx.set_inactivity_timeout(Some(4));
+    let (id, tid) = registered_poll_stream(&d, &tx).await;
+    until("a keep-alive verification is requested", || {
+        !tx.verification_requests().is_empty()
+    })
+    .await;
+    until("it arrives", || local(&d, &id).last_verified_at.is_some()).await;
+    // Traffic counts as activity: SETs every second keep it from asking again.
+    let asked = tx.verification_requests().len();
+    for _ in 0..4 {
+        let jti = tx.enqueue_set(&tid, &tx.set());
+        until("the SET is acknowledged", || tx.acked().contains(&jti)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(tx.verification_requests().len() <= asked + 1);
+}
+
 #[tokio::test]
 async fn the_command_line_acts_through_the_admin_api() {
     let d = daemon().await;
@@ -609,6 +954,45 @@ async fn the_command_line_acts_through_the_admin_api() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["state"].is_string());
+
+    // subjects add|remove and remote-config
+    let admin_url = d.daemon.admin_url();
+    let (sid, tid) = (id.clone(), tx.stream_ids().remove(0));
+    let outs = tokio::task::spawn_blocking(move || {
+        let ssfd = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ssfd"))
+                .arg("streams")
+                .args(args)
+                .args(["--admin-url", &admin_url])
+                .env("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)
+                .output()
+                .unwrap()
+        };
+        vec![
+            ssfd(&["subjects", "add", &sid, "email:alice@example.com"]),
+            ssfd(&["subjects", "add", &sid, r#"{"format":"opaque","id":"u-7"}"#]),
+            ssfd(&["subjects", "remove", &sid, "email:alice@example.com"]),
+            ssfd(&["remote-config", &sid]),
+        ]
+    })
+    .await
+    .unwrap();
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&outs[0].stdout).contains("Added subject email:alice@example.com")
+    );
+    assert_eq!(
+        tx.stream_subjects(&tid),
+        vec![json!({"format": "opaque", "id": "u-7"})]
+    );
+    let config: Value = serde_json::from_slice(&outs[3].stdout).unwrap();
+    assert_eq!(config["stream_id"], tid.as_str());
 
     let admin_url = d.daemon.admin_url();
     let out = tokio::task::spawn_blocking(move || {

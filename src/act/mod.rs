@@ -57,7 +57,8 @@ pub struct Plan {
     pub decisions: Vec<Decision>,
 }
 
-/// The time a revocation applies from: `event_timestamp` (seconds; milliseconds tolerated),
+/// The time a revocation applies from: `event_timestamp` (seconds; milliseconds tolerated and
+/// counted as `millisecond_timestamp`),
 /// else `toe`, else `iat`.
 pub fn event_time(set: &VerifiedSet, payload: &serde_json::Map<String, Value>) -> i64 {
     event_time_of(payload, set.toe, set.iat)
@@ -69,8 +70,8 @@ pub fn event_time_of(payload: &serde_json::Map<String, Value>, toe: Option<i64>,
         .get("event_timestamp")
         .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
     match ts {
-        // Anything past the year 5138 in seconds is a millisecond timestamp.
-        Some(t) if t > 100_000_000_000 => t / 1000,
+        // Anything past the year 5000 in seconds is a millisecond timestamp.
+        Some(t) if t > crate::verify::claims::MILLISECOND_TIMESTAMPS_FROM => t / 1000,
         Some(t) => t,
         None => toe.unwrap_or(iat),
     }

@@ -74,6 +74,12 @@ fn default_action(event: &SetEvent) -> (RevocationAction, String) {
     (action, format!("default: {why}"))
 }
 
+/// Okta's risk events, outside the vocabulary (routed by `[policy]` by URI) but gated by level.
+const OKTA_RISK_EVENTS: [&str; 2] = [
+    "https://schemas.okta.com/secevent/okta/event-type/user-risk-change",
+    "https://schemas.okta.com/secevent/okta/event-type/device-risk-change",
+];
+
 /// Payload conditions that hold whatever the configured action: a change that adds a
 /// credential or makes a device compliant never ends sessions by itself.
 fn policy_applies(event: &SetEvent) -> bool {
@@ -82,6 +88,10 @@ fn policy_applies(event: &SetEvent) -> bool {
             payload_str(event, "current_status") != Some("compliant")
         }
         Some(DefaultAction::ByRiskLevel) => {
+            !matches!(payload_str(event, "current_level"), Some(l) if l.eq_ignore_ascii_case("LOW"))
+        }
+        // Okta's proprietary risk events carry the same levels (docs/policy.md#proprietary-event-types).
+        None if OKTA_RISK_EVENTS.contains(&event.event_type.as_str()) => {
             !matches!(payload_str(event, "current_level"), Some(l) if l.eq_ignore_ascii_case("LOW"))
         }
         _ => true,

@@ -335,6 +335,21 @@ pub fn api_routes() -> Vec<Route> {
         Route::new("PATCH", STEP_UP_PROVIDER, step_up::update),
         Route::new("DELETE", STEP_UP_PROVIDER, step_up::delete),
         Route::new("POST", "/api/v1/step-up/providers/{id}/test", step_up::test),
+        Route::new(
+            "POST",
+            "/api/v1/ssf-receiver-streams/{id}/subjects:add",
+            transmitter::add_subject,
+        ),
+        Route::new(
+            "POST",
+            "/api/v1/ssf-receiver-streams/{id}/subjects:remove",
+            transmitter::remove_subject,
+        ),
+        Route::new(
+            "GET",
+            "/api/v1/ssf-receiver-streams/{id}/remote-config",
+            transmitter::remote_config,
+        ),
         Route::new("GET", "/api/v1/events", streams::list_events),
         Route::new("POST", "/api/v1/subjects:check", ledger::check),
         Route::new("GET", "/api/v1/actions", actions::list),

@@ -160,10 +160,7 @@ pub async fn update(
     let updated = app
         .registry
         .modify(&id, |stream: &mut Stream| -> Result<(), ApiError> {
-            old_source = Some(KeySource {
-                issuer_url: stream.issuer_url.clone(),
-                jwks_url: stream.jwks_url.clone(),
-            });
+            old_source = Some(KeySource::of(stream));
             let was_push = stream.is_push();
             let supplied = wire::apply_fields(stream, &record, &fields, allow_http)?;
             check_complete(stream)?;
@@ -184,7 +181,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("stream"))?;
     if let Some(old) = old_source {
-        if old.issuer_url != updated.issuer_url || old.jwks_url != updated.jwks_url {
+        if old != KeySource::of(&updated) {
             app.keys.forget(&old);
         }
     }
@@ -254,6 +251,7 @@ pub async fn stats_of(app: &App, id: &str) -> Result<Value, ApiError> {
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
+    m.insert("tolerancesApplied".into(), json!(app.tolerances.of(&s.id)));
     Ok(Value::Object(m))
 }
 
@@ -295,10 +293,7 @@ pub async fn test(
         ),
         Some(_) => return Err(ApiError::invalid("testSubject", "must be a string")),
     };
-    let source = KeySource {
-        issuer_url: stream.issuer_url.clone(),
-        jwks_url: stream.jwks_url.clone(),
-    };
+    let source = KeySource::of(&stream);
     let (reachable, key_count, jwks_error) = match app.keys.refresh(&source).await {
         Ok(set) => (true, set.len(), String::new()),
         Err(e) => (false, 0, e.to_string()),
@@ -411,7 +406,7 @@ pub async fn events_of(app: &App, q: EventsQuery) -> Result<Value, ApiError> {
                 "seq": r.seq, "streamId": r.stream_id, "jti": r.jti, "iss": r.iss, "txn": r.txn,
                 "eventTypes": r.event_types, "subjectKeys": r.subject_keys,
                 "receivedAt": rfc3339_millis(r.received_at_ms), "delivery": r.delivery,
-                "outcome": r.outcome, "decision": r.decision,
+                "outcome": r.outcome, "decision": r.decision, "tolerances": r.tolerances,
             })
         })
         .collect();

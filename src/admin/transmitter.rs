@@ -108,6 +108,65 @@ pub async fn update_status(
     Ok(json_ok(json!({"status": st.status, "reason": st.reason})))
 }
 
+/// The `subject` of a subjects:add or subjects:remove body: a subject identifier object, or the
+/// shorthand `email:alice@example.com`.
+fn subject_of(
+    body: &serde_json::Map<String, Value>,
+) -> Result<crate::verify::subject::Subject, ApiError> {
+    use crate::verify::subject::{parse_subject, parse_subject_shorthand};
+    let parsed = match body.get("subject") {
+        Some(v @ Value::Object(_)) => parse_subject(v),
+        Some(Value::String(s)) => parse_subject_shorthand(s),
+        None | Some(Value::Null) => return Err(ApiError::invalid("subject", "is required")),
+        Some(_) => return Err(ApiError::invalid(
+            "subject",
+            "must be a subject identifier object or a shorthand such as email:alice@example.com",
+        )),
+    };
+    parsed.map_err(|e| ApiError::invalid("subject", e.0))
+}
+
+async fn change_subject(
+    app: Arc<App>,
+    id: String,
+    body: Bytes,
+    add: bool,
+) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    let subject = subject_of(&body)?;
+    client::change_subject(&app, &id, &subject, add)
+        .await
+        .map_err(api_error)?;
+    Ok(json_ok(json!({"subject": subject.raw})))
+}
+
+/// `POST .../{id}/subjects:add` (SSF §8.1.3.2).
+pub async fn add_subject(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    change_subject(app, id, body, true).await
+}
+
+/// `POST .../{id}/subjects:remove` (SSF §8.1.3.3).
+pub async fn remove_subject(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    change_subject(app, id, body, false).await
+}
+
+/// `GET .../{id}/remote-config`: the stream configuration the transmitter holds.
+pub async fn remote_config(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let config = client::remote_config(&app, &id).await.map_err(api_error)?;
+    Ok(json_ok(json!({"transmitterConfiguration": config})))
+}
+
 /// The `?remote=` part of a delete: with `true`, the stream is deleted at its transmitter
 /// before it is deleted here, and a transmitter failure leaves it in place.
 pub async fn delete_remote_first(

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::ApiError;
 use crate::clock::rfc3339;
-use crate::stream::{DeliveryMethod, OutboundAuth, RevocationAction, Stream};
+use crate::stream::{CompatibilityProfile, DeliveryMethod, OutboundAuth, RevocationAction, Stream};
 
 /// Fields a client may write.
 pub const WRITABLE: &[&str] = &[
@@ -30,6 +30,8 @@ pub const WRITABLE: &[&str] = &[
     "accountDisabledAction",
     "stepUpProviderId",
     "transmitterStreamId",
+    "compatibilityProfile",
+    "metadataUrl",
 ];
 
 /// Fields ssfd maintains; present in bodies sent back by clients, ignored unless named in an
@@ -129,6 +131,11 @@ pub fn stream_json(s: &Stream, public_base_url: &str) -> Value {
         json!(s.transmitter_status_reason),
     );
     m.insert("eventsDelivered".into(), json!(s.events_delivered));
+    m.insert(
+        "compatibilityProfile".into(),
+        json!(s.compatibility_profile.as_api()),
+    );
+    m.insert("metadataUrl".into(), json!(s.metadata_url));
     Value::Object(m)
 }
 
@@ -384,6 +391,16 @@ pub fn apply_fields(
             "accountDisabledAction" => stream.account_disabled_action = action_field(f, v)?,
             "stepUpProviderId" => stream.step_up_provider_id = string_field(f, v)?,
             "transmitterStreamId" => stream.transmitter_stream_id = string_field(f, v)?,
+            "compatibilityProfile" => {
+                let s = string_field(f, v)?;
+                stream.compatibility_profile = if s.is_empty() {
+                    CompatibilityProfile::Ssf1_0
+                } else {
+                    CompatibilityProfile::from_api(&s)
+                        .ok_or_else(|| ApiError::invalid(f, "must be SSF_1_0 or LEGACY_SSE"))?
+                };
+            }
+            "metadataUrl" => stream.metadata_url = url_field(f, v, allow_http)?,
             other => {
                 return Err(ApiError::invalid(
                     "updateMask",

@@ -152,6 +152,34 @@ Example:
     },
 
     #[command(
+        about = "Add or remove a subject of the stream at its transmitter",
+        long_about = "Tell the transmitter to send (add) or stop sending (remove) events about one \
+subject on this stream (SSF stream management). The subject is a shorthand such as \
+email:alice@example.com or iss_sub:https://idp.example.com|alice, or a subject identifier as JSON.
+
+Examples:
+  ssfd streams subjects add 3f9c2a... email:alice@example.com
+  ssfd streams subjects remove 3f9c2a... email:alice@example.com"
+    )]
+    Subjects {
+        #[command(subcommand)]
+        change: SubjectChange,
+    },
+
+    #[command(
+        about = "Show the stream configuration its transmitter holds",
+        long_about = "Read the stream's configuration back from its transmitter (delivery method and \
+endpoint, events requested and delivered, audience) and print it as the transmitter answered.
+
+Example:
+  ssfd streams remote-config 3f9c2a..."
+    )]
+    RemoteConfig {
+        /// The stream's ID.
+        id: String,
+    },
+
+    #[command(
         about = "Show or change the stream's status at its transmitter",
         long_about = "Read the stream's status at its transmitter (enabled, paused or disabled), or \
 change it with --set and an optional --reason.
@@ -255,6 +283,39 @@ impl Knob {
     }
 }
 
+/// `ssfd streams subjects add|remove ID SUBJECT`.
+#[derive(Subcommand, Debug)]
+pub enum SubjectChange {
+    #[command(
+        about = "Ask the transmitter to send events about this subject",
+        long_about = "Ask the stream's transmitter to send events about this subject (SSF add \
+subject). Adding a subject removed earlier makes its events count again.
+
+Example:
+  ssfd streams subjects add 3f9c2a... email:alice@example.com"
+    )]
+    Add {
+        /// The stream's ID.
+        id: String,
+        /// email:alice@example.com, iss_sub:ISS|SUB, ..., or a subject identifier as JSON.
+        subject: String,
+    },
+    #[command(
+        about = "Ask the transmitter to stop sending events about this subject",
+        long_about = "Ask the stream's transmitter to stop sending events about this subject (SSF \
+remove subject). Events about it that still arrive are stored and acknowledged, not acted on.
+
+Example:
+  ssfd streams subjects remove 3f9c2a... email:alice@example.com"
+    )]
+    Remove {
+        /// The stream's ID.
+        id: String,
+        /// email:alice@example.com, iss_sub:ISS|SUB, ..., or a subject identifier as JSON.
+        subject: String,
+    },
+}
+
 /// Fields that create and update set the same way.
 #[derive(Args, Debug, Default)]
 pub struct FieldArgs {
@@ -268,6 +329,14 @@ pub struct FieldArgs {
     /// The audience every SET must name in `aud`. Without it, `aud` is not checked.
     #[arg(long, value_name = "AUD", help_heading = "Verification")]
     pub audience: Option<String>,
+    /// SSF_1_0 (strict, the default) or LEGACY_SSE for a pre-1.0 "SSE" draft transmitter;
+    /// see docs/push.md#compatibility-profiles.
+    #[arg(long, value_name = "PROFILE", help_heading = "Verification")]
+    pub compatibility_profile: Option<String>,
+    /// The transmitter's metadata document, when it is not found from the issuer URL
+    /// ('' goes back to the issuer's well-known path).
+    #[arg(long, value_name = "URL", help_heading = "Verification")]
+    pub metadata_url: Option<String>,
     /// The transmitter's poll endpoint (POLL streams).
     #[arg(long, value_name = "URL", help_heading = "Delivery")]
     pub poll_url: Option<String>,
@@ -419,6 +488,12 @@ fn field_values(f: &FieldArgs) -> anyhow::Result<Map<String, Value>> {
     }
     if let Some(v) = &f.audience {
         put("expectedAudience", json!(v));
+    }
+    if let Some(v) = &f.compatibility_profile {
+        put("compatibilityProfile", json!(v));
+    }
+    if let Some(v) = &f.metadata_url {
+        put("metadataUrl", json!(v));
     }
     if let Some(v) = &f.poll_url {
         put("pollEndpointUrl", json!(v));
@@ -621,6 +696,41 @@ pub async fn run(cmd: StreamsCommand, api: &AdminClient, out: &mut Out<'_>) -> a
                 "The transmitter will send a verification event; `ssfd streams get {id}` shows \
                  lastVerifiedAt once it arrives."
             )?;
+            Ok(())
+        }
+        StreamsCommand::Subjects { change } => {
+            let (id, subject, tail, done) = match change {
+                SubjectChange::Add { id, subject } => (id, subject, "subjects:add", "Added"),
+                SubjectChange::Remove { id, subject } => {
+                    (id, subject, "subjects:remove", "Removed")
+                }
+            };
+            // JSON objects go as they are; anything else is the shorthand the API parses.
+            let subject_value = match serde_json::from_str::<Value>(&subject) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => Value::String(subject.clone()),
+            };
+            let answer = api
+                .post(&path(&id, Some(tail)), &json!({"subject": subject_value}))
+                .await?;
+            if out.json {
+                return out.print_json(&answer);
+            }
+            writeln!(
+                out.w,
+                "{done} subject {subject} at the transmitter of stream {id}."
+            )?;
+            Ok(())
+        }
+        StreamsCommand::RemoteConfig { id } => {
+            let answer = api.get(&path(&id, Some("remote-config")), &[]).await?;
+            if out.json {
+                return out.print_json(&answer);
+            }
+            let config = answer
+                .get("transmitterConfiguration")
+                .unwrap_or(&Value::Null);
+            writeln!(out.w, "{}", serde_json::to_string_pretty(config)?)?;
             Ok(())
         }
         StreamsCommand::Status { id, set, reason } => {
@@ -828,6 +938,8 @@ fn write_stream(out: &mut Out<'_>, s: &Value) -> anyhow::Result<()> {
                 a
             }
         }),
+        ("Profile", or_dash(text(s, "compatibilityProfile"))),
+        ("Metadata URL", or_dash(text(s, "metadataUrl"))),
     ];
     if is_poll {
         f.push(("Poll URL", or_dash(text(s, "pollEndpointUrl"))));

@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::act;
 use crate::app::App;
 use crate::clock::{now_millis, now_unix};
+use crate::compat::{self, Tolerance};
 use crate::metrics;
 use crate::store::inbox::NewInboxRow;
 use crate::store::set::{ControlWrite, SetStored, SetWrite};
@@ -63,12 +64,26 @@ pub async fn receive(
     token: &str,
     delivery: Delivery,
 ) -> Result<Receipt, IntakeError> {
+    receive_tolerating(app, stream, token, delivery, &[]).await
+}
+
+/// [`receive`] for a SET whose delivery already needed `transport` tolerances (e.g. a push
+/// token without `Bearer `): they are stored and counted with the SET's own.
+pub async fn receive_tolerating(
+    app: &Arc<App>,
+    stream: &Arc<Stream>,
+    token: &str,
+    delivery: Delivery,
+    transport: &[Tolerance],
+) -> Result<Receipt, IntakeError> {
     let started = Instant::now();
-    let result = receive_inner(app, stream, token, delivery).await;
+    let result = receive_inner(app, stream, token, delivery, transport).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // One line per SET at its outcome, with the same fields whatever the outcome.
     match &result {
         Ok((receipt, set_info)) => {
+            app.note_tolerances(&stream.id, &set_info.tolerances);
+            app.transmitters.note_activity(&stream.id);
             app.metrics.set_outcome(
                 &stream.id,
                 if receipt.duplicate {
@@ -81,6 +96,7 @@ pub async fn receive(
                 stream = %stream.id, jti = %receipt.jti, txn = set_info.txn.as_deref().unwrap_or(""),
                 event_type = %set_info.event_types, subject = %set_info.subject,
                 outcome = if receipt.duplicate { "duplicate" } else { set_info.outcome },
+                tolerances = %compat::joined(&set_info.tolerances),
                 delivery = delivery.as_str(), latency_ms, "SET accepted"
             )
         }
@@ -91,8 +107,10 @@ pub async fn receive(
             match e {
                 IntakeError::Rejected(e) => {
                     app.metrics.set_outcome(&stream.id, e.code.as_str());
+                    // The iss that arrived is named here, never in the answer (which must not
+                    // show what was expected either).
                     tracing::info!(
-                        stream = %stream.id, jti = %peek.jti, txn = %peek.txn,
+                        stream = %stream.id, jti = %peek.jti, txn = %peek.txn, iss = %peek.iss,
                         event_type = %peek.event_types, subject = "", outcome = "rejected",
                         err = e.code.as_str(), description = %e.description,
                         delivery = delivery.as_str(), latency_ms, "SET rejected"
@@ -119,6 +137,7 @@ pub async fn receive(
 struct UnverifiedIds {
     jti: String,
     txn: String,
+    iss: String,
     event_types: String,
 }
 
@@ -154,6 +173,7 @@ impl UnverifiedIds {
         UnverifiedIds {
             jti: text("jti"),
             txn: text("txn"),
+            iss: text("iss"),
             event_types,
         }
     }
@@ -167,6 +187,7 @@ impl UnverifiedIds {
 }
 
 struct SetInfo {
+    tolerances: Vec<Tolerance>,
     txn: Option<String>,
     event_types: String,
     subject: String,
@@ -178,6 +199,7 @@ async fn receive_inner(
     stream: &Arc<Stream>,
     token: &str,
     delivery: Delivery,
+    transport: &[Tolerance],
 ) -> Result<(Receipt, SetInfo), IntakeError> {
     let mut set = match verify::verify_set(&app.keys, stream, token).await {
         Ok(set) => set,
@@ -190,9 +212,29 @@ async fn receive_inner(
             return Err(IntakeError::Unavailable(m));
         }
     };
+    for t in transport {
+        if !set.tolerances.contains(t) {
+            set.tolerances.push(*t);
+        }
+    }
     let config = app.config();
-    let plan = act::plan(stream, &set, &config);
+    let mut plan = act::plan(stream, &set, &config);
+    // SSF §8.1.3.3: events about a subject removed from the stream may still arrive; they are
+    // acknowledged and logged, never acted on.
+    if !plan.decisions.is_empty() && app.transmitters.is_removed(&stream.id, &set.subject_keys()) {
+        tracing::info!(
+            stream = %stream.id, jti = %set.jti,
+            subject = %set.subject_keys().first().map(String::as_str).unwrap_or(""),
+            "event about a subject removed from the stream: stored, not acted on"
+        );
+        plan = act::Plan {
+            outcome: "stored",
+            summary: "subject removed from the stream at the transmitter: stored, no action".into(),
+            decisions: Vec::new(),
+        };
+    }
     let info = SetInfo {
+        tolerances: set.tolerances.clone(),
         txn: set.txn.clone(),
         event_types: set.event_types().join(","),
         subject: set.subject_keys().first().cloned().unwrap_or_default(),
@@ -255,6 +297,11 @@ fn set_write(
             delivery: delivery.as_str(),
             outcome: plan.outcome.to_string(),
             decision: plan.summary,
+            tolerances: set
+                .tolerances
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect(),
         },
         control,
         subject,

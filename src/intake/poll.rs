@@ -15,7 +15,9 @@ use super::{receive, Delivery, IntakeError};
 use crate::app::App;
 use crate::clock::now_unix;
 use crate::stream::{OutboundAuth, Stream};
-use crate::transmitter::{client, read_limited, retry_after, TransmitterError};
+use crate::transmitter::{
+    client, error_excerpt, outbound_secrets, read_limited, retry_after, TransmitterError,
+};
 use crate::verify::ErrCode;
 
 /// First back-off delay after a failed poll; it doubles up to [`MAX_BACKOFF`].
@@ -27,6 +29,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest poll answer read (10,000 SETs of several KiB each fit).
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// LEGACY_SSE streams poll without holding (SSE draft transmitters refuse long polls), this
+/// often unless `pollInterval` says otherwise.
+pub const LEGACY_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The delay before the next attempt after `failures` failures in a row: 1 s doubling to
 /// 5 min, scaled by `jitter` in [0, 1] into its upper half (so retries of many streams spread
@@ -60,6 +65,7 @@ struct Fingerprint {
     endpoint: String,
     interval: Option<Duration>,
     auth: Option<OutboundAuth>,
+    legacy: bool,
 }
 
 fn wanted(stream: &Stream) -> Option<Fingerprint> {
@@ -67,10 +73,13 @@ fn wanted(stream: &Stream) -> Option<Fingerprint> {
         && stream.enabled
         && stream.deleted_at.is_none()
         && !stream.poll_endpoint_url.is_empty();
+    let interval = stream.poll_interval.filter(|d| !d.is_zero());
     polls.then(|| Fingerprint {
         endpoint: stream.poll_endpoint_url.clone(),
-        interval: stream.poll_interval.filter(|d| !d.is_zero()),
+        // Short polling by default for LEGACY_SSE.
+        interval: interval.or(stream.is_legacy().then_some(LEGACY_POLL_INTERVAL)),
         auth: stream.outbound_auth.clone(),
+        legacy: stream.is_legacy(),
     })
 }
 
@@ -284,12 +293,29 @@ impl Poller {
         } else {
             self.app.config().poll.max_events
         };
-        json!({
+        let mut body = json!({
             "ack": self.acks,
             "setErrs": errs,
             "maxEvents": max_events,
             "returnImmediately": final_ack || self.interval.is_some(),
-        })
+        });
+        // The SSE draft named the member `acks`; both are sent so either reading works.
+        if self.stream.is_legacy() {
+            body["acks"] = json!(self.acks);
+        }
+        body
+    }
+
+    /// Counts the `acks` tolerance for a request that carries acknowledgements.
+    fn note_request(&self, body: &Value) {
+        if body
+            .get("acks")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            self.app
+                .note_tolerances(&self.id, &[crate::compat::Tolerance::PollAcks]);
+        }
     }
 
     async fn exchange(&self, body: &Value) -> Result<Answer, PollFailure> {
@@ -298,6 +324,7 @@ impl Poller {
     }
 
     async fn exchange_with(&self, body: &Value, timeout: Duration) -> Result<Answer, PollFailure> {
+        self.note_request(body);
         let stream = self.stream.clone();
         let with_errs = !self.errs.is_empty();
         let resp = client::send(&self.app, &stream, "poll", timeout, |c| {
@@ -315,10 +342,23 @@ impl Poller {
         .await?;
         let status = resp.status().as_u16();
         if status != 200 {
-            // A 400 body is undefined (RFC 8936 §2.5.1); no body is read for any error.
+            // A 400 body is undefined (RFC 8936 §2.5.1): shown to the operator as a scrubbed
+            // excerpt, never interpreted.
+            let retry_after = retry_after(&resp);
+            let excerpt = error_excerpt(resp, &outbound_secrets(&stream)).await;
+            let mut message = format!("poll: the transmitter answered HTTP {status}");
+            if !excerpt.is_empty() {
+                message.push_str(&format!(": {excerpt:?}"));
+            }
+            if excerpt.to_ascii_lowercase().contains("long poll") && self.interval.is_none() {
+                message.push_str(
+                    " (set pollInterval to poll without holding, or compatibilityProfile \
+                     LEGACY_SSE for a pre-1.0 SSE transmitter)",
+                );
+            }
             return Err(PollFailure {
-                message: format!("poll: the transmitter answered HTTP {status}"),
-                retry_after: retry_after(&resp),
+                message,
+                retry_after,
             });
         }
         let bytes = read_limited(resp, "poll", MAX_ANSWER_BYTES).await?;

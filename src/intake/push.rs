@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::{receive, Delivery, IntakeError};
+use super::{receive_tolerating, Delivery, IntakeError};
 use crate::app::App;
 use crate::clock::now_unix;
+use crate::compat::Tolerance;
 use crate::http::fairness::ClientAddr;
 use crate::secrets::{bearer_token, token_matches};
 use crate::verify::ErrCode;
@@ -109,11 +110,20 @@ async fn answer(
     if let Some(wait) = app.auth_blocked(client) {
         return crate::http::too_many_failed_auth(wait);
     }
-    let presented = bearer_token(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let mut transport = Vec::new();
+    let presented = match bearer_token(authorization) {
+        Some(t) => Some(t),
+        // SSE draft transmitters may send the registered authorization_header without its
+        // scheme: the bare token, one word.
+        None if stream.is_legacy() => authorization
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.contains(' '))
+            .inspect(|_| transport.push(Tolerance::BarePushToken)),
+        None => None,
+    };
     let authorized = presented.is_some_and(|token| {
         let current = stream
             .push_token_hash
@@ -163,7 +173,7 @@ async fn answer(
             "the body is not UTF-8 text",
         );
     };
-    match receive(&app, &stream, token, Delivery::Push).await {
+    match receive_tolerating(&app, &stream, token, Delivery::Push, &transport).await {
         Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(IntakeError::Rejected(e)) => {
             set_error_response(StatusCode::BAD_REQUEST, e.code, &e.description)

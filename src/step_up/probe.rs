@@ -158,10 +158,7 @@ pub async fn run(
     checks.push(match jwks_uri {
         Err(e) => check("jwks", Outcome::Failed, e.to_string()),
         Ok(jwks_url) => {
-            let source = KeySource {
-                issuer_url: provider.issuer_url.clone(),
-                jwks_url,
-            };
+            let source = KeySource::at_jwks_url(&provider.issuer_url, jwks_url);
             match keys.refresh(&source).await {
                 Ok(set) if set.is_empty() => check(
                     "jwks",

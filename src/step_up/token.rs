@@ -183,10 +183,7 @@ pub async fn verify(
         .jwks_uri(keys, issuer_url, settings)
         .await
         .map_err(key_error)?;
-    let source = KeySource {
-        issuer_url: issuer_url.to_string(),
-        jwks_url,
-    };
+    let source = KeySource::at_jwks_url(issuer_url, jwks_url);
     match check_signature(keys, &source, &parsed).await {
         Ok(()) => {}
         Err(VerifyFailure::Rejected(e)) => return Err(TokenError::Invalid(e.description)),

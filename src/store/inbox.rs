@@ -20,6 +20,8 @@ pub struct NewInboxRow {
     pub delivery: &'static str,
     pub outcome: String,
     pub decision: String,
+    /// Tolerance kinds applied to accept this SET (docs/push.md#tolerances).
+    pub tolerances: Vec<String>,
 }
 
 /// A stored SET as the operator sees it.
@@ -37,6 +39,7 @@ pub struct StoredEvent {
     pub delivery: String,
     pub outcome: String,
     pub decision: String,
+    pub tolerances: Vec<String>,
 }
 
 /// Filters for listing stored events, newest first.

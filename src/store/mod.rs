@@ -16,6 +16,7 @@ pub mod set;
 pub mod stats;
 pub mod step_up;
 pub mod streams;
+pub mod subjects;
 pub mod verification;
 
 mod sqlite;

@@ -9,12 +9,18 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::MANAGEMENT_TIMEOUT;
-use super::{auth, read_json, retry_after, TransmitterError, DELIVERY_POLL, DELIVERY_PUSH};
+use super::{
+    auth, error_excerpt, outbound_secrets, read_json, retry_after, TransmitterError, DELIVERY_POLL,
+    DELIVERY_PUSH, LEGACY_DELIVERY_POLL, LEGACY_DELIVERY_PUSH,
+};
 use crate::app::App;
 use crate::clock::now_unix;
+use crate::compat::Tolerance;
 use crate::event_type;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
+use crate::verify::jwks::{issuer_matches, KeySource};
+use crate::verify::subject::Subject;
 
 /// `events_requested` for a stream: its `eventTypesEnabled` when set, else the actionable types
 /// plus every `[policy]` type configured as REVOKE_ALL. Never empty.
@@ -58,6 +64,8 @@ pub struct StreamConfig {
     pub endpoint_url: Option<String>,
     pub events_delivered: Vec<String>,
     pub min_verification_interval: Option<u64>,
+    /// Seconds without traffic after which the transmitter may drop the stream (SSF §8.1.1).
+    pub inactivity_timeout: Option<u64>,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -72,16 +80,33 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 pub fn parse_config(v: &Value, step: &'static str) -> Result<StreamConfig, TransmitterError> {
+    parse_config_as(v, step, false)
+}
+
+/// [`parse_config`]; `without_stream_id` accepts the SSE draft's configuration, which names no
+/// stream (one stream per credential): `stream_id` is then empty.
+pub fn parse_config_as(
+    v: &Value,
+    step: &'static str,
+    without_stream_id: bool,
+) -> Result<StreamConfig, TransmitterError> {
     let o = v.as_object().ok_or_else(|| {
         TransmitterError::failed(step, "the stream configuration is not a JSON object")
     })?;
-    let stream_id = o
+    let stream_id = match o
         .get("stream_id")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            TransmitterError::failed(step, "the stream configuration has no stream_id")
-        })?;
+    {
+        Some(id) => id,
+        None if without_stream_id => "",
+        None => {
+            return Err(TransmitterError::failed(
+                step,
+                "the stream configuration has no stream_id",
+            ))
+        }
+    };
     let delivery = o.get("delivery").and_then(Value::as_object);
     Ok(StreamConfig {
         stream_id: stream_id.to_string(),
@@ -97,13 +122,17 @@ pub fn parse_config(v: &Value, step: &'static str) -> Result<StreamConfig, Trans
             .map(String::from),
         events_delivered: strings(o.get("events_delivered")),
         min_verification_interval: o.get("min_verification_interval").and_then(Value::as_u64),
+        inactivity_timeout: o.get("inactivity_timeout").and_then(Value::as_u64),
     })
 }
 
 /// SSF §8.1.1.x: the configuration must name the stream's issuer, and (when ssfd expects one)
 /// its audience. Returns why it cannot be used. Never echoes the expected values.
 pub fn check_config(stream: &Stream, cfg: &StreamConfig) -> Result<(), String> {
-    if cfg.iss.as_deref() != Some(stream.issuer_url.as_str()) {
+    let iss = cfg.iss.as_deref().unwrap_or("");
+    if iss.is_empty()
+        || issuer_matches(iss, &stream.issuer_url, stream.compatibility_profile).is_err()
+    {
         return Err("the stream configuration's iss is not the stream's issuer".into());
     }
     if !stream.expected_audience.is_empty() && !cfg.aud.contains(&stream.expected_audience) {
@@ -117,6 +146,8 @@ struct Endpoints {
     configuration: Option<String>,
     status: Option<String>,
     verification: Option<String>,
+    add_subject: Option<String>,
+    remove_subject: Option<String>,
 }
 
 fn stream_of(app: &App, id: &str) -> Result<Arc<Stream>, TransmitterError> {
@@ -125,11 +156,13 @@ fn stream_of(app: &App, id: &str) -> Result<Arc<Stream>, TransmitterError> {
 
 async fn endpoints(app: &App, stream: &Stream) -> Result<Endpoints, TransmitterError> {
     let allow_http = app.config().jwks.allow_http;
-    let meta = app
+    let found = app
         .keys
-        .metadata(&stream.issuer_url, allow_http)
+        .metadata(&KeySource::of(stream), allow_http)
         .await
         .map_err(|e| TransmitterError::failed("discovery", e.to_string()))?;
+    app.note_tolerances(&stream.id, &found.tolerances);
+    let meta = found.doc;
     let endpoint = |name: &'static str| -> Result<Option<String>, TransmitterError> {
         match meta
             .get(name)
@@ -148,6 +181,8 @@ async fn endpoints(app: &App, stream: &Stream) -> Result<Endpoints, TransmitterE
         configuration: endpoint("configuration_endpoint")?,
         status: endpoint("status_endpoint")?,
         verification: endpoint("verification_endpoint")?,
+        add_subject: endpoint("add_subject_endpoint")?,
+        remove_subject: endpoint("remove_subject_endpoint")?,
     })
 }
 
@@ -160,23 +195,43 @@ fn require(url: Option<String>, name: &str) -> Result<String, TransmitterError> 
     })
 }
 
-fn registered_id(stream: &Stream) -> Result<&str, TransmitterError> {
-    if stream.transmitter_stream_id.is_empty() {
-        Err(TransmitterError::NotRegistered)
+/// The transmitter's id of the stream. A LEGACY_SSE transmitter may name none (one stream per
+/// credential): `None`, and requests then carry no `stream_id`.
+fn registered_id(stream: &Stream) -> Result<Option<&str>, TransmitterError> {
+    if !stream.transmitter_stream_id.is_empty() {
+        Ok(Some(&stream.transmitter_stream_id))
+    } else if stream.is_legacy() {
+        Ok(None)
     } else {
-        Ok(&stream.transmitter_stream_id)
+        Err(TransmitterError::NotRegistered)
     }
 }
 
-fn status_error(step: &'static str, resp: &reqwest::Response) -> TransmitterError {
+/// `?stream_id=` when the transmitter named the stream.
+fn id_query(id: Option<&str>) -> Vec<(&'static str, &str)> {
+    id.map(|id| vec![("stream_id", id)]).unwrap_or_default()
+}
+
+/// The error for a management answer that is not a success: its status and a scrubbed
+/// excerpt of its body (docs/poll.md#errors-from-transmitters).
+async fn status_error(
+    step: &'static str,
+    stream: &Stream,
+    resp: reqwest::Response,
+) -> TransmitterError {
     let status = resp.status().as_u16();
     if status == 429 {
         TransmitterError::RateLimited {
             step,
-            retry_after_secs: retry_after(resp).map(|d| d.as_secs()).unwrap_or(60),
+            retry_after_secs: retry_after(&resp).map(|d| d.as_secs()).unwrap_or(60),
         }
     } else {
-        TransmitterError::Status { step, status }
+        let excerpt = error_excerpt(resp, &outbound_secrets(stream)).await;
+        TransmitterError::Status {
+            step,
+            status,
+            excerpt,
+        }
     }
 }
 
@@ -239,6 +294,12 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
     let config = app.config();
     let events = events_requested(&stream, &config.policy);
     let mut rotation = None;
+    let (push_uri, poll_uri) = if stream.is_legacy() {
+        app.note_tolerances(&stream.id, &[Tolerance::LegacyDeliveryMethod]);
+        (LEGACY_DELIVERY_PUSH, LEGACY_DELIVERY_POLL)
+    } else {
+        (DELIVERY_PUSH, DELIVERY_POLL)
+    };
     let delivery = if stream.is_push() {
         let before = PushTokens {
             current: stream.push_token_hash,
@@ -249,12 +310,12 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
             crate::push_token::rotate(&app.registry, id, config.server.push_token_overlap).await?;
         rotation = Some((before, crate::secrets::token_hash(&token)));
         json!({
-            "method": DELIVERY_PUSH,
+            "method": push_uri,
             "endpoint_url": stream.push_endpoint_url(&config.server.public_base_url),
             "authorization_header": format!("Bearer {token}"),
         })
     } else {
-        json!({"method": DELIVERY_POLL})
+        json!({"method": poll_uri})
     };
     let description = if stream.description.is_empty() {
         &stream.display_name
@@ -285,6 +346,19 @@ async fn create_or_replace(
     config_url: &str,
     body: &Value,
 ) -> Result<StreamConfig, TransmitterError> {
+    // The SSE draft: one stream per credential, and POST replaces it.
+    if stream.is_legacy() && stream.transmitter_stream_id.is_empty() {
+        let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
+            c.post(config_url)
+                .header(reqwest::header::ACCEPT, "application/json")
+                .json(body)
+        })
+        .await?;
+        return match resp.status().as_u16() {
+            200 | 201 => legacy_config(app, stream, &read_json(resp, "create").await?, "create"),
+            _ => Err(status_error("create", stream, resp).await),
+        };
+    }
     // Registered before: update that stream rather than leave it orphaned beside a new one.
     if !stream.transmitter_stream_id.is_empty() {
         match replace(app, stream, config_url, &stream.transmitter_stream_id, body).await {
@@ -293,6 +367,11 @@ async fn create_or_replace(
             }
             other => return other,
         }
+    }
+    // A stream the transmitter already holds for this receiver is taken over, not duplicated.
+    if let Some(existing) = find_own(app, stream, config_url, body).await {
+        tracing::info!(stream = %stream.id, transmitter_stream_id = %existing, "the transmitter already holds a stream for this receiver; updating it");
+        return replace(app, stream, config_url, &existing, body).await;
     }
     let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
         c.post(config_url)
@@ -307,8 +386,69 @@ async fn create_or_replace(
             let existing = pick_existing(app, stream, config_url).await?;
             replace(app, stream, config_url, &existing, body).await
         }
-        _ => Err(status_error("create", &resp)),
+        _ => Err(status_error("create", stream, resp).await),
     }
+}
+
+/// The transmitter's id of a stream it already holds for this receiver: same delivery method
+/// and, for push, the same endpoint URL; for poll, the same description; and no other local
+/// stream registered to it. `None` when there is none, or the transmitter cannot list its
+/// streams (creation then goes ahead).
+async fn find_own(app: &App, stream: &Stream, config_url: &str, body: &Value) -> Option<String> {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+        c.get(config_url)
+            .header(reqwest::header::ACCEPT, "application/json")
+    })
+    .await
+    .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let doc = read_json(resp, "read").await.ok()?;
+    let items = match doc {
+        Value::Array(items) => items,
+        v @ Value::Object(_) => vec![v],
+        _ => return None,
+    };
+    let wanted = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    let method = wanted(body, "/delivery/method");
+    let endpoint = wanted(body, "/delivery/endpoint_url");
+    let description = wanted(body, "/description");
+    // A stream another local stream is registered to is that stream's, never this one's.
+    let taken: Vec<String> = app
+        .registry
+        .list()
+        .iter()
+        .filter(|s| s.id != stream.id)
+        .map(|s| s.transmitter_stream_id.clone())
+        .filter(|t| !t.is_empty())
+        .collect();
+    items.iter().find_map(|c| {
+        let same_method = wanted(c, "/delivery/method") == method;
+        let ours = if endpoint.is_some() {
+            wanted(c, "/delivery/endpoint_url") == endpoint
+        } else {
+            wanted(c, "/description") == description
+        };
+        (same_method && ours)
+            .then(|| wanted(c, "/stream_id"))
+            .flatten()
+            .filter(|id| !id.is_empty() && !taken.contains(id))
+    })
+}
+
+/// A configuration from a LEGACY_SSE transmitter, which may name no stream.
+fn legacy_config(
+    app: &App,
+    stream: &Stream,
+    v: &Value,
+    step: &'static str,
+) -> Result<StreamConfig, TransmitterError> {
+    let cfg = parse_config_as(v, step, true)?;
+    if cfg.stream_id.is_empty() {
+        app.note_tolerances(&stream.id, &[Tolerance::ConfigWithoutStreamId]);
+    }
+    Ok(cfg)
 }
 
 /// SSF §8.1.1.2 without `stream_id`: an array of configurations (or one object).
@@ -323,7 +463,7 @@ async fn pick_existing(
     })
     .await?;
     if !resp.status().is_success() {
-        return Err(status_error("read", &resp));
+        return Err(status_error("read", stream, resp).await);
     }
     let doc = read_json(resp, "read").await?;
     let candidates: Vec<StreamConfig> = match &doc {
@@ -377,7 +517,7 @@ async fn replace(
         200 | 201 => parse_config(&read_json(resp, step).await?, step),
         // Accepted but not yet processed (SSF §8.1.1.3-4): read what the transmitter holds now.
         202 => read_config(app, stream, config_url, transmitter_id).await,
-        _ => Err(status_error(step, &resp)),
+        _ => Err(status_error(step, stream, resp).await),
     }
 }
 
@@ -387,16 +527,20 @@ async fn read_config(
     config_url: &str,
     transmitter_id: &str,
 ) -> Result<StreamConfig, TransmitterError> {
+    let query = id_query(Some(transmitter_id).filter(|id| !id.is_empty()));
     let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
-            .query(&[("stream_id", transmitter_id)])
+            .query(&query)
             .header(reqwest::header::ACCEPT, "application/json")
     })
     .await?;
     if !resp.status().is_success() {
-        return Err(status_error("read", &resp));
+        return Err(status_error("read", stream, resp).await);
     }
     let doc = read_json(resp, "read").await?;
+    if stream.is_legacy() && transmitter_id.is_empty() {
+        return legacy_config(app, stream, &doc, "read");
+    }
     // Some transmitters answer a list even when asked for one stream.
     let one = match &doc {
         Value::Array(items) => items
@@ -457,6 +601,7 @@ async fn adopt(
         .ok_or(TransmitterError::NotFound)?;
     app.transmitters.update_verify_limit(&stream.id, |l| {
         l.min_interval = cfg.min_verification_interval.map(Duration::from_secs);
+        l.inactivity_timeout = cfg.inactivity_timeout.map(Duration::from_secs);
         l.known = true;
     });
     tracing::info!(
@@ -478,7 +623,7 @@ pub struct VerificationRequested {
 /// state is on record before the call, so the event is recognised however early it arrives.
 pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, TransmitterError> {
     let stream = stream_of(app, id)?;
-    let tid = registered_id(&stream)?.to_string();
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
     let ep = endpoints(app, &stream).await?;
     let verify_url = require(ep.verification, "verification_endpoint")?;
     if !app.transmitters.verify_limit(id).known {
@@ -486,6 +631,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
             match read_config(app, &stream, config_url, &tid).await {
                 Ok(cfg) => app.transmitters.update_verify_limit(id, |l| {
                     l.min_interval = cfg.min_verification_interval.map(Duration::from_secs);
+                    l.inactivity_timeout = cfg.inactivity_timeout.map(Duration::from_secs);
                     l.known = true;
                 }),
                 Err(e) => {
@@ -507,7 +653,10 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     }
     let state = crate::secrets::random_token();
     app.store.add_verification_request(id, &state, now).await?;
-    let body = json!({"stream_id": tid, "state": state});
+    let mut body = json!({"state": state});
+    if !tid.is_empty() {
+        body["stream_id"] = json!(tid);
+    }
     let sent = send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
         c.post(&verify_url).json(&body)
     })
@@ -515,7 +664,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     let failure = match sent {
         Ok(resp) if resp.status().is_success() => None,
         Ok(resp) => {
-            let e = status_error("verify", &resp);
+            let e = status_error("verify", &stream, resp).await;
             if let TransmitterError::RateLimited {
                 retry_after_secs, ..
             } = &e
@@ -607,16 +756,16 @@ async fn remember_status(
 /// Reads the status at the transmitter and records it on the stream.
 pub async fn read_status(app: &Arc<App>, id: &str) -> Result<TransmitterStatus, TransmitterError> {
     let stream = stream_of(app, id)?;
-    let tid = registered_id(&stream)?.to_string();
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
     let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.get(&url)
-            .query(&[("stream_id", tid.as_str())])
+            .query(&id_query(Some(tid.as_str()).filter(|t| !t.is_empty())))
             .header(reqwest::header::ACCEPT, "application/json")
     })
     .await?;
     if !resp.status().is_success() {
-        return Err(status_error("status", &resp));
+        return Err(status_error("status", &stream, resp).await);
     }
     let st = parse_status(&read_json(resp, "status").await?, "status")?;
     remember_status(app, id, &st).await?;
@@ -631,9 +780,12 @@ pub async fn update_status(
     reason: &str,
 ) -> Result<TransmitterStatus, TransmitterError> {
     let stream = stream_of(app, id)?;
-    let tid = registered_id(&stream)?.to_string();
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
-    let mut body = json!({"stream_id": tid, "status": status});
+    let mut body = json!({"status": status});
+    if !tid.is_empty() {
+        body["stream_id"] = json!(tid);
+    }
     if !reason.is_empty() {
         body["reason"] = json!(reason);
     }
@@ -650,7 +802,7 @@ pub async fn update_status(
             status: status.to_string(),
             reason: reason.to_string(),
         },
-        _ => return Err(status_error("status", &resp)),
+        _ => return Err(status_error("status", &stream, resp).await),
     };
     remember_status(app, id, &st).await?;
     tracing::info!(stream = %id, status = %st.status, "transmitter status updated");
@@ -661,23 +813,101 @@ pub async fn update_status(
 /// counts as deleted.
 pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterError> {
     let stream = stream_of(app, id)?;
-    let tid = registered_id(&stream)?.to_string();
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
     let url = require(
         endpoints(app, &stream).await?.configuration,
         "configuration_endpoint",
     )?;
     let resp = send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
-        c.delete(&url).query(&[("stream_id", tid.as_str())])
+        c.delete(&url)
+            .query(&id_query(Some(tid.as_str()).filter(|t| !t.is_empty())))
     })
     .await?;
     match resp.status().as_u16() {
         200 | 202 | 204 => {}
         404 => tracing::info!(stream = %id, "the transmitter no longer had this stream"),
-        _ => return Err(status_error("delete", &resp)),
+        _ => return Err(status_error("delete", &stream, resp).await),
     }
     app.transmitters.tokens.invalidate(id);
     tracing::info!(stream = %id, transmitter_stream_id = %tid, "stream deleted at its transmitter");
     Ok(())
+}
+
+/// Adds (`add`) or removes a subject at the transmitter (SSF §8.1.3.2, §8.1.3.3), then records
+/// the change, so that later events about a removed subject are acknowledged and not acted on.
+pub async fn change_subject(
+    app: &Arc<App>,
+    id: &str,
+    subject: &Subject,
+    add: bool,
+) -> Result<(), TransmitterError> {
+    let stream = stream_of(app, id)?;
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
+    let ep = endpoints(app, &stream).await?;
+    let (step, url) = if add {
+        (
+            "add subject",
+            require(ep.add_subject, "add_subject_endpoint")?,
+        )
+    } else {
+        (
+            "remove subject",
+            require(ep.remove_subject, "remove_subject_endpoint")?,
+        )
+    };
+    let mut body = json!({"subject": subject.raw});
+    if !tid.is_empty() {
+        body["stream_id"] = json!(tid);
+    }
+    if add {
+        body["verified"] = json!(true);
+    }
+    let resp = send(app, &stream, step, MANAGEMENT_TIMEOUT, |c| {
+        c.post(&url).json(&body)
+    })
+    .await?;
+    if !resp.status().is_success() {
+        return Err(status_error(step, &stream, resp).await);
+    }
+    if add {
+        app.store.mark_subject_added(id, &subject.keys).await?;
+    } else {
+        app.store
+            .mark_subject_removed(id, &subject.keys, now_unix())
+            .await?;
+    }
+    app.transmitters.note_subject(id, &subject.keys, !add);
+    tracing::info!(stream = %id, step, subject = %subject.keys.first().map(String::as_str).unwrap_or(""), "subject changed at the transmitter");
+    Ok(())
+}
+
+/// The stream configuration the transmitter holds now, as it answered (SSF §8.1.1.2).
+pub async fn remote_config(app: &Arc<App>, id: &str) -> Result<Value, TransmitterError> {
+    let stream = stream_of(app, id)?;
+    let tid = registered_id(&stream)?.unwrap_or_default().to_string();
+    let url = require(
+        endpoints(app, &stream).await?.configuration,
+        "configuration_endpoint",
+    )?;
+    let query = id_query(Some(tid.as_str()).filter(|t| !t.is_empty()));
+    let resp = send(app, &stream, "read", MANAGEMENT_TIMEOUT, |c| {
+        c.get(&url)
+            .query(&query)
+            .header(reqwest::header::ACCEPT, "application/json")
+    })
+    .await?;
+    if !resp.status().is_success() {
+        return Err(status_error("read", &stream, resp).await);
+    }
+    let doc = read_json(resp, "read").await?;
+    // Some transmitters answer a list even when asked for one stream.
+    Ok(match doc {
+        Value::Array(items) if !tid.is_empty() => items
+            .into_iter()
+            .find(|v| v.get("stream_id").and_then(Value::as_str) == Some(tid.as_str()))
+            .unwrap_or(Value::Null),
+        other => other,
+    })
 }
 
 #[cfg(test)]

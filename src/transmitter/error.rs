@@ -13,8 +13,13 @@ pub enum TransmitterError {
     /// endpoint. `step` names the call (`create`, `verify`, `token`, ...).
     #[error("{step}: {message}")]
     Failed { step: &'static str, message: String },
-    #[error("{step}: the transmitter answered HTTP {status}")]
-    Status { step: &'static str, status: u16 },
+    /// `excerpt` is the start of the answer body, scrubbed of anything like a credential.
+    #[error("{step}: the transmitter answered HTTP {status}{}", excerpt_suffix(.excerpt))]
+    Status {
+        step: &'static str,
+        status: u16,
+        excerpt: String,
+    },
     #[error(
         "{step}: the transmitter asks to wait {retry_after_secs} s before trying again (HTTP 429)"
     )]
@@ -48,6 +53,14 @@ impl TransmitterError {
             step,
             message: message.into(),
         }
+    }
+}
+
+fn excerpt_suffix(excerpt: &str) -> String {
+    if excerpt.is_empty() {
+        String::new()
+    } else {
+        format!(": {excerpt:?}")
     }
 }
 

@@ -1,11 +1,13 @@
 //! Stream health (`[poll] verify_interval`): every interval, each registered, enabled stream is
 //! asked for a verification event, and the one asked for last time must have arrived by then.
+//! Whatever the interval, a stream quiet for half its transmitter's `inactivity_timeout` is asked
+//! for one too, so that the transmitter keeps it.
 //! A transmitter that paused or disabled the stream (stream-updated) is not expected to answer.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -16,6 +18,10 @@ use crate::stream::Stream;
 
 /// How often the task looks at the configuration while the check is off.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
+/// Shortest pause between two looks.
+const MIN_TICK: Duration = Duration::from_millis(500);
+/// A round is due when its interval has passed, give or take this much timer jitter.
+const TICK_SLACK: Duration = Duration::from_millis(50);
 
 /// Whether a stream is expected to answer verifications right now.
 pub fn expects_verification(stream: &Stream) -> bool {
@@ -29,17 +35,73 @@ pub fn expects_verification(stream: &Stream) -> bool {
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     // Stream id -> the state of the verification still awaited.
     let mut awaited: HashMap<String, String> = HashMap::new();
+    // Stream id -> when a verification was last asked for to keep the stream alive.
+    let mut kept_alive: HashMap<String, Instant> = HashMap::new();
+    let mut last_round = Instant::now();
     loop {
         let interval = app.config().poll.verify_interval;
+        let quiet = app.transmitters.shortest_inactivity();
+        // Looked at often enough to act within a quarter of the shortest inactivity timeout.
+        let tick = [interval, quiet.map(|q| q / 4)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(IDLE_RECHECK)
+            .clamp(MIN_TICK, IDLE_RECHECK.max(interval.unwrap_or_default()));
+        let changed = app.transmitters.limits_changed.notified();
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(interval.unwrap_or(IDLE_RECHECK)) => {}
+            _ = tokio::time::sleep(tick) => {}
+            // A new inactivity timeout may call for shorter ticks: recompute them.
+            _ = changed => continue,
         }
-        if interval.is_none() {
-            awaited.clear();
+        keep_alive(&app, &mut kept_alive).await;
+        match interval {
+            None => awaited.clear(),
+            Some(i) if last_round.elapsed() + TICK_SLACK >= i => {
+                last_round = Instant::now();
+                round(&app, &mut awaited).await;
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// SSF §8.1.1 `inactivity_timeout`: a stream quiet for half of its transmitter's timeout is
+/// asked for a verification, so the transmitter does not drop it.
+async fn keep_alive(app: &Arc<App>, kept_alive: &mut HashMap<String, Instant>) {
+    for stream in app.registry.list() {
+        let Some(timeout) = app.transmitters.verify_limit(&stream.id).inactivity_timeout else {
+            continue;
+        };
+        if !expects_verification(&stream) {
             continue;
         }
-        round(&app, &mut awaited).await;
+        let half = timeout / 2;
+        let quiet_since = app
+            .transmitters
+            .last_activity(&stream.id)
+            .unwrap_or(app.started);
+        let asked = kept_alive
+            .get(&stream.id)
+            .is_some_and(|t| t.elapsed() < half);
+        if quiet_since.elapsed() < half || asked {
+            continue;
+        }
+        kept_alive.insert(stream.id.clone(), Instant::now());
+        match client::verify(app, &stream.id).await {
+            Ok(_) => tracing::info!(
+                stream = %stream.id, quiet_secs = quiet_since.elapsed().as_secs(),
+                inactivity_timeout_secs = timeout.as_secs(),
+                "stream quiet: verification requested to stay within the transmitter's inactivity_timeout"
+            ),
+            Err(e @ (TransmitterError::TooSoon { .. } | TransmitterError::RateLimited { .. })) => {
+                tracing::debug!(stream = %stream.id, reason = %e, "keep-alive verification deferred");
+            }
+            Err(e) => {
+                tracing::warn!(stream = %stream.id, error = %e, "keep-alive verification failed")
+            }
+        }
     }
 }
 

@@ -5,11 +5,14 @@
 pub mod auth;
 pub mod client;
 mod error;
+mod excerpt;
 pub mod health;
 mod state;
 
 pub(crate) use error::read_limited;
 pub use error::{TransmitterError, MANAGEMENT_TIMEOUT};
+pub(crate) use excerpt::{error_excerpt, outbound_secrets};
+pub use excerpt::{scrubbed_excerpt, EXCERPT_CHARS};
 pub use state::{HealthStats, Transmitters};
 
 use std::time::Duration;
@@ -20,6 +23,12 @@ use serde_json::Value;
 pub const DELIVERY_PUSH: &str = "urn:ietf:rfc:8935";
 /// Delivery method URI of RFC 8936 poll (SSF §6.1).
 pub const DELIVERY_POLL: &str = "urn:ietf:rfc:8936";
+/// Push delivery URI of the RISC era, which pre-1.0 SSE transmitters expect (LEGACY_SSE).
+pub const LEGACY_DELIVERY_PUSH: &str =
+    "https://schemas.openid.net/secevent/risc/delivery-method/push";
+/// Poll delivery URI of the RISC era (LEGACY_SSE).
+pub const LEGACY_DELIVERY_POLL: &str =
+    "https://schemas.openid.net/secevent/risc/delivery-method/poll";
 
 /// Largest management or token answer read.
 const MAX_MANAGEMENT_BYTES: usize = 1024 * 1024;

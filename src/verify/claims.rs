@@ -4,10 +4,19 @@
 use serde_json::{Map, Value};
 
 use super::error::{ErrCode, SetError};
+use super::jwks::issuer_matches;
 use super::subject::{parse_subject_at, Subject};
+use crate::compat::Tolerance;
 use crate::stream::Stream;
 
 pub use crate::event_type::{STREAM_UPDATED, VERIFICATION};
+/// The verification event of the pre-1.0 SSE draft (LEGACY_SSE only): a `state`, no subject.
+pub const SSE_VERIFICATION: &str =
+    "https://schemas.openid.net/secevent/sse/event-type/verification";
+/// `initiating_entity` values of CAEP 1.0; others are kept as received and counted.
+const INITIATING_ENTITIES: [&str; 4] = ["admin", "user", "policy", "system"];
+/// `event_timestamp` values above this (5000-01-01 in seconds) are milliseconds.
+pub const MILLISECOND_TIMESTAMPS_FROM: i64 = 95_617_584_000;
 
 /// One event of a SET.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +48,8 @@ pub struct VerifiedSet {
     pub claims: Map<String, Value>,
     /// The same payload as JSON text, exactly as it was signed (empty when not from a JWS).
     pub claims_json: String,
+    /// The departures from SSF 1.0 accepted for this SET, each kind once.
+    pub tolerances: Vec<Tolerance>,
 }
 
 impl VerifiedSet {
@@ -65,14 +76,27 @@ fn numeric(v: Option<&Value>) -> Option<i64> {
 /// (`invalid_audience`), then structure (`invalid_request`). The verification `state` is checked
 /// later, against the states on record, when the SET is stored.
 pub fn check(stream: &Stream, claims: Map<String, Value>) -> Result<VerifiedSet, SetError> {
+    let mut tolerances = Vec::new();
+    let mut tolerate = |t: Tolerance| {
+        if !tolerances.contains(&t) {
+            tolerances.push(t);
+        }
+    };
     // Descriptions never echo the expected issuer or audience.
     let iss = match claims.get("iss") {
-        Some(Value::String(s)) if *s == stream.issuer_url => s.clone(),
-        Some(Value::String(_)) => {
-            return Err(SetError::new(
-                ErrCode::InvalidIssuer,
-                "the SET issuer is not the issuer of this stream",
-            ))
+        Some(Value::String(s)) => {
+            match issuer_matches(s, &stream.issuer_url, stream.compatibility_profile) {
+                Ok(slash) => {
+                    slash.into_iter().for_each(&mut tolerate);
+                    s.clone()
+                }
+                Err(_) => {
+                    return Err(SetError::new(
+                        ErrCode::InvalidIssuer,
+                        "the SET issuer is not the issuer of this stream",
+                    ))
+                }
+            }
         }
         _ => {
             return Err(SetError::new(
@@ -142,22 +166,37 @@ pub fn check(stream: &Stream, claims: Map<String, Value>) -> Result<VerifiedSet,
     let txn = match claims.get("txn") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
+        // A JSON integer has one decimal form; keep it as that string.
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            tolerate(Tolerance::NumericTxn);
+            Some(n.to_string())
+        }
         Some(_) => return Err(SetError::request("txn must be a string")),
     };
+    for e in &events {
+        event_tolerances(&e.payload)
+            .into_iter()
+            .for_each(&mut tolerate);
+    }
     let toe = match claims.get("toe") {
         None | Some(Value::Null) => None,
         v => Some(numeric(v).ok_or_else(|| SetError::request("toe must be a number"))?),
     };
 
     let subject = match claims.get("sub_id") {
-        Some(v) => Some(parse_subject_at(v, "sub_id").map_err(|e| SetError::request(e.0))?),
+        Some(v) => {
+            let v = all_sessions(v, &mut tolerate);
+            Some(parse_subject_at(&v, "sub_id").map_err(|e| SetError::request(e.0))?)
+        }
         None => {
             let mut legacy = None;
             for e in &events {
                 if let Some(v) = e.payload.get("subject") {
                     let path = format!("events[{:?}].subject", e.event_type);
+                    let v = all_sessions(v, &mut tolerate);
                     legacy =
-                        Some(parse_subject_at(v, &path).map_err(|err| SetError::request(err.0))?);
+                        Some(parse_subject_at(&v, &path).map_err(|err| SetError::request(err.0))?);
+                    tolerate(Tolerance::SubjectInEvent);
                     break;
                 }
             }
@@ -165,7 +204,7 @@ pub fn check(stream: &Stream, claims: Map<String, Value>) -> Result<VerifiedSet,
         }
     };
 
-    let control = control_event(stream, &events, subject.as_ref())?;
+    let control = control_event(stream, &events, subject.as_ref(), &mut tolerate)?;
     if control.is_none() && subject.is_none() {
         return Err(SetError::request(
             "the SET names no subject (sub_id, or subject inside the event)",
@@ -182,15 +221,71 @@ pub fn check(stream: &Stream, claims: Map<String, Value>) -> Result<VerifiedSet,
         control,
         claims,
         claims_json: String::new(),
+        tolerances,
     })
+}
+
+/// Keycloak's convention: a complex subject whose `session` is `"ALL"` means every session of
+/// the user, so the member is dropped and the user's keys remain.
+fn all_sessions(v: &Value, tolerate: &mut impl FnMut(Tolerance)) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        let all = o
+            .get("session")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("ALL"));
+        if all && o.get("format").and_then(Value::as_str) == Some("complex") {
+            o.remove("session");
+            tolerate(Tolerance::SessionAll);
+        }
+    }
+    v
+}
+
+/// Tolerances an event payload needs: millisecond timestamps, values outside CAEP 1.0.
+fn event_tolerances(payload: &Map<String, Value>) -> Vec<Tolerance> {
+    let mut out = Vec::new();
+    if numeric(payload.get("event_timestamp")).is_some_and(|t| t > MILLISECOND_TIMESTAMPS_FROM) {
+        out.push(Tolerance::MillisecondTimestamp);
+    }
+    if let Some(v) = payload.get("initiating_entity") {
+        if !v.as_str().is_some_and(|s| INITIATING_ENTITIES.contains(&s)) {
+            out.push(Tolerance::UnknownInitiatingEntity);
+        }
+    }
+    for k in ["reason_admin", "reason_user"] {
+        if let Some(v) = payload.get(k) {
+            let language_map = v
+                .as_object()
+                .is_some_and(|m| m.values().all(Value::is_string));
+            if !language_map {
+                out.push(Tolerance::NonstandardReason);
+            }
+        }
+    }
+    out
 }
 
 fn control_event(
     stream: &Stream,
     events: &[SetEvent],
     subject: Option<&Subject>,
+    tolerate: &mut impl FnMut(Tolerance),
 ) -> Result<Option<ControlEvent>, SetError> {
     let find = |t: &str| events.iter().find(|e| e.event_type == t);
+    if let Some(e) = find(SSE_VERIFICATION).filter(|_| stream.is_legacy()) {
+        // The SSE draft's verification names no stream: it is matched on `state` alone.
+        tolerate(Tolerance::LegacyVerification);
+        let state = match e.payload.get("state") {
+            Some(Value::String(s)) => s.clone(),
+            _ => {
+                return Err(SetError::request(
+                    "a legacy verification event needs a state",
+                ))
+            }
+        };
+        return Ok(Some(ControlEvent::Verification { state: Some(state) }));
+    }
     if let Some(e) = find(VERIFICATION) {
         // SSF §8.1.4.1: sub_id is an opaque subject naming the stream.
         let id = match subject {

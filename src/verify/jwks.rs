@@ -10,7 +10,9 @@ use josekit::jws::JwsVerifier;
 use serde_json::Value;
 
 use super::jws::Alg;
+use crate::compat::Tolerance;
 use crate::config::JwksConfig;
+use crate::stream::{CompatibilityProfile, Stream};
 
 /// Largest JWKS or metadata document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -24,8 +26,69 @@ const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeySource {
     pub issuer_url: String,
-    /// Empty: discover through `issuer_url` + `/.well-known/ssf-configuration`.
+    /// Empty: discover through the transmitter metadata.
     pub jwks_url: String,
+    /// Empty: the metadata is at `/.well-known/ssf-configuration` of `issuer_url` (and, for
+    /// LEGACY_SSE, at `/.well-known/sse-configuration` after that).
+    pub metadata_url: String,
+    pub profile: CompatibilityProfile,
+}
+
+impl KeySource {
+    pub fn of(stream: &Stream) -> KeySource {
+        KeySource {
+            issuer_url: stream.issuer_url.clone(),
+            jwks_url: stream.jwks_url.clone(),
+            metadata_url: stream.metadata_url.clone(),
+            profile: stream.compatibility_profile,
+        }
+    }
+
+    /// Keys at a known JWKS URL, for tokens that are not SETs (step-up ID and access tokens).
+    pub fn at_jwks_url(issuer_url: &str, jwks_url: String) -> KeySource {
+        KeySource {
+            issuer_url: issuer_url.to_string(),
+            jwks_url,
+            metadata_url: String::new(),
+            profile: CompatibilityProfile::default(),
+        }
+    }
+}
+
+/// Transmitter metadata as found, with the tolerances its discovery needed.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub doc: serde_json::Map<String, Value>,
+    pub tolerances: Vec<Tolerance>,
+}
+
+/// An issuer that is not the stream's, even with the tolerances of its profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssuerMismatch;
+
+/// Whether an issuer a transmitter announced is the stream's: identical, or (LEGACY_SSE only)
+/// different by one trailing `/`, which is then the tolerance returned.
+pub fn issuer_matches(
+    announced: &str,
+    issuer_url: &str,
+    profile: CompatibilityProfile,
+) -> Result<Option<Tolerance>, IssuerMismatch> {
+    if announced == issuer_url {
+        return Ok(None);
+    }
+    let one_slash = announced.strip_suffix('/') == Some(issuer_url)
+        || issuer_url.strip_suffix('/') == Some(announced);
+    if profile.is_legacy() && one_slash && !announced.is_empty() {
+        Ok(Some(Tolerance::IssuerTrailingSlash))
+    } else {
+        Err(IssuerMismatch)
+    }
+}
+
+/// What one document fetch produced: the body, or a status other than 2xx.
+enum Fetched {
+    Document(Vec<u8>, Option<Duration>),
+    Status(u16),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -350,8 +413,7 @@ impl JwksCache {
     async fn fetch(&self, source: &KeySource) -> Result<(KeySet, Duration), KeyError> {
         let settings = self.settings();
         let jwks_url = if source.jwks_url.is_empty() {
-            self.discover_jwks_uri(&source.issuer_url, &settings)
-                .await?
+            self.discover_jwks_uri(source, &settings).await?
         } else {
             source.jwks_url.clone()
         };
@@ -365,14 +427,14 @@ impl JwksCache {
         Ok((set, ttl))
     }
 
-    /// Reads `/.well-known/ssf-configuration` of the issuer and returns its `jwks_uri` after
-    /// checking that the metadata `issuer` is identical to the configured issuer.
+    /// Reads the transmitter metadata and returns its `jwks_uri` after checking that the
+    /// metadata `issuer` is the configured issuer.
     pub async fn discover_jwks_uri(
         &self,
-        issuer_url: &str,
+        source: &KeySource,
         settings: &JwksConfig,
     ) -> Result<String, KeyError> {
-        let meta = self.metadata(issuer_url, settings.allow_http).await?;
+        let meta = self.metadata(source, settings.allow_http).await?.doc;
         match meta.get("jwks_uri").and_then(Value::as_str) {
             Some(uri) if !uri.is_empty() => {
                 check_scheme(uri, settings.allow_http).map_err(|m| {
@@ -388,17 +450,60 @@ impl JwksCache {
         }
     }
 
-    /// Fetches and validates the transmitter metadata of an issuer (SSF §7.2).
+    /// Fetches and validates the transmitter metadata of a stream (SSF §7.2): from
+    /// `metadata_url` when set, else from the issuer's well-known path; LEGACY_SSE tries the
+    /// SSE draft path after a 404 there.
     pub async fn metadata(
         &self,
-        issuer_url: &str,
+        source: &KeySource,
         allow_http: bool,
-    ) -> Result<serde_json::Map<String, Value>, KeyError> {
-        check_scheme(issuer_url, allow_http)
-            .map_err(|m| KeyError::Unavailable(format!("issuerUrl {m}")))?;
-        let url = metadata_url(issuer_url)
-            .ok_or_else(|| KeyError::Unavailable("issuerUrl is not a valid URL".into()))?;
-        let (body, _) = self.get_document(&url).await?;
+    ) -> Result<Metadata, KeyError> {
+        let issuer_url = source.issuer_url.as_str();
+        let mut candidates = Vec::new();
+        if source.metadata_url.is_empty() {
+            check_scheme(issuer_url, allow_http)
+                .map_err(|m| KeyError::Unavailable(format!("issuerUrl {m}")))?;
+            let url = metadata_url(issuer_url)
+                .ok_or_else(|| KeyError::Unavailable("issuerUrl is not a valid URL".into()))?;
+            candidates.push((url, None));
+            if source.profile.is_legacy() {
+                if let Some(url) = sse_metadata_url(issuer_url) {
+                    candidates.push((url, Some(Tolerance::SseMetadataPath)));
+                }
+            }
+        } else {
+            check_scheme(&source.metadata_url, allow_http)
+                .map_err(|m| KeyError::Unavailable(format!("metadataUrl {m}")))?;
+            candidates.push((source.metadata_url.clone(), None));
+        }
+        let mut found = None;
+        let count = candidates.len();
+        for (i, (url, tolerance)) in candidates.into_iter().enumerate() {
+            match self.fetch_document(&url).await? {
+                Fetched::Document(body, _) => {
+                    found = Some((body, tolerance));
+                    break;
+                }
+                Fetched::Status(404) if i + 1 < count => continue,
+                Fetched::Status(404)
+                    if !source.profile.is_legacy() && source.metadata_url.is_empty() =>
+                {
+                    return Err(KeyError::Unavailable(format!(
+                        "fetching {url} failed: HTTP 404 (a pre-1.0 SSE transmitter serves \
+                         /.well-known/sse-configuration: set compatibilityProfile LEGACY_SSE, \
+                         or point metadataUrl at its metadata)"
+                    )))
+                }
+                Fetched::Status(status) => {
+                    return Err(KeyError::Unavailable(format!(
+                        "fetching {url} failed: HTTP {status}"
+                    )))
+                }
+            }
+        }
+        let Some((body, path_tolerance)) = found else {
+            return Err(KeyError::Unavailable("no metadata URL to fetch".into()));
+        };
         let meta = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(m)) => m,
             _ => {
@@ -407,13 +512,17 @@ impl JwksCache {
                 ))
             }
         };
-        if meta.get("issuer").and_then(Value::as_str) != Some(issuer_url) {
-            return Err(KeyError::MetadataInvalid(
+        let announced = meta.get("issuer").and_then(Value::as_str).unwrap_or("");
+        let slash = issuer_matches(announced, issuer_url, source.profile).map_err(|_| {
+            KeyError::MetadataInvalid(
                 "transmitter metadata could not be validated: its issuer differs from issuerUrl"
                     .into(),
-            ));
-        }
-        Ok(meta)
+            )
+        })?;
+        Ok(Metadata {
+            doc: meta,
+            tolerances: path_tolerance.into_iter().chain(slash).collect(),
+        })
     }
 
     /// Fetches an OpenID provider's configuration (`issuer` + `/.well-known/openid-configuration`,
@@ -436,6 +545,15 @@ impl JwksCache {
     }
 
     async fn get_document(&self, url: &str) -> Result<(Vec<u8>, Option<Duration>), KeyError> {
+        match self.fetch_document(url).await? {
+            Fetched::Document(body, max_age) => Ok((body, max_age)),
+            Fetched::Status(status) => Err(KeyError::Unavailable(format!(
+                "fetching {url} failed: HTTP {status}"
+            ))),
+        }
+    }
+
+    async fn fetch_document(&self, url: &str) -> Result<Fetched, KeyError> {
         let unavailable = |m: String| KeyError::Unavailable(m);
         let mut resp = self
             .http
@@ -445,10 +563,7 @@ impl JwksCache {
             .await
             .map_err(|e| unavailable(format!("fetching {url} failed: {}", short_error(&e))))?;
         if !resp.status().is_success() {
-            return Err(unavailable(format!(
-                "fetching {url} failed: HTTP {}",
-                resp.status().as_u16()
-            )));
+            return Ok(Fetched::Status(resp.status().as_u16()));
         }
         if resp
             .content_length()
@@ -472,7 +587,7 @@ impl JwksCache {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((body, max_age))
+        Ok(Fetched::Document(body, max_age))
     }
 }
 
@@ -541,6 +656,17 @@ pub fn openid_configuration_url(issuer_url: &str) -> String {
         "{}/.well-known/openid-configuration",
         issuer_url.trim_end_matches('/')
     )
+}
+
+/// The pre-1.0 SSE draft's well-known path, derived like [`metadata_url`].
+pub fn sse_metadata_url(issuer_url: &str) -> Option<String> {
+    metadata_url(issuer_url).map(|u| {
+        u.replacen(
+            "/.well-known/ssf-configuration",
+            "/.well-known/sse-configuration",
+            1,
+        )
+    })
 }
 
 fn parse_max_age(v: &str) -> Option<Duration> {
@@ -622,6 +748,41 @@ mod tests {
             openid_configuration_url("https://idp.example.com/oauth2/default/"),
             "https://idp.example.com/oauth2/default/.well-known/openid-configuration"
         );
+    }
+
+    #[test]
+    fn sse_path_and_issuer_slash() {
+        assert_eq!(
+            sse_metadata_url("https://most-secure.com/").as_deref(),
+            Some("https://most-secure.com/.well-known/sse-configuration")
+        );
+        assert_eq!(
+            sse_metadata_url("https://tr.example.com/t1").as_deref(),
+            Some("https://tr.example.com/.well-known/sse-configuration/t1")
+        );
+        use CompatibilityProfile::*;
+        let a = "https://most-secure.com/";
+        let b = "https://most-secure.com";
+        assert_eq!(issuer_matches(a, a, Ssf1_0), Ok(None));
+        assert_eq!(issuer_matches(a, b, Ssf1_0), Err(IssuerMismatch));
+        assert_eq!(
+            issuer_matches(a, b, LegacySse),
+            Ok(Some(Tolerance::IssuerTrailingSlash))
+        );
+        assert_eq!(
+            issuer_matches(b, a, LegacySse),
+            Ok(Some(Tolerance::IssuerTrailingSlash))
+        );
+        // Exactly one slash, nothing else.
+        assert_eq!(
+            issuer_matches("https://most-secure.com//", b, LegacySse),
+            Err(IssuerMismatch)
+        );
+        assert_eq!(
+            issuer_matches("https://most-secure.co", b, LegacySse),
+            Err(IssuerMismatch)
+        );
+        assert_eq!(issuer_matches("", "/", LegacySse), Err(IssuerMismatch));
     }
 
     #[test]

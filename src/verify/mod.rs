@@ -24,10 +24,7 @@ pub async fn verify_set(
     token: &str,
 ) -> Result<VerifiedSet, VerifyFailure> {
     let parsed = jws::parse(token)?;
-    let source = KeySource {
-        issuer_url: stream.issuer_url.clone(),
-        jwks_url: stream.jwks_url.clone(),
-    };
+    let source = KeySource::of(stream);
     check_signature(keys, &source, &parsed).await?;
     let mut set = claims::check(stream, parsed.payload)?;
     set.claims_json = parsed.payload_json;

@@ -5,6 +5,7 @@
 //! keys, fail the JWKS, lie about the issuer, or forge headers. It also runs the SSF §8
 //! management API (streams, status, verification), an OAuth 2.0 client-credentials token
 //! endpoint, and RFC 8936 poll endpoints serving queued SETs, each with knobs to misbehave.
+//! With [`TransmitterOptions::legacy`] it speaks the pre-1.0 SSE draft instead ([`legacy`]).
 //! [`WebhookRecorder`] is the other end of an action sink: it records what arrives.
 //! [`TestOpenIdProvider`] is an OpenID provider for step-up: discovery, JWKS, a token endpoint
 //! and signed ID and access tokens with `acr`, `amr`, `auth_time` and Entra's `acrs`.
@@ -27,6 +28,7 @@
 pub mod events;
 pub mod jws;
 mod keys;
+pub mod legacy;
 mod mgmt;
 mod oidc;
 mod poll;

@@ -27,6 +27,9 @@ pub struct EndpointPaths {
     pub configuration: String,
     pub status: String,
     pub verification: String,
+    /// SSF §8.1.3.2 and §8.1.3.3.
+    pub add_subject: String,
+    pub remove_subject: String,
     pub token: String,
     /// Poll endpoints are `{poll_prefix}/{feed}`.
     pub poll_prefix: String,
@@ -40,6 +43,8 @@ impl EndpointPaths {
             configuration: "/ssf/streams".into(),
             status: "/ssf/streams/status".into(),
             verification: "/ssf/streams/verify".into(),
+            add_subject: "/ssf/streams/subjects:add".into(),
+            remove_subject: "/ssf/streams/subjects:remove".into(),
             token: "/oauth/token".into(),
             poll_prefix: "/ssf/poll".into(),
         }
@@ -52,6 +57,8 @@ impl EndpointPaths {
             configuration: "/api/v1/ssf/stream".into(),
             status: "/api/v1/ssf/stream/status".into(),
             verification: "/api/v1/ssf/stream/verification".into(),
+            add_subject: "/api/v1/ssf/stream/subjects:add".into(),
+            remove_subject: "/api/v1/ssf/stream/subjects:remove".into(),
             token: "/oauth2/v1/token".into(),
             poll_prefix: "/api/v1/ssf/poll".into(),
         }
@@ -100,6 +107,8 @@ pub(crate) struct TxStream {
     pub description: Option<String>,
     pub status: String,
     pub reason: Option<String>,
+    /// Subjects added by the receiver (SSF §8.1.3), in order.
+    pub subjects: Vec<Value>,
 }
 
 /// Everything the management, token and poll endpoints share.
@@ -118,12 +127,22 @@ pub(crate) struct Mgmt {
     pub config_iss: Option<String>,
     pub events_supported: Vec<String>,
     pub min_verification_interval: Option<u64>,
+    pub inactivity_timeout: Option<u64>,
     pub last_verification: HashMap<String, Instant>,
     pub verification_state: Option<String>,
     pub drop_verifications: bool,
     pub verifications: Vec<(String, Option<String>)>,
     pub calls: Vec<ManagementCall>,
     pub management_failure: Option<u16>,
+    /// The body of those failures; `{authorization}` is replaced by the request's header, as
+    /// a careless transmitter echoes credentials.
+    pub management_failure_body: Option<String>,
+
+    /// Legacy mode: the stream of each bearer token.
+    pub legacy_streams: crate::legacy::TokenStreams,
+    /// Push with the registered `authorization_header` minus its `Bearer ` scheme, as some
+    /// legacy transmitters do.
+    pub strip_bearer: bool,
 
     pub feeds: HashMap<String, Feed>,
     pub poll_failure: Option<(u16, Instant, Option<u64>)>,
@@ -152,12 +171,16 @@ impl Mgmt {
                 .map(|s| s.to_string())
                 .collect(),
             min_verification_interval: None,
+            inactivity_timeout: None,
             last_verification: HashMap::new(),
             verification_state: None,
             drop_verifications: false,
             verifications: Vec::new(),
             calls: Vec::new(),
             management_failure: None,
+            management_failure_body: None,
+            legacy_streams: HashMap::new(),
+            strip_bearer: false,
             feeds: HashMap::new(),
             poll_failure: None,
             poll_hold: Duration::from_secs(5),
@@ -207,6 +230,9 @@ impl Mgmt {
         if let Some(i) = self.min_verification_interval {
             v["min_verification_interval"] = json!(i);
         }
+        if let Some(i) = self.inactivity_timeout {
+            v["inactivity_timeout"] = json!(i);
+        }
         v
     }
 }
@@ -235,6 +261,8 @@ pub(crate) fn routes(paths: &EndpointPaths) -> Router<Arc<Shared>> {
         )
         .route(&paths.status, get(management).post(management))
         .route(&paths.verification, post(management))
+        .route(&paths.add_subject, post(management))
+        .route(&paths.remove_subject, post(management))
         .route(&paths.token, post(token))
 }
 
@@ -294,6 +322,8 @@ enum Op {
     Delete,
     ReadStatus,
     UpdateStatus,
+    AddSubject,
+    RemoveSubject,
     Verify,
 }
 
@@ -320,6 +350,8 @@ async fn management(
         ("DELETE", p) if p == shared.paths.configuration => Op::Delete,
         ("GET", p) if p == shared.paths.status => Op::ReadStatus,
         ("POST", p) if p == shared.paths.status => Op::UpdateStatus,
+        ("POST", p) if p == shared.paths.add_subject => Op::AddSubject,
+        ("POST", p) if p == shared.paths.remove_subject => Op::RemoveSubject,
         _ => Op::Verify,
     };
     let mut m = shared.mgmt();
@@ -336,15 +368,48 @@ async fn management(
     let index = m.calls.len();
     m.calls.push(call);
     let (resp, after) = if let Some(status) = m.management_failure {
+        let body = match &m.management_failure_body {
+            Some(b) => b.replace(
+                "{authorization}",
+                m.calls[index].authorization.as_deref().unwrap_or(""),
+            ),
+            None => r#"{"error":"failing on purpose"}"#.to_owned(),
+        };
         (
             json_response(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                r#"{"error":"failing on purpose"}"#.to_owned(),
+                body,
             ),
             None,
         )
     } else if !m.authorized(&headers) {
         (unauthorized(), None)
+    } else if shared.legacy {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned();
+        let name = match op {
+            Op::Create | Op::Replace | Op::Update => "create",
+            Op::Read => "read",
+            Op::Delete => "delete",
+            Op::ReadStatus => "read_status",
+            Op::UpdateStatus => "update_status",
+            Op::AddSubject => "add_subject",
+            Op::RemoveSubject => "remove_subject",
+            Op::Verify => "verify",
+        };
+        let (resp, verify) = crate::legacy::act(&shared, &mut m, name, &token, &body_json);
+        (
+            resp,
+            verify.map(|v| Deliver {
+                stream: v.stream,
+                state: v.state,
+            }),
+        )
     } else {
         act(&shared, &mut m, op, &query, &body_json)
     };
@@ -364,21 +429,32 @@ struct Deliver {
 
 impl Deliver {
     fn run(self, shared: &Arc<Shared>) {
-        let mut payload = json!({});
-        if let Some(state) = &self.state {
-            payload["state"] = json!(state);
-        }
-        let builder = SetBuilder::from_source(shared.clone(), &shared.issuer, &shared.audience)
-            .sub_id(subjects::opaque(&self.stream.id))
-            .event(events::VERIFICATION, payload);
+        let builder = if shared.legacy {
+            shared.set().event(
+                crate::legacy::VERIFICATION,
+                crate::legacy::verification_payload(self.state.as_deref()),
+            )
+        } else {
+            let mut payload = json!({});
+            if let Some(state) = &self.state {
+                payload["state"] = json!(state);
+            }
+            SetBuilder::from_source(shared.clone(), &shared.issuer, &shared.audience)
+                .sub_id(subjects::opaque(&self.stream.id))
+                .event(events::VERIFICATION, payload)
+        };
         let jti = builder.claims()["jti"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
         let token = builder.sign();
-        if self.stream.method == DELIVERY_METHOD_PUSH {
+        if self.stream.method == DELIVERY_METHOD_PUSH
+            || self.stream.method == crate::legacy::DELIVERY_PUSH
+        {
             let client = shared.client.clone();
-            let (url, auth) = (self.stream.endpoint_url, self.stream.authorization_header);
+            let strip = shared.mgmt().strip_bearer;
+            let url = self.stream.endpoint_url;
+            let auth = registered_authorization(self.stream.authorization_header, strip);
             // "Will be sent": the answer to the verify call does not wait for the push.
             tokio::spawn(async move {
                 let _ =
@@ -389,6 +465,14 @@ impl Deliver {
             shared.feeds_changed.notify_waiters();
         }
     }
+}
+
+/// The `Authorization` value a push carries: as registered, or without `Bearer ` when `strip`.
+fn registered_authorization(header: Option<String>, strip: bool) -> Option<String> {
+    header.map(|h| match h.strip_prefix("Bearer ") {
+        Some(bare) if strip => bare.to_owned(),
+        _ => h,
+    })
 }
 
 fn bad_request(message: &str) -> Response {
@@ -499,6 +583,7 @@ fn act(
                 description: None,
                 status: "enabled".into(),
                 reason: None,
+                subjects: Vec::new(),
             };
             // Without `delivery` the transmitter assumes poll (SSF §8.1.1.1).
             if let Err(problem) = apply(shared, &mut s, &obj, true) {
@@ -565,6 +650,18 @@ fn act(
             shared.feeds_changed.notify_waiters();
             (ok(v), None)
         }
+        Op::AddSubject | Op::RemoveSubject => {
+            let Some(subject) = obj.get("subject").filter(|v| v.is_object()).cloned() else {
+                return (bad_request("subject must be an object"), None);
+            };
+            let Some(s) = body_id.and_then(|id| m.streams.get_mut(&id)) else {
+                return (not_found(), None);
+            };
+            (
+                subject_change(s, subject, matches!(op, Op::AddSubject)),
+                None,
+            )
+        }
         Op::Verify => {
             let Some(s) = body_id.and_then(|id| m.streams.get(&id)).cloned() else {
                 return (not_found(), None);
@@ -593,6 +690,27 @@ fn act(
             });
             (StatusCode::NO_CONTENT.into_response(), deliver)
         }
+    }
+}
+
+/// SSF §8.1.3: add answers 200 (adding twice changes nothing), remove answers 204, or 404 for
+/// a subject the stream does not hold.
+pub(crate) fn subject_change(s: &mut TxStream, subject: Value, add: bool) -> Response {
+    let held = s.subjects.iter().position(|x| *x == subject);
+    match (add, held) {
+        (true, Some(_)) => StatusCode::OK.into_response(),
+        (true, None) => {
+            s.subjects.push(subject);
+            StatusCode::OK.into_response()
+        }
+        (false, Some(i)) => {
+            s.subjects.remove(i);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (false, None) => json_response(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"no such subject in the stream"}"#.to_owned(),
+        ),
     }
 }
 
@@ -664,7 +782,19 @@ impl TestTransmitter {
 
     /// Makes every management endpoint answer `status` (`None`: work again).
     pub fn fail_management(&self, status: Option<u16>) {
-        self.with_mgmt(|m| m.management_failure = status);
+        self.with_mgmt(|m| {
+            m.management_failure = status;
+            m.management_failure_body = None;
+        });
+    }
+
+    /// Like [`TestTransmitter::fail_management`] with this body; `{authorization}` in it is
+    /// replaced by the request's `Authorization` header, as a transmitter echoing credentials.
+    pub fn fail_management_with_body(&self, status: u16, body: &str) {
+        self.with_mgmt(|m| {
+            m.management_failure = Some(status);
+            m.management_failure_body = Some(body.to_owned());
+        });
     }
 
     /// Like Okta and SailPoint, allow one stream per client: a second create gets 409.
@@ -680,6 +810,11 @@ impl TestTransmitter {
     /// `min_verification_interval` in seconds; verifying sooner gets 429 with `Retry-After`.
     pub fn set_min_verification_interval(&self, secs: Option<u64>) {
         self.with_mgmt(|m| m.min_verification_interval = secs);
+    }
+
+    /// `inactivity_timeout` in seconds, announced in stream configurations.
+    pub fn set_inactivity_timeout(&self, secs: Option<u64>) {
+        self.with_mgmt(|m| m.inactivity_timeout = secs);
     }
 
     /// Verification events carry this `state` instead of the requested one.
@@ -711,6 +846,7 @@ impl TestTransmitter {
             description: Some("created by hand".into()),
             status: "enabled".into(),
             reason: None,
+            subjects: Vec::new(),
         };
         let body = json!({"delivery": delivery});
         if let Some(obj) = body.as_object() {
@@ -723,17 +859,41 @@ impl TestTransmitter {
         id
     }
 
+    /// Pushes send the registered authorization header without its `Bearer ` scheme (`true`),
+    /// as some legacy transmitters do, or as registered (`false`, the default).
+    pub fn set_strip_bearer(&self, strip: bool) {
+        self.with_mgmt(|m| m.strip_bearer = strip);
+    }
+
     /// The stream configuration as the transmitter serves it.
     pub fn stream_config(&self, stream_id: &str) -> Option<Value> {
         let shared = self.shared().clone();
         let m = shared.mgmt();
-        m.streams
-            .get(stream_id)
-            .map(|s| m.config_json(s, &shared.issuer, &shared.audience))
+        m.streams.get(stream_id).map(|s| {
+            if shared.legacy {
+                crate::legacy::config_json(&m, s, &shared.issuer)
+            } else {
+                m.config_json(s, &shared.issuer, &shared.audience)
+            }
+        })
     }
 
     pub fn stream_ids(&self) -> Vec<String> {
         self.with_mgmt(|m| m.streams.keys().cloned().collect())
+    }
+
+    /// The subjects the receiver added to a stream (SSF §8.1.3), in order.
+    pub fn stream_subjects(&self, stream_id: &str) -> Vec<Value> {
+        self.with_mgmt(|m| {
+            m.streams
+                .get(stream_id)
+                .map(|s| s.subjects.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn add_subject_endpoint(&self) -> String {
+        self.shared().url(&self.shared().paths.add_subject)
     }
 
     /// The authorization header a push stream was registered with.
@@ -769,14 +929,17 @@ impl TestTransmitter {
     }
 
     /// Pushes `set` to a registered push stream's endpoint with the authorization header it was
-    /// registered with.
+    /// registered with (without its `Bearer ` scheme after [`TestTransmitter::set_strip_bearer`]).
     pub async fn push_registered(&self, stream_id: &str, set: &str) -> reqwest::Response {
         let (url, auth) = self.with_mgmt(|m| {
             let s = m
                 .streams
                 .get(stream_id)
                 .unwrap_or_else(|| panic!("no stream {stream_id}"));
-            (s.endpoint_url.clone(), s.authorization_header.clone())
+            (
+                s.endpoint_url.clone(),
+                registered_authorization(s.authorization_header.clone(), m.strip_bearer),
+            )
         });
         crate::push::push_set_with_header(&self.shared().client, &url, auth.as_deref(), set)
             .await

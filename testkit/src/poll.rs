@@ -79,8 +79,14 @@ pub struct PollRequest {
 }
 
 impl PollRequest {
+    /// The `ack` member (the `acks` member when there is no `ack`).
     pub fn acks(&self) -> Vec<String> {
-        self.body["ack"]
+        let member = if self.body.get("ack").is_some() {
+            "ack"
+        } else {
+            "acks"
+        };
+        self.body[member]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -163,14 +169,26 @@ async fn poll(
             m.polls[index].status = 400;
             return json_response(StatusCode::BAD_REQUEST, "not a JSON object".to_owned());
         };
-        let acks: Vec<String> = doc["ack"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        if shared.legacy && !doc["returnImmediately"].as_bool().unwrap_or(false) {
+            m.polls[index].status = 404;
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": crate::legacy::NO_LONG_POLLING}).to_string(),
+            );
+        }
+        // The SSE draft named the member `acks`; a legacy transmitter reads only that.
+        let acks: Vec<String> = if shared.legacy {
+            crate::legacy::acks(doc)
+        } else {
+            doc["ack"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         for jti in acks {
             m.feed(&feed).remove(&jti);
             m.acked.push(jti);

@@ -32,15 +32,20 @@ pub(crate) fn jwks_path(issuer_path: &str) -> String {
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .merge(discovery_routes(&shared.issuer_path))
+        .merge(discovery_routes(&shared.issuer_path, shared.legacy))
         .merge(crate::mgmt::routes(&shared.paths))
         .merge(crate::poll::routes(&shared.paths))
         .with_state(shared)
 }
 
-fn discovery_routes(issuer_path: &str) -> Router<Arc<Shared>> {
+fn discovery_routes(issuer_path: &str, legacy: bool) -> Router<Arc<Shared>> {
+    let path = if legacy {
+        crate::legacy::metadata_path(issuer_path)
+    } else {
+        metadata_path(issuer_path)
+    };
     Router::new()
-        .route(&metadata_path(issuer_path), get(metadata))
+        .route(&path, get(metadata))
         .route(&jwks_path(issuer_path), get(jwks))
 }
 

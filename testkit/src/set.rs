@@ -59,6 +59,8 @@ pub struct SetBuilder {
     claims: Map<String, Value>,
     /// Header edits, applied in order over the default header: `Some` sets, `None` removes.
     header_edits: Vec<(String, Option<Value>)>,
+    /// Shape the claims as a pre-1.0 SSE transmitter does (see [`crate::legacy`]).
+    legacy: bool,
 }
 
 impl std::fmt::Debug for SetBuilder {
@@ -98,7 +100,31 @@ impl SetBuilder {
             key: None,
             claims,
             header_edits: Vec::new(),
+            legacy: false,
         }
+    }
+
+    /// A builder whose SETs have the SSE draft's shape: the subject inside each event (no
+    /// `sub_id`), no `txn` or `toe`, `aud` an empty array when `audience` is empty, and an
+    /// `initiating_entity` outside CAEP 1.0.
+    pub(crate) fn legacy_from_source(
+        source: Arc<dyn KeySource>,
+        issuer: &str,
+        audience: &str,
+    ) -> SetBuilder {
+        let mut b = SetBuilder::from_source(source, issuer, audience);
+        b.legacy = true;
+        if audience.is_empty() {
+            b.claims.insert("aud".into(), json!([]));
+        }
+        if let Some(p) = b
+            .claims
+            .get_mut("events")
+            .and_then(|e| e.get_mut(events::SESSION_REVOKED))
+        {
+            p["initiating_entity"] = json!(crate::legacy::INITIATING_ENTITY);
+        }
+        b
     }
 
     pub fn jti(self, jti: impl Into<String>) -> Self {
@@ -185,7 +211,11 @@ impl SetBuilder {
 
     /// The claims as they will be signed.
     pub fn claims(&self) -> Value {
-        Value::Object(self.claims.clone())
+        if self.legacy {
+            crate::legacy::shape_claims(self.claims.clone())
+        } else {
+            Value::Object(self.claims.clone())
+        }
     }
 
     /// The JOSE header as it will be signed, given the key that would sign now.

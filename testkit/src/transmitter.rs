@@ -43,6 +43,23 @@ pub struct TransmitterOptions {
     /// Where the management, token and poll endpoints live; [`EndpointPaths::sailpoint`] when
     /// absent.
     pub paths: Option<EndpointPaths>,
+    /// Speak the pre-1.0 SSE draft ([`crate::legacy`]): SSE metadata path, constant issuer,
+    /// RISC-era delivery URIs, no `stream_id`, the subject inside events, `acks`, no long poll.
+    pub legacy: bool,
+    /// The constant issuer of a legacy transmitter; [`crate::legacy::DEFAULT_ISSUER`] when
+    /// absent. `{base}` in it stands for `http://127.0.0.1:PORT` (so that a receiver can derive
+    /// the metadata URL from it). Ignored unless `legacy`.
+    pub legacy_issuer: Option<String>,
+}
+
+impl TransmitterOptions {
+    /// The options of a pre-1.0 SSE transmitter with its defaults.
+    pub fn legacy() -> TransmitterOptions {
+        TransmitterOptions {
+            legacy: true,
+            ..TransmitterOptions::default()
+        }
+    }
 }
 
 struct KeyEntry {
@@ -77,6 +94,8 @@ pub(crate) struct ServedJwks {
 /// State shared between the handle and the HTTP handlers.
 pub(crate) struct Shared {
     pub addr: SocketAddr,
+    /// The pre-1.0 SSE draft mode.
+    pub legacy: bool,
     pub issuer: String,
     /// `""` or `/segment[/segment..]`.
     pub issuer_path: String,
@@ -120,32 +139,45 @@ impl Shared {
     pub(crate) fn served_metadata(&self) -> (StatusCode, Value) {
         let state = self.lock();
         let mut doc = Map::new();
-        doc.insert("spec_version".into(), json!("1_0"));
-        doc.insert(
-            "issuer".into(),
-            json!(state.metadata_issuer.clone().unwrap_or(self.issuer.clone())),
-        );
-        doc.insert("jwks_uri".into(), json!(self.jwks_url()));
-        doc.insert(
-            "delivery_methods_supported".into(),
-            json!([DELIVERY_METHOD_PUSH, DELIVERY_METHOD_POLL]),
-        );
-        doc.insert(
-            "configuration_endpoint".into(),
-            json!(self.url(&self.paths.configuration)),
-        );
-        doc.insert(
-            "status_endpoint".into(),
-            json!(self.url(&self.paths.status)),
-        );
-        doc.insert(
-            "verification_endpoint".into(),
-            json!(self.url(&self.paths.verification)),
-        );
-        doc.insert(
-            "authorization_schemes".into(),
-            json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
-        );
+        if self.legacy {
+            let issuer = state.metadata_issuer.clone().unwrap_or(self.issuer.clone());
+            doc = crate::legacy::metadata(self, issuer);
+        } else {
+            doc.insert("spec_version".into(), json!("1_0"));
+            doc.insert(
+                "issuer".into(),
+                json!(state.metadata_issuer.clone().unwrap_or(self.issuer.clone())),
+            );
+            doc.insert("jwks_uri".into(), json!(self.jwks_url()));
+            doc.insert(
+                "delivery_methods_supported".into(),
+                json!([DELIVERY_METHOD_PUSH, DELIVERY_METHOD_POLL]),
+            );
+            doc.insert(
+                "configuration_endpoint".into(),
+                json!(self.url(&self.paths.configuration)),
+            );
+            doc.insert(
+                "status_endpoint".into(),
+                json!(self.url(&self.paths.status)),
+            );
+            doc.insert(
+                "verification_endpoint".into(),
+                json!(self.url(&self.paths.verification)),
+            );
+            doc.insert(
+                "add_subject_endpoint".into(),
+                json!(self.url(&self.paths.add_subject)),
+            );
+            doc.insert(
+                "remove_subject_endpoint".into(),
+                json!(self.url(&self.paths.remove_subject)),
+            );
+            doc.insert(
+                "authorization_schemes".into(),
+                json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
+            );
+        }
         for (name, edit) in &state.metadata_edits {
             match edit {
                 Some(value) => {
@@ -172,6 +204,15 @@ impl Shared {
             document: json!({ "keys": keys }),
             raw_body: state.jwks_body.clone(),
             cache_control: state.jwks_cache_control.clone(),
+        }
+    }
+
+    /// A builder for this transmitter's SETs, in its mode's shape.
+    pub(crate) fn set(self: &Arc<Self>) -> SetBuilder {
+        if self.legacy {
+            SetBuilder::legacy_from_source(self.clone(), &self.issuer, &self.audience)
+        } else {
+            SetBuilder::from_source(self.clone(), &self.issuer, &self.audience)
         }
     }
 
@@ -262,13 +303,26 @@ impl TestTransmitter {
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        let legacy = options.legacy;
+        let issuer = if legacy {
+            options
+                .legacy_issuer
+                .clone()
+                .unwrap_or_else(|| crate::legacy::DEFAULT_ISSUER.to_owned())
+                .replace("{base}", &format!("http://{addr}"))
+        } else {
+            format!("http://{addr}{issuer_path}")
+        };
+        // A legacy transmitter names no audience unless told to (`aud: []`).
+        let default_audience = if legacy { "" } else { DEFAULT_AUDIENCE };
         let shared = Arc::new(Shared {
             addr,
-            issuer: format!("http://{addr}{issuer_path}"),
+            legacy,
+            issuer,
             issuer_path,
             audience: options
                 .audience
-                .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
+                .unwrap_or_else(|| default_audience.to_owned()),
             jwks_fetches: AtomicUsize::new(0),
             metadata_fetches: AtomicUsize::new(0),
             paths: options.paths.unwrap_or_default(),
@@ -327,9 +381,15 @@ impl TestTransmitter {
         format!("http://{}", self.addr())
     }
 
-    /// `http://127.0.0.1:PORT[/path]`, exactly as the metadata announces it.
+    /// `http://127.0.0.1:PORT[/path]`, exactly as the metadata announces it (a legacy
+    /// transmitter's constant issuer in legacy mode).
     pub fn issuer(&self) -> String {
         self.shared().issuer.clone()
+    }
+
+    /// Whether this transmitter speaks the pre-1.0 SSE draft.
+    pub fn is_legacy(&self) -> bool {
+        self.shared().legacy
     }
 
     /// `issuer + /jwks.json`.
@@ -337,28 +397,37 @@ impl TestTransmitter {
         self.shared().jwks_url()
     }
 
-    /// `http://127.0.0.1:PORT/.well-known/ssf-configuration[/path]`.
+    /// `http://127.0.0.1:PORT/.well-known/ssf-configuration[/path]` (`sse-configuration` in
+    /// legacy mode).
     pub fn metadata_url(&self) -> String {
-        format!(
-            "{}{}",
-            self.base_url(),
+        let path = if self.is_legacy() {
+            crate::legacy::metadata_path(&self.shared().issuer_path)
+        } else {
             server::metadata_path(&self.shared().issuer_path)
-        )
+        };
+        format!("{}{path}", self.base_url())
     }
 
-    /// The `aud` built SETs carry by default.
+    /// The `aud` built SETs carry by default (empty in legacy mode: `aud` is then `[]`).
     pub fn audience(&self) -> String {
         self.shared().audience.clone()
     }
 
-    /// A builder for a valid SET from this transmitter (see [`SetBuilder`]).
+    /// A builder for a valid SET from this transmitter (see [`SetBuilder`]), in the legacy
+    /// shape in legacy mode.
     pub fn set(&self) -> SetBuilder {
-        SetBuilder::from_source(self.shared().clone(), &self.issuer(), &self.audience())
+        self.shared().set()
     }
 
     /// A verification SET for `stream_id` (SSF §8.1.4.1): opaque `sub_id`, `state` echoed
-    /// when given.
+    /// when given. In legacy mode the SSE draft's: its own URI, a `state`, no subject.
     pub fn verification_set(&self, stream_id: &str, state: Option<&str>) -> SetBuilder {
+        if self.is_legacy() {
+            return self.set().event(
+                crate::legacy::VERIFICATION,
+                crate::legacy::verification_payload(state),
+            );
+        }
         let payload = match state {
             Some(state) => json!({ "state": state }),
             None => json!({}),

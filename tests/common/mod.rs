@@ -532,3 +532,59 @@ pub async fn stored_events(
         out.extend(page);
     }
 }
+
+/// The transmitter dialects the suites run against: strict SSF 1.0, and the pre-1.0 SSE draft
+/// (testkit legacy mode) received through a LEGACY_SSE stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ssf,
+    Legacy,
+}
+
+impl Mode {
+    pub fn options(self) -> ssfd_testkit::TransmitterOptions {
+        match self {
+            Mode::Ssf => ssfd_testkit::TransmitterOptions::default(),
+            Mode::Legacy => ssfd_testkit::TransmitterOptions::legacy(),
+        }
+    }
+
+    pub async fn transmitter(self) -> TestTransmitter {
+        TestTransmitter::start_with(self.options()).await
+    }
+
+    /// The stream fields this mode needs: the LEGACY_SSE profile for legacy transmitters.
+    pub fn stream_fields(self) -> Value {
+        match self {
+            Mode::Ssf => json!({}),
+            Mode::Legacy => json!({"compatibilityProfile": "LEGACY_SSE"}),
+        }
+    }
+
+    /// `extra` with this mode's stream fields added.
+    pub fn with(self, extra: Value) -> Value {
+        let mut out = self.stream_fields();
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            out[k] = v;
+        }
+        out
+    }
+}
+
+/// Runs an `async fn(Mode)` test body once per transmitter mode, as `NAME::ssf_1_0` and
+/// `NAME::legacy_sse`.
+#[macro_export]
+macro_rules! both_modes {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn ssf_1_0() {
+                super::$name($crate::common::Mode::Ssf).await
+            }
+            #[tokio::test]
+            async fn legacy_sse() {
+                super::$name($crate::common::Mode::Legacy).await
+            }
+        }
+    };
+}

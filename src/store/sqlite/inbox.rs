@@ -15,8 +15,8 @@ pub(in crate::store) fn insert(
 ) -> Result<Option<i64>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO inbox (stream_id, jti, iss, txn, event_types, subject_keys, raw_token,
-                            claims, received_at_ms, delivery, outcome, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                            claims, received_at_ms, delivery, outcome, decision, tolerances)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (stream_id, jti) DO NOTHING",
     )?;
     let changed = stmt.execute(params![
@@ -32,6 +32,7 @@ pub(in crate::store) fn insert(
         row.delivery,
         row.outcome,
         row.decision,
+        serde_json::to_string(&row.tolerances)?,
     ])?;
     Ok((changed == 1).then(|| conn.last_insert_rowid()))
 }
@@ -54,7 +55,7 @@ pub(in crate::store) fn list(
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT seq, stream_id, jti, iss, txn, event_types, subject_keys, received_at_ms,
-                delivery, outcome, decision
+                delivery, outcome, decision, tolerances
            FROM inbox
           WHERE (?1 IS NULL OR stream_id = ?1)
             AND (?2 IS NULL OR received_at_ms >= ?2)
@@ -84,6 +85,7 @@ pub(in crate::store) fn list(
             delivery: r.get(8)?,
             outcome: r.get(9)?,
             decision: r.get(10)?,
+            tolerances: json_col(&r.get::<_, String>(11)?)?,
         });
     }
     Ok(out)
@@ -199,6 +201,7 @@ mod tests {
             delivery: "push",
             outcome: "accepted".into(),
             decision: "LOG_ONLY".into(),
+            tolerances: vec![],
         }
     }
 

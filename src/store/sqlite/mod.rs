@@ -14,6 +14,7 @@ pub(super) mod set;
 pub(super) mod stats;
 pub(super) mod step_up;
 pub(super) mod streams;
+pub(super) mod subjects;
 pub(super) mod verification;
 mod writer;
 

@@ -9,7 +9,7 @@ use super::{json_col, SqliteStore};
 use crate::clock::UnixSeconds;
 use crate::store::error::StoreError;
 use crate::store::streams::StreamCounts;
-use crate::stream::{DeliveryMethod, OutboundAuth, RevocationAction, Stream};
+use crate::stream::{CompatibilityProfile, DeliveryMethod, OutboundAuth, RevocationAction, Stream};
 
 const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expected_audience,
     delivery_method, poll_endpoint_url, poll_interval_secs, outbound_auth, enabled,
@@ -17,7 +17,7 @@ const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expe
     credential_compromise_action, account_disabled_action, created_at, updated_at, deleted_at,
     last_error_at, last_error_message, last_verified_at, transmitter_stream_id, transmitter_status,
     transmitter_status_reason, push_token_hash, prev_push_token_hash, prev_push_token_expires_at,
-    events_delivered, step_up_provider_id";
+    events_delivered, step_up_provider_id, compatibility_profile, metadata_url";
 
 fn action_from_db(s: &str) -> Result<RevocationAction, StoreError> {
     RevocationAction::from_api(s).ok_or_else(|| StoreError::Corrupt(format!("action {s:?}")))
@@ -121,6 +121,12 @@ fn from_row(row: &Row<'_>) -> Result<Stream, StoreError> {
         prev_push_token_expires_at: row.get(27)?,
         events_delivered: json_col(&row.get::<_, String>(28)?)?,
         step_up_provider_id: row.get(29)?,
+        compatibility_profile: {
+            let p: String = row.get(30)?;
+            CompatibilityProfile::from_api(&p)
+                .ok_or_else(|| StoreError::Corrupt(format!("compatibility profile {p:?}")))?
+        },
+        metadata_url: row.get(31)?,
     })
 }
 
@@ -129,7 +135,7 @@ pub(in crate::store) fn upsert(conn: &Connection, s: &Stream) -> Result<(), Stor
     conn.execute(
         &format!(
             "INSERT INTO streams ({COLUMNS}) VALUES
-             (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30)
+             (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31,?32)
              ON CONFLICT (id) DO UPDATE SET {}",
             // Every column but the counters ssfd keeps on its own (rejected_count).
             COLUMNS
@@ -171,6 +177,8 @@ pub(in crate::store) fn upsert(conn: &Connection, s: &Stream) -> Result<(), Stor
             s.prev_push_token_expires_at,
             serde_json::to_string(&s.events_delivered)?,
             s.step_up_provider_id,
+            s.compatibility_profile.as_api(),
+            s.metadata_url,
         ],
     )?;
     Ok(())
