@@ -964,3 +964,77 @@ async fn a_step_up_acknowledged_survives_kill_9() {
     assert_eq!(a["stepUp"]["required"], true, "{a}");
     assert_eq!(a["stepUp"]["since"], rfc3339(t));
 }
+
+#[tokio::test]
+async fn the_console_subject_page_shows_a_step_up_requirement_and_its_header() {
+    let d = TestDaemon::start().await;
+    let op = TestOpenIdProvider::start().await;
+    let tx = TestTransmitter::start().await;
+    let provider = create(&d, oauth2_body(&op, &["urn:okta:loa:2fa:any"])).await;
+    let pid = provider["id"].as_str().unwrap().to_string();
+    let stream = d
+        .create_stream_for(
+            &tx,
+            json!({"credentialChangeAction": "SSF_REVOCATION_ACTION_STEP_UP",
+                   "stepUpProviderId": pid}),
+        )
+        .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = client
+        .post(format!("{}/ui/sign-in", d.daemon.admin_url()))
+        .form(&[("token", common::ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let cookie = signed_in.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = |cookie: String| {
+        let client = client.clone();
+        let url = format!("{}/ui/subjects?subject=email:{ALICE}", d.daemon.admin_url());
+        async move {
+            let resp = client
+                .get(url)
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.text().await.unwrap()
+        }
+    };
+    let before = page(cookie.clone()).await;
+    assert!(before.contains("No step-up required."), "{before}");
+
+    let t = ssfd::clock::now_unix() - 60;
+    let jti = push_event(
+        &d,
+        &tx,
+        &stream,
+        events::CREDENTIAL_CHANGE,
+        events::default_payload("credential-change", None, t),
+        ALICE,
+    )
+    .await;
+    let after = page(cookie).await;
+    assert!(after.contains("Step-up required since"), "{after}");
+    assert!(after.contains(&pid), "{after}");
+    assert!(after.contains(&jti), "{after}");
+    // The header value as the application would send it (quotes HTML-escaped on the page).
+    assert!(
+        after.contains(
+            "Bearer error=&quot;insufficient_user_authentication&quot;, \
+             error_description=&quot;More recent authentication is required&quot;, \
+             acr_values=&quot;urn:okta:loa:2fa:any&quot;, max_age=0"
+        ),
+        "{after}"
+    );
+}

@@ -106,14 +106,69 @@ async fn answer(app: &App, q: &LookupQuery) -> Result<String, crate::admin::ApiE
         "<details><summary>The admin API's answer</summary><pre>{}</pre></details></section>",
         esc(&serde_json::to_string_pretty(&v).unwrap_or_default())
     );
-    out.push_str(&step_up_section());
+    out.push_str(&step_up_section(&v));
     Ok(out)
 }
 
-/// Where a subject's step-up requirements are shown once step-up providers exist; until then
-/// the section says there are none, so the page keeps its shape.
-fn step_up_section() -> String {
-    "<section id=\"step-up\"><h2>Step-up requirements</h2>\
-     <p class=\"muted\">This daemon has no step-up providers.</p></section>"
-        .into()
+/// The subject's unmet step-up requirements from the answer's `stepUp` member, with the exact
+/// `WWW-Authenticate` value an application would return.
+fn step_up_section(v: &Value) -> String {
+    let step_up = v.get("stepUp").cloned().unwrap_or(Value::Null);
+    let mut out = String::from("<section id=\"step-up\"><h2>Step-up requirements</h2>");
+    if step_up.get("required") != Some(&Value::Bool(true)) {
+        out.push_str(
+            "<p class=\"verdict verdict-clear\" id=\"step-up-verdict\">No step-up required.</p>\
+             </section>",
+        );
+        return out;
+    }
+    let acr_values: Vec<&str> = step_up
+        .get("acrValues")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let _ =
+        write!(
+        out,
+        "<p class=\"verdict verdict-revoked\" id=\"step-up-verdict\">Step-up required since {}: \
+         provider <span class=\"mono\">{}</span>, acr values <span class=\"mono\">{}</span>, \
+         max age {} s.</p>",
+        time(text(&step_up, "since")),
+        esc(text(&step_up, "providerId")),
+        esc(&acr_values.join(" ")),
+        esc(&html::value_text(step_up.get("maxAge").unwrap_or(&Value::Null))),
+    );
+    let reasons = step_up
+        .get("reasons")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !reasons.is_empty() {
+        out.push_str(
+            "<table class=\"step-up-reasons\"><thead><tr><th>Since</th><th>Stream</th>\
+             <th>Event</th><th>jti</th><th>Why</th></tr></thead><tbody>",
+        );
+        for r in &reasons {
+            let event = text(r, "eventType");
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"mono\"><a href=\"/ui/streams/{}\">{}</a></td>\
+                 <td>{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                time(text(r, "since")),
+                query_component(text(r, "streamId")),
+                esc(text(r, "streamId")),
+                esc(event.rsplit('/').next().unwrap_or(event)),
+                esc(text(r, "jti")),
+                esc(text(r, "problem")),
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    let _ = write!(
+        out,
+        "<p>The application answers with <code>WWW-Authenticate: <span id=\"www-authenticate\">{}\
+         </span></code></p></section>",
+        esc(text(&step_up, "wwwAuthenticate"))
+    );
+    out
 }
