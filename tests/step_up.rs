@@ -757,6 +757,7 @@ async fn subjects_check_with_real_signed_tokens() {
 
     let satisfied = op
         .id_token("alice")
+        .claim("email", json!(ALICE))
         .acr("urn:okta:loa:2fa:any")
         .amr(&["pwd", "otp"])
         .auth_time(t + 30)
@@ -766,6 +767,7 @@ async fn subjects_check_with_real_signed_tokens() {
 
     let stale = op
         .id_token("alice")
+        .claim("email", json!(ALICE))
         .acr("urn:okta:loa:2fa:any")
         .auth_time(t - 30)
         .sign();
@@ -778,6 +780,7 @@ async fn subjects_check_with_real_signed_tokens() {
 
     let wrong_acr = op
         .access_token("alice")
+        .claim("email", json!(ALICE))
         .acr("urn:okta:loa:1fa:pwd")
         .auth_time(t + 30)
         .sign();
@@ -790,9 +793,47 @@ async fn subjects_check_with_real_signed_tokens() {
 
     let forged = op
         .id_token("alice")
+        .claim("email", json!(ALICE))
         .acr("urn:okta:loa:2fa:any")
         .auth_time(t + 30)
         .sign_forged();
+    let (status, v) = check(&d, json!({"subject": ALICE, "idToken": forged.clone()})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["code"], "invalid_argument");
+    assert_eq!(v["message"], "idToken: the signature does not verify");
+
+    // A genuine, fresh token of another user satisfies nothing for Alice.
+    let bobs = op
+        .id_token("bob")
+        .claim("email", json!("bob@example.com"))
+        .acr("urn:okta:loa:2fa:any")
+        .auth_time(t + 30)
+        .sign();
+    let (status, v) = check(&d, json!({"subject": ALICE, "idToken": bobs})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("idToken: the token is about another user"),
+        "{v}"
+    );
+    // Its iss and sub name the user as well as an email does.
+    let by_sub = op
+        .id_token("alice-sub")
+        .acr("urn:okta:loa:2fa:any")
+        .auth_time(t + 30)
+        .sign();
+    let a = check_ok(
+        &d,
+        json!({"subject": {"format": "iss_sub", "iss": op.issuer(), "sub": "alice-sub"},
+               "idToken": by_sub}),
+    )
+    .await;
+    assert_eq!(
+        a["stepUp"]["required"], false,
+        "no requirement on this subject: {a}"
+    );
     let (status, v) = check(&d, json!({"subject": ALICE, "idToken": forged})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(v["code"], "invalid_argument");
@@ -901,6 +942,7 @@ async fn entra_providers_answer_with_a_claims_challenge() {
     // An Entra access token carries no auth_time: its issue time and acrs count.
     let token = op
         .access_token("alice")
+        .claim("email", json!(ALICE))
         .claim("auth_time", Value::Null)
         .iat(t + 10)
         .acrs(&["c1"])

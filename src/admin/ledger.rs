@@ -66,6 +66,7 @@ fn stated_facts(
         acr: string_member(body, "acr")?,
         amr: string_list(body, "amr")?,
         acrs: string_list(body, "acrs")?,
+        names: Vec::new(),
     })
 }
 
@@ -75,6 +76,7 @@ fn stated_facts(
 async fn presented_facts(
     app: &App,
     body: &serde_json::Map<String, Value>,
+    subject_keys: &[String],
     requirements: &[Requirement],
 ) -> Result<Option<TokenFacts>, ApiError> {
     let id_token = string_member(body, "idToken")?;
@@ -130,6 +132,10 @@ async fn presented_facts(
     )
     .await
     {
+        // A token about someone else says nothing about this subject's sessions.
+        Ok(facts) if !facts.names.iter().any(|k| subject_keys.contains(k)) => Err(
+            ApiError::invalid(field, "the token is about another user than subject (neither its iss and sub nor its email name the subject)"),
+        ),
         Ok(facts) => Ok(Some(facts)),
         Err(TokenError::Invalid(m)) => Err(ApiError::invalid(field, m)),
         Err(TokenError::Unavailable(m)) => Err(ApiError::unavailable(m)),
@@ -195,7 +201,7 @@ pub async fn check_subject(
     }
     let entries = app.store.check_subjects(subject.keys.clone()).await?;
     let requirements = app.store.step_up_requirements(subject.keys.clone()).await?;
-    let facts = match presented_facts(app, body, &requirements).await? {
+    let facts = match presented_facts(app, body, &subject.keys, &requirements).await? {
         Some(mut from_token) => {
             from_token.issued_at = stated_issued_at.or(from_token.issued_at);
             from_token

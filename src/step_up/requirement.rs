@@ -76,6 +76,9 @@ pub struct TokenFacts {
     pub amr: Vec<String>,
     /// Entra authentication contexts satisfied.
     pub acrs: Vec<String>,
+    /// The canonical subject keys a presented token names (`iss` + `sub`, and its `email`);
+    /// empty for stated facts.
+    pub names: Vec<String>,
 }
 
 /// Why a requirement is not satisfied.

@@ -13,6 +13,7 @@ use super::requirement::TokenFacts;
 use crate::clock::{rfc3339, UnixSeconds};
 use crate::config::JwksConfig;
 use crate::verify::jwks::{check_scheme, JwksCache, KeyError, KeySource};
+use crate::verify::subject::parse_subject;
 use crate::verify::{check_signature, jws, VerifyFailure};
 
 /// Clock skew tolerated on `exp`.
@@ -166,7 +167,27 @@ pub fn facts_of(claims: &Map<String, Value>, now: UnixSeconds) -> Result<TokenFa
         acr,
         amr: strings(claims, "amr")?,
         acrs: strings(claims, "acrs")?,
+        names: names_of(claims),
     })
+}
+
+/// The canonical subject keys of the user a token is about: `iss` + `sub` as an `iss_sub`
+/// subject, and its `email` claim as an `email` subject. A claim that does not parse as a
+/// subject names nobody.
+fn names_of(claims: &Map<String, Value>) -> Vec<String> {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    let mut subjects = Vec::new();
+    if let (Some(iss), Some(sub)) = (text("iss"), text("sub")) {
+        subjects.push(serde_json::json!({"format": "iss_sub", "iss": iss, "sub": sub}));
+    }
+    if let Some(email) = text("email") {
+        subjects.push(serde_json::json!({"format": "email", "email": email}));
+    }
+    subjects
+        .iter()
+        .filter_map(|s| parse_subject(s).ok())
+        .flat_map(|s| s.keys)
+        .collect()
 }
 
 /// Verifies a compact ID or access token issued by `issuer_url` and returns its facts.
