@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::verify::jwks::JwksCache;
@@ -16,6 +17,8 @@ pub struct App {
     pub store: Store,
     pub registry: Registry,
     pub keys: JwksCache,
+    /// Where outbound requests may go; every HTTP client is built from it.
+    pub outbound: Outbound,
     /// SHA-256 of the admin token; the token itself is not kept.
     pub admin_token_hash: [u8; 32],
     /// Shared by the pollers and the management client: HTTP client, access tokens, counters.
@@ -33,6 +36,7 @@ impl App {
         store: Store,
         registry: Registry,
         keys: JwksCache,
+        outbound: Outbound,
         admin_token_hash: [u8; 32],
     ) -> App {
         App {
@@ -41,7 +45,8 @@ impl App {
             registry,
             keys,
             admin_token_hash,
-            transmitters: Default::default(),
+            transmitters: crate::transmitter::Transmitters::new(outbound.clone()),
+            outbound,
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),
@@ -58,6 +63,7 @@ impl App {
 
     pub fn replace_config(&self, config: Config) {
         self.keys.reconfigure(&config.jwks);
+        self.outbound.reconfigure(&config.outbound);
         let mut slot = match self.config.write() {
             Ok(c) => c,
             Err(p) => p.into_inner(),

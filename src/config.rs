@@ -72,6 +72,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub admin: AdminConfig,
     pub jwks: JwksConfig,
+    pub outbound: OutboundConfig,
     pub poll: PollConfig,
     /// Event-type URI or short name (`"device-compliance-change"`) -> action.
     pub policy: BTreeMap<String, RevocationAction>,
@@ -125,6 +126,13 @@ pub struct JwksConfig {
     pub allow_http: bool,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+}
+
+/// `[outbound]`: where ssfd's own HTTP requests may go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutboundConfig {
+    /// Permit loopback, private, link-local and unique-local destinations (local trials).
+    pub allow_private: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +235,7 @@ impl Default for Config {
                 connect_timeout: Duration::from_secs(5),
                 timeout: Duration::from_secs(10),
             },
+            outbound: OutboundConfig::default(),
             poll: PollConfig {
                 max_events: 100,
                 timeout: Duration::from_secs(90),
@@ -285,6 +294,12 @@ impl Config {
         }
         if let Some(f) = root.take("jwks") {
             parse_jwks(f.section(JWKS_KEYS)?, &mut cfg.jwks)?;
+        }
+        if let Some(f) = root.take("outbound") {
+            let mut s = f.section(&["allow_private"])?;
+            if let Some(f) = s.take("allow_private") {
+                cfg.outbound.allow_private = f.bool()?;
+            }
         }
         if let Some(f) = root.take("poll") {
             let mut s = f.section(&["max_events", "timeout", "verify_interval"])?;
@@ -408,7 +423,7 @@ fn check_credential_name(name: &str) -> Result<(), String> {
 }
 
 const ROOT_KEYS: &[&str] = &[
-    "server", "storage", "admin", "jwks", "poll", "policy", "log", "sink", "identity",
+    "server", "storage", "admin", "jwks", "outbound", "poll", "policy", "log", "sink", "identity",
 ];
 const SERVER_KEYS: &[&str] = &[
     "push_listen",
@@ -1252,6 +1267,7 @@ struct Shown {
     storage: ShownStorage,
     admin: ShownAdmin,
     jwks: ShownJwks,
+    outbound: ShownOutbound,
     poll: ShownPoll,
     policy: BTreeMap<String, &'static str>,
     log: ShownLog,
@@ -1291,6 +1307,11 @@ struct ShownJwks {
     allow_http: bool,
     connect_timeout: String,
     timeout: String,
+}
+
+#[derive(Serialize)]
+struct ShownOutbound {
+    allow_private: bool,
 }
 
 #[derive(Serialize)]
@@ -1367,6 +1388,9 @@ impl From<&Config> for Shown {
                 connect_timeout: format_duration(c.jwks.connect_timeout),
                 timeout: format_duration(c.jwks.timeout),
             },
+            outbound: ShownOutbound {
+                allow_private: c.outbound.allow_private,
+            },
             poll: ShownPoll {
                 max_events: c.poll.max_events,
                 timeout: format_duration(c.poll.timeout),
@@ -1386,9 +1410,11 @@ impl From<&Config> for Shown {
                 .iter()
                 .map(|s| {
                     let (url, secret_file, argv) = match &s.kind {
-                        SinkKind::Webhook { url, secret_file } => {
-                            (Some(url.clone()), Some(path(secret_file)), None)
-                        }
+                        SinkKind::Webhook { url, secret_file } => (
+                            Some(crate::outbound::redact_url(url)),
+                            Some(path(secret_file)),
+                            None,
+                        ),
                         SinkKind::Command { argv } => (None, None, Some(argv.clone())),
                     };
                     ShownSink {

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::outbound::Outbound;
 use crate::registry::Registry;
 use crate::secrets::{random_token, token_hash};
 use crate::store::{Store, StoreError};
@@ -163,7 +164,9 @@ impl Daemon {
         }
         let store = Store::open(&config.storage.path)?;
         let registry = Registry::load(store.clone()).await?;
-        let keys = JwksCache::new(&config.jwks).map_err(|e| DaemonError::Http(e.to_string()))?;
+        let outbound = Outbound::new(&config.outbound);
+        let keys = JwksCache::new(&config.jwks, &outbound)
+            .map_err(|e| DaemonError::Http(e.to_string()))?;
         let (push_listener, push_addr) =
             bind("server.push_listen", config.server.push_listen).await?;
         let (admin_listener, admin_addr) =
@@ -173,6 +176,7 @@ impl Daemon {
             store,
             registry,
             keys,
+            outbound,
             token_hash(&admin_token.token),
         ));
         let (shutdown, _) = watch::channel(false);

@@ -218,6 +218,7 @@ impl Env {
         config.storage.path = dir.path().join("ssfd.db");
         config.admin.token = Some(ADMIN_TOKEN.into());
         config.jwks.allow_http = true;
+        config.outbound.allow_private = true;
         config.sinks = sinks;
         tweak(&mut config);
         let daemon = Daemon::start(config).await.unwrap();
@@ -1181,6 +1182,9 @@ token = "{ADMIN_TOKEN}"
 
 [jwks]
 allow_http = true
+
+[outbound]
+allow_private = true
 
 [log]
 level = "off"

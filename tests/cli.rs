@@ -26,6 +26,7 @@ impl Harness {
         config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
         config.admin.token = Some(ADMIN_TOKEN.to_string());
         config.jwks.allow_http = true;
+        config.outbound.allow_private = true;
         let daemon = Daemon::start(config).await.unwrap();
         Harness { daemon, dir }
     }

@@ -108,7 +108,7 @@ async fn a_full_disk_answers_503_never_202_and_recovers() {
         &config_path,
         format!(
             "[server]\npush_listen = \"127.0.0.1:{push_port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{}\"\n[jwks]\nallow_http = true\n[log]\nlevel = \"error\"\n",
+             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{}\"\n[jwks]\nallow_http = true\n[outbound]\nallow_private = true\n[log]\nlevel = \"error\"\n",
             dir.path().join("ssfd.db").display(),
             common::ADMIN_TOKEN
         ),

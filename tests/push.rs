@@ -519,10 +519,19 @@ async fn rotated_transmitter_key_is_picked_up_with_one_refresh() {
     tx.use_key("k2");
     assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
     assert_eq!(tx.jwks_fetches(), fetches + 1);
-    // Unknown kids within the cooldown do not trigger more fetches.
+    // Unknown kids within the cooldown do not trigger more fetches. No refresh ran for them,
+    // and the key may have been published since: 503 with the rest of the cooldown as
+    // Retry-After, not a final 400.
     for _ in 0..5 {
         let set = tx.sign_with_unpublished_key(&tx.set().claims());
-        assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+        let resp = d.push(&id, &token, &set).await;
+        assert_eq!(resp.status(), 503);
+        let retry: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=30).contains(&retry), "{retry}");
     }
     assert_eq!(tx.jwks_fetches(), fetches + 1);
     // The old key is still trusted while published.
@@ -770,4 +779,171 @@ async fn slow_clients_cannot_starve_others() {
     }
     drop(idle);
     drop(dribbler);
+}
+
+#[tokio::test]
+async fn an_unknown_kid_after_a_refresh_that_ran_is_invalid_key() {
+    // The conformance case: the cooldown has passed, the forced refresh runs and the key is
+    // still absent: a final 400.
+    let cooldown = std::time::Duration::from_millis(200);
+    let d = TestDaemon::start_with(|c| c.jwks.refresh_cooldown = cooldown).await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    let fetches = tx.jwks_fetches();
+    let set = tx.sign_with_unpublished_key(&tx.set().claims());
+    assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+}
+
+#[tokio::test]
+async fn html_pages_in_front_of_the_keys_are_503_not_invalid_key() {
+    // A maintenance page or a web application firewall answering 200 with HTML is not the
+    // transmitter's word on its keys: deliver again later.
+    let cooldown = std::time::Duration::from_millis(200);
+    let d = TestDaemon::start_with(|c| c.jwks.refresh_cooldown = cooldown).await;
+    let tx = TestTransmitter::start().await;
+    let (discovered, dtoken) = d.create_stream_for(&tx, json!({"jwksUrl": ""})).await;
+    let (direct, token) = d.create_stream_for(&tx, json!({})).await;
+    tx.set_page(Some((
+        "text/html",
+        "<html><body>Down for maintenance</body></html>",
+    )));
+    for (id, token) in [(&discovered, &dtoken), (&direct, &token)] {
+        let resp = d.push(id, token, &tx.set().sign()).await;
+        assert_eq!(resp.status(), 503, "{id}");
+        assert!(resp.headers().get("retry-after").is_some());
+    }
+    // Not even labelled as HTML: still not JSON, still temporary.
+    tokio::time::sleep(cooldown * 2).await;
+    tx.set_page(Some(("text/plain", "service unavailable")));
+    assert_eq!(
+        d.push(&discovered, &dtoken, &tx.set().sign())
+            .await
+            .status(),
+        503
+    );
+    let s = d.get_stream(&discovered).await;
+    assert!(
+        s["lastErrorMessage"].as_str().unwrap().contains("not JSON"),
+        "{s}"
+    );
+    tx.set_page(None);
+    tokio::time::sleep(cooldown * 2).await;
+    assert_eq!(
+        d.push(&discovered, &dtoken, &tx.set().sign())
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        d.push(&direct, &token, &tx.set().sign()).await.status(),
+        202
+    );
+    assert_eq!(stored_count(&d, &discovered).await, 1);
+}
+
+#[tokio::test]
+async fn a_forced_refresh_outlives_the_client_that_caused_it() {
+    let (d, tx, id, token) = setup().await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.add_key(KeyKind::Rs256, "k2");
+    tx.use_key("k2");
+    tx.set_jwks_delay(std::time::Duration::from_millis(600));
+    // The client gives up while the refresh is still waiting for the JWKS.
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let fetches = tx.jwks_fetches();
+    let gone = ssfd_testkit::push_set(&impatient, &d.push_url(&id), &token, &tx.set().sign()).await;
+    assert!(gone.is_err());
+    tx.set_jwks_delay(std::time::Duration::ZERO);
+    // Within the cooldown no new refresh may run, so k2 is only known if the first one
+    // finished without its client.
+    let mut status = 0;
+    for _ in 0..40 {
+        status = d
+            .push(&id, &token, &tx.set().sign())
+            .await
+            .status()
+            .as_u16();
+        if status == 202 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 202);
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+}
+
+#[tokio::test]
+async fn concurrent_unknown_kids_share_one_refresh() {
+    let (d, tx, id, token) = setup().await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.add_key(KeyKind::Rs256, "k2");
+    tx.use_key("k2");
+    tx.set_jwks_delay(std::time::Duration::from_millis(300));
+    let fetches = tx.jwks_fetches();
+    let pushes: Vec<_> = (0..6)
+        .map(|_| {
+            let (http, url, token, set) = (
+                d.http.clone(),
+                d.push_url(&id),
+                token.clone(),
+                tx.set().sign(),
+            );
+            tokio::spawn(async move {
+                ssfd_testkit::push_set(&http, &url, &token, &set)
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for p in pushes {
+        assert_eq!(p.await.unwrap(), 202);
+    }
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+}
+
+#[tokio::test]
+async fn the_stream_test_does_not_put_back_keys_whose_metadata_failed() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({"jwksUrl": ""})).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.set_metadata_issuer(Some("https://impostor.example.com".into()));
+    let (status, v) = d
+        .api(
+            Method::POST,
+            &format!("/api/v1/ssf-receiver-streams/{id}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["jwksReachable"], false);
+    assert!(v["jwksError"].as_str().unwrap().contains("metadata"), "{v}");
+    // The keys found through metadata that no longer validates are gone.
+    assert_set_error(
+        d.push(&id, &token, &tx.set().sign()).await,
+        400,
+        "invalid_key",
+    )
+    .await;
+    assert_eq!(stored_count(&d, &id).await, 1);
+}
+
+#[tokio::test]
+async fn rsa_keys_of_2041_to_2047_bits_are_refused() {
+    // The size is counted in bits: a 2044-bit modulus still fills 256 bytes.
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    tx.add_key(KeyKind::Rs256Bits(2044), "short");
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    let set = tx.set().key("short").sign();
+    let desc = assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+    assert!(desc.contains("2048"), "{desc}");
+    assert_eq!(stored_count(&d, &id).await, 0);
 }

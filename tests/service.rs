@@ -125,6 +125,9 @@ fn config_text(dir: &Path, s: &Settings) -> String {
          [jwks]\n\
          allow_http = true\n\
          \n\
+         [outbound]\n\
+         allow_private = true\n\
+         \n\
          [log]\n\
          format = \"{format}\"\n\
          level = \"{level}\"\n\

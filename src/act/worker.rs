@@ -66,7 +66,7 @@ pub fn backoff(base: Duration, failures: i64, jitter: f64) -> Duration {
 
 /// Runs until `stop` turns true; then waits for running attempts up to `[server] shutdown_grace`.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let client = match sinks::http_client() {
+    let client = match sinks::http_client(&app.outbound) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "action worker cannot build its HTTP client; no actions will run");
@@ -261,7 +261,7 @@ struct Finished {
 /// to the writer's fsync latency.
 async fn attempt(
     app: Arc<App>,
-    client: reqwest::Client,
+    client: crate::outbound::HttpClient,
     row: ActionRow,
     results: mpsc::UnboundedSender<Finished>,
 ) {

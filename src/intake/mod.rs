@@ -49,8 +49,12 @@ pub enum IntakeError {
     #[error(transparent)]
     Rejected(#[from] SetError),
     /// Keys could not be fetched: not the SET's fault; the transmitter should deliver again.
-    #[error("keys unavailable: {0}")]
-    Unavailable(String),
+    #[error("keys unavailable: {message}")]
+    Unavailable {
+        message: String,
+        /// When delivering again may succeed, if known.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The database could not commit: not acknowledged; the transmitter should deliver again.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -191,9 +195,15 @@ async fn receive_inner(
             note_rejection(app, &stream.id, &e).await;
             return Err(e.into());
         }
-        Err(VerifyFailure::KeysUnavailable(m)) => {
-            note_error(app, &stream.id, &m, false).await;
-            return Err(IntakeError::Unavailable(m));
+        Err(VerifyFailure::KeysUnavailable {
+            message,
+            retry_after,
+        }) => {
+            note_error(app, &stream.id, &message, false).await;
+            return Err(IntakeError::Unavailable {
+                message,
+                retry_after,
+            });
         }
     };
     let config = app.config();

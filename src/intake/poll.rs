@@ -341,15 +341,15 @@ impl Poller {
         let with_errs = !self.errs.is_empty();
         let resp = auth::send(&self.app, &stream, "poll", timeout, |c| {
             let req = c
-                .post(&self.endpoint)
+                .post(&self.endpoint)?
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(body);
             // RFC 8936 §2.6: error descriptions are English.
-            if with_errs {
+            Ok(if with_errs {
                 req.header(reqwest::header::CONTENT_LANGUAGE, "en-US")
             } else {
                 req
-            }
+            })
         })
         .await?;
         let status = resp.status().as_u16();
@@ -360,12 +360,24 @@ impl Poller {
                 retry_after: retry_after(&resp),
             });
         }
-        let bytes = read_limited(resp, "poll", MAX_ANSWER_BYTES).await?;
+        // What was asked for bounds what is read: maxEvents SETs of at most max_body each.
+        let asked = body
+            .get("maxEvents")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(usize::MAX as u64) as usize;
+        let per_set = self.app.config().server.max_body_bytes + 1024;
+        let limit = asked
+            .max(1)
+            .saturating_mul(per_set)
+            .saturating_add(64 * 1024)
+            .min(MAX_ANSWER_BYTES);
+        let bytes = read_limited(resp, "poll", limit).await?;
         let doc: Value = serde_json::from_slice(&bytes).map_err(|_| PollFailure {
             message: "poll: the answer is not valid JSON".into(),
             retry_after: None,
         })?;
-        let sets = match doc.get("sets") {
+        let mut sets = match doc.get("sets") {
             Some(Value::Object(m)) => m.clone(),
             None | Some(Value::Null) => Map::new(),
             Some(_) => {
@@ -375,12 +387,24 @@ impl Poller {
                 })
             }
         };
+        let mut more_available = doc
+            .get("moreAvailable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if sets.len() > asked {
+            // Only what was asked for is taken; the rest stays unacknowledged, so the
+            // transmitter delivers it again.
+            tracing::warn!(stream = %self.id, delivered = sets.len(), max_events = asked,
+                "the transmitter sent more SETs than maxEvents; taking maxEvents of them");
+            let extra: Vec<String> = sets.keys().skip(asked).cloned().collect();
+            for k in extra {
+                sets.remove(&k);
+            }
+            more_available = asked > 0;
+        }
         Ok(Answer {
             sets,
-            more_available: doc
-                .get("moreAvailable")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            more_available,
         })
     }
 
@@ -415,6 +439,17 @@ impl Poller {
         };
         let mut tasks = JoinSet::new();
         for (key, value) in sets {
+            let max_body = self.app.config().server.max_body_bytes;
+            if value.as_str().is_some_and(|t| t.len() > max_body) {
+                self.errs.insert(
+                    key,
+                    (
+                        ErrCode::InvalidRequest,
+                        format!("the SET is larger than {max_body} bytes"),
+                    ),
+                );
+                continue;
+            }
             let Some(token) = value.as_str().map(String::from) else {
                 self.errs.insert(
                     key,
@@ -427,7 +462,7 @@ impl Poller {
             };
             if let Some(jti) = peek_jti(&token) {
                 if jti != key {
-                    tracing::info!(stream = %self.id, key = %key, "SET rejected: delivered under a key that is not its jti");
+                    tracing::info!(stream = %self.id, key = %crate::sanitize::log_text(&key), "SET rejected: delivered under a key that is not its jti");
                     self.errs.insert(
                         key,
                         (
@@ -455,7 +490,7 @@ impl Poller {
                 Err(IntakeError::Rejected(e)) => {
                     self.errs.insert(key, (e.code, e.description));
                 }
-                Err(IntakeError::Unavailable(_)) | Err(IntakeError::Store(_)) => intact = false,
+                Err(IntakeError::Unavailable { .. }) | Err(IntakeError::Store(_)) => intact = false,
             }
         }
         intact

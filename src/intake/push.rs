@@ -19,8 +19,9 @@ use crate::clock::now_unix;
 use crate::secrets::{bearer_token, token_matches};
 use crate::verify::ErrCode;
 
-/// Seconds a transmitter is asked to wait before delivering again after a 503.
-const RETRY_AFTER_SECS: &str = "30";
+/// Seconds a transmitter is asked to wait before delivering again after a 503, when nothing
+/// better is known.
+const RETRY_AFTER_SECS: u64 = 30;
 
 /// Time a client has to send the whole body once its headers arrived.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -160,13 +161,20 @@ async fn answer(
         Err(IntakeError::Rejected(e)) => {
             set_error_response(StatusCode::BAD_REQUEST, e.code, &e.description)
         }
-        Err(IntakeError::Unavailable(_)) | Err(IntakeError::Store(_)) => {
-            let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-            resp
-        }
+        Err(IntakeError::Unavailable { retry_after, .. }) => unavailable(
+            retry_after
+                .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+                .unwrap_or(RETRY_AFTER_SECS)
+                .clamp(1, 3600),
+        ),
+        Err(IntakeError::Store(_)) => unavailable(RETRY_AFTER_SECS),
     }
+}
+
+/// 503 with `Retry-After` (delta-seconds): not the SET's fault, deliver it again.
+fn unavailable(retry_after_secs: u64) -> Response {
+    let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp
 }

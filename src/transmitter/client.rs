@@ -356,9 +356,9 @@ async fn create_or_replace(
         }
     }
     let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
-        c.post(config_url)
+        Ok(c.post(config_url)?
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(body)
+            .json(body))
     })
     .await?;
     match resp.status().as_u16() {
@@ -379,8 +379,8 @@ async fn pick_existing(
     config_url: &str,
 ) -> Result<String, TransmitterError> {
     let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
-        c.get(config_url)
-            .header(reqwest::header::ACCEPT, "application/json")
+        Ok(c.get(config_url)?
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await?;
     if !resp.status().is_success() {
@@ -420,17 +420,17 @@ async fn replace(
     full["stream_id"] = json!(transmitter_id);
     let mut step = "replace";
     let mut resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
-        c.put(config_url)
+        Ok(c.put(config_url)?
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(&full)
+            .json(&full))
     })
     .await?;
     if matches!(resp.status().as_u16(), 405 | 501) {
         step = "update";
         resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
-            c.patch(config_url)
+            Ok(c.patch(config_url)?
                 .header(reqwest::header::ACCEPT, "application/json")
-                .json(&full)
+                .json(&full))
         })
         .await?;
     }
@@ -449,9 +449,9 @@ async fn read_config(
     transmitter_id: &str,
 ) -> Result<StreamConfig, TransmitterError> {
     let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
-        c.get(config_url)
+        Ok(c.get(config_url)?
             .query(&[("stream_id", transmitter_id)])
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await?;
     if !resp.status().is_success() {
@@ -588,7 +588,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         .await?;
     let body = json!({"stream_id": tid, "state": state});
     let sent = auth::send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
-        c.post(&verify_url).json(&body)
+        Ok(c.post(&verify_url)?.json(&body))
     })
     .await;
     let failure = match sent {
@@ -675,9 +675,9 @@ pub async fn read_status(app: &Arc<App>, id: &str) -> Result<TransmitterStatus, 
     let tid = registered_id(&stream)?.to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
     let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
-        c.get(&url)
+        Ok(c.get(&url)?
             .query(&[("stream_id", tid.as_str())])
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await?;
     if !resp.status().is_success() {
@@ -703,9 +703,9 @@ pub async fn update_status(
         body["reason"] = json!(reason);
     }
     let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
-        c.post(&url)
+        Ok(c.post(&url)?
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(&body)
+            .json(&body))
     })
     .await?;
     let st = match resp.status().as_u16() {
@@ -732,7 +732,7 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
         "configuration_endpoint",
     )?;
     let resp = auth::send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
-        c.delete(&url).query(&[("stream_id", tid.as_str())])
+        Ok(c.delete(&url)?.query(&[("stream_id", tid.as_str())]))
     })
     .await?;
     match resp.status().as_u16() {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::admin::ApiError;
+use crate::outbound::{BodyError, ClientLimits, HttpClient, Outbound, Redirects};
 use crate::store::StoreError;
 
 /// Delivery method URI of RFC 8935 push (SSF §6.1).
@@ -69,41 +70,20 @@ impl TransmitterError {
     }
 }
 
-/// Describes a transport failure without the URL (which may carry a query the operator did not
-/// mean to show) and without anything from the request.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "the request timed out".into()
-    } else if e.is_connect() {
-        "the transmitter could not be reached".into()
-    } else if e.is_body() || e.is_decode() {
-        "the answer could not be read".into()
-    } else {
-        "the request failed".into()
-    }
-}
+pub(crate) use crate::outbound::describe;
 
 /// Reads a body up to `limit` bytes.
 pub(crate) async fn read_limited(
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     step: &'static str,
     limit: usize,
 ) -> Result<Vec<u8>, TransmitterError> {
-    if resp.content_length().is_some_and(|n| n as usize > limit) {
-        return Err(TransmitterError::failed(step, "the answer is too large"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+    crate::outbound::read_body(resp, limit)
         .await
-        .map_err(|e| TransmitterError::failed(step, describe(&e)))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(TransmitterError::failed(step, "the answer is too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            BodyError::TooLarge(_) => TransmitterError::failed(step, "the answer is too large"),
+            BodyError::Transport(m) => TransmitterError::failed(step, m),
+        })
 }
 
 /// Reads a JSON management answer.
@@ -142,7 +122,8 @@ pub(crate) struct VerifyLimit {
 /// State shared by the poller, the management client and the health check. Lives in
 /// [`crate::app::App`].
 pub struct Transmitters {
-    http: Mutex<Option<reqwest::Client>>,
+    outbound: Outbound,
+    http: Mutex<Option<HttpClient>>,
     pub tokens: auth::TokenCache,
     pub health: health::HealthStats,
     limits: Mutex<HashMap<String, VerifyLimit>>,
@@ -151,7 +132,14 @@ pub struct Transmitters {
 
 impl Default for Transmitters {
     fn default() -> Self {
+        Transmitters::new(Outbound::default())
+    }
+}
+
+impl Transmitters {
+    pub fn new(outbound: Outbound) -> Transmitters {
         Transmitters {
+            outbound,
             http: Mutex::new(None),
             tokens: auth::TokenCache::default(),
             health: health::HealthStats::default(),
@@ -172,16 +160,19 @@ impl Transmitters {
     /// The HTTP client for every call to a transmitter, built on first use. Redirects are not
     /// followed: a management or poll endpoint that redirects would receive credentials meant
     /// for another URL.
-    pub fn http(&self) -> Result<reqwest::Client, TransmitterError> {
+    pub fn http(&self) -> Result<HttpClient, TransmitterError> {
         let mut slot = lock(&self.http);
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("ssfd/", env!("CARGO_PKG_VERSION")))
-            .build()
+        // Every request sets its own total time; this is the bound for one that does not.
+        let limits = ClientLimits {
+            connect_timeout: Duration::from_secs(10),
+            timeout: MANAGEMENT_TIMEOUT,
+        };
+        let client = self
+            .outbound
+            .client(&limits, Redirects::None)
             .map_err(|_| TransmitterError::failed("http", "the HTTP client cannot be built"))?;
         *slot = Some(client.clone());
         Ok(client)

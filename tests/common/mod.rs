@@ -28,6 +28,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.admin.token = Some(ADMIN_TOKEN.to_string());
     c.admin.token_file = dir.join("admin.token");
     c.jwks.allow_http = true;
+    c.outbound.allow_private = true;
     c
 }
 
@@ -204,7 +205,7 @@ impl ChildDaemon {
         let config_path = dir.join("receiver.toml");
         let text = format!(
             "[server]\npush_listen = \"127.0.0.1:{push_port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[jwks]\nallow_http = true\n{extra}",
+             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[jwks]\nallow_http = true\n[outbound]\nallow_private = true\n{extra}",
             dir.join("ssfd.db").display()
         );
         std::fs::write(&config_path, text).unwrap();

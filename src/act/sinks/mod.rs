@@ -5,6 +5,7 @@ pub mod command;
 pub mod webhook;
 
 use crate::config::{SinkConfig, SinkKind};
+use crate::outbound::{ClientLimits, HttpClient, Outbound, OutboundError, Redirects};
 
 use super::document::{ActionDocument, ActionRow};
 
@@ -37,7 +38,7 @@ impl Outcome {
 
 /// Runs one attempt of an action on a sink.
 pub async fn run(
-    client: &reqwest::Client,
+    client: &HttpClient,
     sink: &SinkConfig,
     row: &ActionRow,
     doc: &ActionDocument,
@@ -50,13 +51,17 @@ pub async fn run(
     }
 }
 
-/// The HTTP client every webhook attempt shares, so connections to a sink are reused.
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        // A signed POST must not be replayed to wherever a redirect points.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("ssfd/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The HTTP client every webhook attempt shares, so connections to a sink are reused. A signed
+/// POST must not be replayed to wherever a redirect points, so redirects are not followed; each
+/// attempt sets its own timeout.
+pub fn http_client(outbound: &Outbound) -> Result<HttpClient, OutboundError> {
+    outbound.client(
+        &ClientLimits {
+            connect_timeout: std::time::Duration::from_secs(10),
+            timeout: crate::config::SINK_RETRY_CAP,
+        },
+        Redirects::None,
+    )
 }
 
 /// Cuts `text` to [`DETAIL_LIMIT`] bytes on a character boundary, saying so when it cuts.

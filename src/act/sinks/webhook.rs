@@ -10,6 +10,7 @@ use super::{printable, Outcome, DETAIL_LIMIT};
 use crate::act::document::{ActionDocument, ActionRow};
 use crate::clock::now_unix;
 use crate::config::read_secret;
+use crate::outbound::{describe, HttpClient};
 
 /// `sha256=<lower-case hex of HMAC-SHA256(secret, timestamp + "." + body)>`.
 pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
@@ -25,7 +26,7 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 }
 
 pub async fn deliver(
-    client: &reqwest::Client,
+    client: &HttpClient,
     url: &str,
     secret_file: &Path,
     timeout: Duration,
@@ -39,8 +40,11 @@ pub async fn deliver(
     };
     let timestamp = now_unix().to_string();
     let sig = signature(secret.as_bytes(), &timestamp, &doc.body);
-    let sent = client
-        .post(url)
+    let req = match client.post(url) {
+        Ok(r) => r,
+        Err(e) => return Outcome::failed(format!("request refused: {e}")),
+    };
+    let sent = req
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", &row.idempotency_key)
@@ -55,7 +59,7 @@ pub async fn deliver(
         Err(e) if e.is_timeout() => {
             return Outcome::failed(format!("no answer within {}s", timeout.as_secs_f64()))
         }
-        Err(e) => return Outcome::failed(format!("request failed: {}", e.without_url())),
+        Err(e) => return Outcome::failed(format!("request failed: {}", describe(&e))),
     };
     let status = resp.status();
     let mut body = Vec::new();
