@@ -514,3 +514,18 @@ async fn pending_acknowledgements_survive_a_restart() {
     }
     assert_eq!(pending_ack_rows(&d, &id).await, 0);
 }
+
+#[tokio::test]
+async fn an_answer_with_more_than_max_events_is_taken_max_events_at_a_time() {
+    let d = TestDaemon::start_with(|c| c.poll.max_events = 3).await;
+    let tx = transmitter().await;
+    tx.set_poll_ignores_max_events(true);
+    let jtis: Vec<String> = (0..10).map(|_| tx.enqueue_set("f", &tx.set())).collect();
+    let id = poll_stream(&d, &tx, "f", json!({})).await;
+    until("all 10 are acknowledged", || acked_all(&tx, &jtis)).await;
+    assert_eq!(d.events(&id).await.len(), 10);
+    for r in tx.poll_requests() {
+        let acks = r.acks().len();
+        assert!(acks <= 3, "{acks} acks in one request: {:?}", r.body);
+    }
+}

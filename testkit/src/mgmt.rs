@@ -128,6 +128,8 @@ pub(crate) struct Mgmt {
     pub feeds: HashMap<String, Feed>,
     pub poll_failure: Option<(u16, Instant, Option<u64>)>,
     pub poll_hold: Duration,
+    /// Deliver the whole queue whatever `maxEvents` asks for (a misbehaving transmitter).
+    pub ignore_max_events: bool,
     pub polls: Vec<crate::poll::PollRequest>,
     pub acked: Vec<String>,
     pub set_errs: BTreeMap<String, Value>,
@@ -161,6 +163,7 @@ impl Mgmt {
             feeds: HashMap::new(),
             poll_failure: None,
             poll_hold: Duration::from_secs(5),
+            ignore_max_events: false,
             polls: Vec::new(),
             acked: Vec::new(),
             set_errs: BTreeMap::new(),

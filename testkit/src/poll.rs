@@ -126,6 +126,7 @@ async fn poll(
     let doc: Option<Value> = serde_json::from_slice(&body).ok().filter(Value::is_object);
     let index;
     let hold;
+    let ignore_max;
     {
         let mut m = shared.mgmt();
         index = m.polls.len();
@@ -182,11 +183,13 @@ async fn poll(
             }
         }
         hold = m.poll_hold;
+        ignore_max = m.ignore_max_events;
     }
     let doc = doc.unwrap_or_default();
     let max = doc["maxEvents"]
         .as_u64()
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .filter(|_| !ignore_max)
         .unwrap_or(usize::MAX);
     let immediately = doc["returnImmediately"].as_bool().unwrap_or(false);
     let deadline = tokio::time::Instant::now() + hold;
@@ -283,6 +286,11 @@ impl TestTransmitter {
     /// How long a long poll is held when nothing is queued (default 5 s).
     pub fn set_poll_hold(&self, hold: Duration) {
         self.with_feeds(|m| m.poll_hold = hold);
+    }
+
+    /// Deliver everything queued in one answer, whatever `maxEvents` says (or obey it again).
+    pub fn set_poll_ignores_max_events(&self, ignore: bool) {
+        self.with_feeds(|m| m.ignore_max_events = ignore);
     }
 
     /// Every poll request answers `status` for `duration` from now.
