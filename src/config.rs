@@ -57,6 +57,8 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest accepted `server.max_body`. A push body is one compact JWS; a larger limit would only
 /// let a client make the daemon buffer more.
 pub const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Longest duration any key accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 /// Bounds of `poll.max_events`.
 pub const POLL_MAX_EVENTS_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
 /// Bounds of a sink's `max_attempts`.
@@ -1072,6 +1074,11 @@ impl<'a> Field<'a> {
         if d.is_zero() && !allow_zero {
             return Err(self.err("must be longer than zero"));
         }
+        // Every duration is added to a clock somewhere; beyond this it means nothing and only
+        // risks an overflow.
+        if d > MAX_DURATION {
+            return Err(self.err("must be at most 10 years (\"3650d\")"));
+        }
         Ok(d)
     }
 
@@ -1826,6 +1833,18 @@ rule = "email_local_part"
         }
         let cfg = parse("[server]\npublic_base_url = \"https://ssf.example.com:8443\"\n").unwrap();
         assert_eq!(cfg.server.public_base_url, "https://ssf.example.com:8443");
+    }
+
+    #[test]
+    fn huge_durations_are_config_errors() {
+        let m = assert_fails("[jwks]\nttl = \"300000000000y\"\n", 2, "jwks.ttl");
+        assert!(m.contains("10 years"), "{m}");
+        assert_fails(
+            "[server]\npush_token_overlap = \"3651d\"\n",
+            2,
+            "server.push_token_overlap",
+        );
+        assert!(parse("[jwks]\nttl = \"3650d\"\n").is_ok());
     }
 
     #[test]

@@ -529,3 +529,57 @@ async fn an_answer_with_more_than_max_events_is_taken_max_events_at_a_time() {
         assert!(acks <= 3, "{acks} acks in one request: {:?}", r.body);
     }
 }
+
+#[tokio::test]
+async fn a_poller_started_again_clears_the_error_its_predecessor_left() {
+    let d = TestDaemon::start().await;
+    let tx = transmitter().await;
+    tx.fail_polls(503, Duration::from_secs(3600));
+    let id = poll_stream(&d, &tx, "f", json!({})).await;
+    until("the failure is on the stream", || {
+        last_error(&d, &id).contains("HTTP 503")
+    })
+    .await;
+    let dir = d.stop().await;
+    tx.fail_polls(503, Duration::ZERO);
+    let config = test_config(dir.path());
+    let d = TestDaemon::start_in(dir, config).await;
+    let jti = tx.enqueue_set("f", &tx.set());
+    until("polling works again", || tx.acked().contains(&jti)).await;
+    until("the old error is cleared", || {
+        last_error(&d, &id).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_access_token_that_never_expires_does_not_stop_the_poller() {
+    // expires_in near u64::MAX once made `Instant + Duration` panic inside the poller.
+    let d = TestDaemon::start().await;
+    let tx = transmitter().await;
+    tx.set_token_lifetime(Duration::from_secs(u64::MAX));
+    let (client_id, client_secret) = tx.client_credentials();
+    let id = poll_stream(
+        &d,
+        &tx,
+        "f",
+        json!({
+            "outboundAuthBearer": null,
+            "outboundAuthOauth2": {"clientId": client_id, "clientSecret": client_secret,
+                                   "tokenUrl": tx.token_url(), "scopes": []},
+        }),
+    )
+    .await;
+    let first = tx.enqueue_set("f", &tx.set());
+    until("the first SET is acknowledged", || {
+        tx.acked().contains(&first)
+    })
+    .await;
+    let second = tx.enqueue_set("f", &tx.set());
+    until("the second SET is acknowledged", || {
+        tx.acked().contains(&second)
+    })
+    .await;
+    assert_eq!(tx.tokens_issued(), 1, "the token is reused");
+    assert_eq!(d.events(&id).await.len(), 2);
+}

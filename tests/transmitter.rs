@@ -630,3 +630,25 @@ async fn the_command_line_acts_through_the_admin_api() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not_found"), "{stderr}");
 }
+
+#[tokio::test]
+async fn huge_verification_intervals_and_retry_after_never_panic() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    // Announced at registration: refused locally, with saturating arithmetic.
+    tx.set_min_verification_interval(Some(i64::MAX as u64));
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    assert_eq!(call(&d, Method::POST, &id, "/verify", None).await.0, 200);
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    // Learnt from a 429 whose Retry-After is near i64::MAX.
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    tx.set_min_verification_interval(Some(u64::MAX));
+    assert_eq!(call(&d, Method::POST, &id, "/verify", None).await.0, 200);
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(call(&d, Method::GET, &id, "", None).await.0, 200);
+}

@@ -25,6 +25,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Longest `Retry-After` honoured; a larger value is taken as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// How often the supervisor looks for pollers that died.
+const SUPERVISOR_TICK: Duration = Duration::from_secs(1);
 /// Time allowed for the acknowledgement-only request sent when a poller stops.
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest poll answer read (10,000 SETs of several KiB each fit).
@@ -118,6 +120,9 @@ struct Running {
 pub async fn supervise(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut versions = app.registry.subscribe();
     let mut running: HashMap<String, Running> = HashMap::new();
+    // A poller that died (a panic) is noticed on this tick and started again.
+    let mut tick = tokio::time::interval(SUPERVISOR_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         versions.borrow_and_update();
         reconcile(&app, &mut running).await;
@@ -125,6 +130,7 @@ pub async fn supervise(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             biased;
             _ = stop.wait_for(|s| *s) => break,
             changed = versions.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
         }
     }
     let all: Vec<Running> = running.into_values().collect();
@@ -144,6 +150,18 @@ async fn reconcile(app: &Arc<App>, running: &mut HashMap<String, Running>) {
         .into_iter()
         .filter_map(|s| wanted(&s).map(|f| (s.id.clone(), (s, f))))
         .collect();
+    let dead: Vec<String> = running
+        .iter()
+        .filter(|(_, r)| r.task.is_finished())
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in dead {
+        if let Some(r) = running.remove(&id) {
+            if let Err(e) = r.task.await {
+                tracing::error!(stream = %id, error = %e, "poller died; starting it again");
+            }
+        }
+    }
     let stale: Vec<String> = running
         .iter()
         .filter(|(id, r)| desired.get(*id).map(|d| &d.1) != Some(&r.fingerprint))
@@ -218,6 +236,10 @@ struct Poller {
 
 impl Poller {
     fn new(app: Arc<App>, stream: Arc<Stream>, f: &Fingerprint) -> Poller {
+        // A poller started again (after a restart, an edit or a crash) clears the error its
+        // predecessor left once polling works.
+        let inherited = Some(stream.last_error_message.clone())
+            .filter(|m| m.starts_with("poll") || m.starts_with("token"));
         Poller {
             app,
             id: stream.id.clone(),
@@ -228,7 +250,7 @@ impl Poller {
             acked: HashSet::new(),
             errs: BTreeMap::new(),
             failures: 0,
-            error_written: None,
+            error_written: inherited,
         }
     }
 

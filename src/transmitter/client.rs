@@ -567,12 +567,19 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
             )?)
         })
         .await?;
-    let min = limit.min_interval.map(|d| d.as_secs() as i64).unwrap_or(0);
-    let earliest = last.map(|t| t + min).unwrap_or(0).max(limit.not_before);
+    // A transmitter may announce any u64; the arithmetic saturates instead of overflowing.
+    let min = limit
+        .min_interval
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let earliest = last
+        .map(|t| t.saturating_add(min))
+        .unwrap_or(0)
+        .max(limit.not_before);
     if now < earliest {
         return Err(TransmitterError::TooSoon {
-            wait_secs: (earliest - now) as u64,
-            min_interval_secs: min.max(0) as u64,
+            wait_secs: earliest.saturating_sub(now).unsigned_abs(),
+            min_interval_secs: min.unsigned_abs(),
         });
     }
     let state = crate::secrets::random_token();
@@ -599,7 +606,8 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
                 retry_after_secs, ..
             } = &e
             {
-                let until = now_unix() + *retry_after_secs as i64;
+                let until =
+                    now_unix().saturating_add(i64::try_from(*retry_after_secs).unwrap_or(i64::MAX));
                 app.transmitters
                     .update_verify_limit(id, |l| l.not_before = until);
             }

@@ -272,7 +272,10 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     }
     let access = format!("at-{}", random_jti());
     let lifetime = m.token_lifetime;
-    m.issued.insert(access.clone(), Instant::now() + lifetime);
+    let expires = Instant::now()
+        .checked_add(lifetime)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
+    m.issued.insert(access.clone(), expires);
     json_response(
         StatusCode::OK,
         json!({"access_token": access, "token_type": "Bearer", "expires_in": lifetime.as_secs()})
