@@ -783,3 +783,99 @@ async fn a_disabled_poll_stream_may_wait_for_its_url() {
         .unwrap()
         .starts_with("pollEndpointUrl"));
 }
+
+#[tokio::test]
+async fn a_stored_secret_never_follows_its_url_to_another_host() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let elsewhere = TestTransmitter::start().await;
+    let (id, _) = d
+        .create_stream_for(
+            &tx,
+            json!({"deliveryMethod": "SSF_DELIVERY_METHOD_POLL", "enabled": false,
+                   "pollEndpointUrl": tx.poll_url("f"),
+                   "outboundAuthBearer": {"token": "bearer-for-the-first-host"}}),
+        )
+        .await;
+    let path = format!("{STREAMS}/{id}");
+    let update = |body: Value| d.api(Method::PATCH, &path, Some(body));
+    // Only the URL, to another host: refused, and nothing changed.
+    let (status, v) = update(
+        json!({"ssfReceiverStream": {"pollEndpointUrl": elsewhere.poll_url("f")},
+                                    "updateMask": "pollEndpointUrl"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["code"], "invalid_argument");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pollEndpointUrl"),
+        "{v}"
+    );
+    assert_eq!(d.get_stream(&id).await["pollEndpointUrl"], tx.poll_url("f"));
+    // Another path on the same host keeps the token.
+    let (status, v) = update(
+        json!({"ssfReceiverStream": {"pollEndpointUrl": tx.poll_url("g")},
+                                    "updateMask": "pollEndpointUrl"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // The new host with the secret given again.
+    let (status, v) = update(json!({"ssfReceiverStream": {"pollEndpointUrl": elsewhere.poll_url("f"),
+                                      "outboundAuthBearer": {"token": "bearer-for-the-second-host"}},
+                                    "updateMask": "pollEndpointUrl,outboundAuthBearer"}))
+    .await;
+    assert_eq!(status, 200, "{v}");
+
+    // The same for an OAuth client secret and its tokenUrl.
+    let oauth = json!({"clientId": "cid", "clientSecret": "secret-for-the-first-host",
+                       "scopes": [], "tokenUrl": tx.token_url()});
+    let (status, v) = update(
+        json!({"ssfReceiverStream": {"outboundAuthBearer": null, "outboundAuthOauth2": oauth},
+                                    "updateMask": "outboundAuthBearer,outboundAuthOauth2"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let moved = json!({"clientId": "cid", "scopes": [], "tokenUrl": elsewhere.token_url()});
+    let (status, v) = update(json!({"ssfReceiverStream": {"outboundAuthOauth2": moved},
+                                    "updateMask": "outboundAuthOauth2"}))
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("outboundAuthOauth2.tokenUrl"),
+        "{v}"
+    );
+    assert_eq!(
+        d.get_stream(&id).await["outboundAuthOauth2"]["tokenUrl"],
+        tx.token_url()
+    );
+    let mut given = moved.clone();
+    given["clientSecret"] = json!("secret-for-the-second-host");
+    let (status, v) = update(json!({"ssfReceiverStream": {"outboundAuthOauth2": given},
+                                    "updateMask": "outboundAuthOauth2"}))
+    .await;
+    assert_eq!(status, 200, "{v}");
+}
+
+#[tokio::test]
+async fn urls_with_credentials_in_them_are_refused() {
+    let d = TestDaemon::start().await;
+    let (status, v) = d
+        .api(
+            Method::POST,
+            STREAMS,
+            Some(json!({"displayName": "x", "issuerUrl": "https://user:pw@tr.example.com"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with("issuerUrl"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("pw@"), "{v}");
+}
