@@ -28,6 +28,8 @@ pub struct App {
     pub started: Instant,
     /// Counters and histograms behind `/metrics`.
     pub metrics: Metrics,
+    /// Refused push requests, noted on their stream at a bounded rate.
+    pub push_auth_failures: crate::intake::push::AuthFailures,
 }
 
 impl App {
@@ -50,6 +52,7 @@ impl App {
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),
+            push_auth_failures: Default::default(),
         }
     }
 

@@ -29,6 +29,33 @@ fn is_unsafe(c: char) -> bool {
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
+/// `text` for a command's environment: every unsafe character and `%` percent-encoded (its
+/// UTF-8 bytes), so the value is one clean line and distinct values stay distinct.
+pub fn env_value(text: &str) -> String {
+    encode(text, |c| is_unsafe(c) || c == '%')
+}
+
+/// `text` for an HTTP header value: everything but visible ASCII and space, and `%`,
+/// percent-encoded; distinct values stay distinct.
+pub fn header_value(text: &str) -> String {
+    encode(text, |c| !(c == ' ' || c.is_ascii_graphic()) || c == '%')
+}
+
+fn encode(text: &str, escape: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if escape(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether `text` can go into a header value or an environment variable as it is.
 pub fn is_clean(text: &str) -> bool {
     !text.chars().any(is_unsafe)
@@ -48,6 +75,9 @@ mod tests {
         assert_eq!(log_text("plain é"), "plain é");
         let long = "x".repeat(MAX_CHARS + 5);
         assert_eq!(log_text(&long).chars().count(), MAX_CHARS + 1);
+        assert_eq!(env_value("a\nb%c é"), "a%0Ab%25c é");
+        assert_eq!(header_value("s:j\r\nX: y:é"), "s:j%0D%0AX: y:%C3%A9");
+        assert_ne!(header_value("a%0Ab"), header_value("a\nb"));
         assert!(is_clean("ok value"));
         assert!(!is_clean("bad\nvalue"));
     }

@@ -879,3 +879,33 @@ async fn urls_with_credentials_in_them_are_refused() {
     );
     assert!(!v.to_string().contains("pw@"), "{v}");
 }
+
+#[tokio::test]
+async fn without_the_token_wrong_methods_do_not_reveal_routes() {
+    let d = TestDaemon::start().await;
+    let url = |p: &str| format!("{}{p}", d.daemon.admin_url());
+    for (method, path) in [
+        (Method::PUT, STREAMS),
+        (Method::DELETE, "/api/v1/events"),
+        (Method::GET, "/api/v1/subjects:check"),
+        (Method::PUT, "/api/v1/no-such-route"),
+    ] {
+        let resp = d
+            .http
+            .request(method.clone(), url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{method} {path}");
+        assert!(resp.headers().get("allow").is_none(), "{method} {path}");
+    }
+    // With the token, a wrong method is a plain 405.
+    let resp = d
+        .http
+        .put(url(STREAMS))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+}

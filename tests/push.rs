@@ -947,3 +947,42 @@ async fn rsa_keys_of_2041_to_2047_bits_are_refused() {
     assert!(desc.contains("2048"), "{desc}");
     assert_eq!(stored_count(&d, &id).await, 0);
 }
+
+#[tokio::test]
+async fn a_control_event_beside_another_event_is_invalid_request() {
+    let (d, tx, id, token) = setup().await;
+    for control in ["verification", "stream-updated"] {
+        let set = tx
+            .set()
+            .claim(
+                "events",
+                json!({
+                    events::uri(control): {"state": "s", "status": "enabled"},
+                    events::uri("session-revoked"): {"event_timestamp": 1_700_000_000},
+                }),
+            )
+            .sign();
+        let desc = assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_request").await;
+        assert!(desc.contains("only event"), "{desc}");
+    }
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn refused_push_tokens_show_on_the_stream() {
+    let (d, tx, id, _token) = setup().await;
+    for _ in 0..3 {
+        assert_set_error(
+            d.push(&id, "stale-token", &tx.set().sign()).await,
+            401,
+            "authentication_failed",
+        )
+        .await;
+    }
+    let s = d.get_stream(&id).await;
+    let msg = s["lastErrorMessage"].as_str().unwrap();
+    assert!(msg.contains("bearer token"), "{s}");
+    assert!(s["lastErrorAt"].is_string());
+    // Still not counted as a rejected SET.
+    assert_eq!(d.stats(&id).await["eventsFailedCount"], 0);
+}

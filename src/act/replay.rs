@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::clock::{now_millis, UnixMillis};
+use crate::sanitize::log_text;
 use crate::store::StoreError;
 use crate::stream::Stream;
 use crate::verify::{claims, VerifiedSet};
@@ -96,7 +97,7 @@ pub async fn replay(
             }
             for d in &plan.decisions {
                 tracing::info!(
-                    stream = %stream.id, jti = %set.jti, event_type = %d.event_type,
+                    stream = %stream.id, jti = %log_text(&set.jti), event_type = %log_text(&d.event_type),
                     action = d.action.as_short(), reason = %d.reason, sinks = d.sinks.len(),
                     "action decided (replay)"
                 );

@@ -26,6 +26,7 @@ use super::sinks::{self, Outcome};
 use crate::app::App;
 use crate::clock::{now_millis, UnixMillis};
 use crate::config::SINK_RETRY_CAP;
+use crate::sanitize::log_text;
 use crate::store::{json_col, StoreError};
 
 /// Attempts running at once: enough that one slow sink cannot hold up the others, few enough
@@ -431,20 +432,20 @@ fn log_attempt(f: &Finished) {
     let short: String = f.outcome.detail.chars().take(LOG_DETAIL).collect();
     match end.status {
         "done" => tracing::info!(
-            stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
+            stream = %row.stream_id, jti = %log_text(&row.jti), event_type = %log_text(&row.event_type),
             sink = %row.sink, attempt = row.attempt, ok = true, status = "done", latency_ms,
-            detail = %short, "action attempt"
+            detail = %log_text(&short), "action attempt"
         ),
         "pending" => tracing::warn!(
-            stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
+            stream = %row.stream_id, jti = %log_text(&row.jti), event_type = %log_text(&row.event_type),
             sink = %row.sink, attempt = row.attempt, ok = false, status = "pending", latency_ms,
             retry_in_ms = end.next_attempt_ms.map(|t| t - now_millis()).unwrap_or(0),
-            error = %short, "action attempt"
+            error = %log_text(&short), "action attempt"
         ),
         _ => tracing::error!(
-            stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
+            stream = %row.stream_id, jti = %log_text(&row.jti), event_type = %log_text(&row.event_type),
             sink = %row.sink, attempt = row.attempt, ok = false, status = "dead", latency_ms,
-            error = %short, "action attempt; no more retries"
+            error = %log_text(&short), "action attempt; no more retries"
         ),
     }
 }

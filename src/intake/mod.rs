@@ -14,6 +14,7 @@ use crate::act;
 use crate::app::App;
 use crate::clock::{now_millis, now_unix};
 use crate::metrics;
+use crate::sanitize::log_text;
 use crate::store::{inbox, streams, StoreError};
 use crate::stream::Stream;
 use crate::verify::{self, ControlEvent, SetError, VerifiedSet, VerifyFailure};
@@ -87,9 +88,12 @@ pub async fn receive(
                     metrics::OUTCOME_ACCEPTED
                 },
             );
+            // Verified is not harmless: a transmitter's strings reach the log without line breaks
+            // or control characters.
             tracing::info!(
-                stream = %stream.id, jti = %receipt.jti, txn = set_info.txn.as_deref().unwrap_or(""),
-                event_type = %set_info.event_types, subject = %set_info.subject,
+                stream = %stream.id, jti = %log_text(&receipt.jti),
+                txn = %log_text(set_info.txn.as_deref().unwrap_or("")),
+                event_type = %log_text(&set_info.event_types), subject = %log_text(&set_info.subject),
                 outcome = if receipt.duplicate { "duplicate" } else { set_info.outcome },
                 delivery = delivery.as_str(), latency_ms, "SET accepted"
             )
@@ -104,7 +108,7 @@ pub async fn receive(
                     tracing::info!(
                         stream = %stream.id, jti = %peek.jti, txn = %peek.txn,
                         event_type = %peek.event_types, subject = "", outcome = "rejected",
-                        err = e.code.as_str(), description = %e.description,
+                        err = e.code.as_str(), description = %log_text(&e.description),
                         delivery = delivery.as_str(), latency_ms, "SET rejected"
                     )
                 }
@@ -362,9 +366,9 @@ async fn after_store(
             }
             for d in &plan.decisions {
                 tracing::info!(
-                    stream = %stream.id, jti = %set.jti, event_type = %d.event_type,
+                    stream = %stream.id, jti = %log_text(&set.jti), event_type = %log_text(&d.event_type),
                     action = d.action.as_short(), reason = %d.reason,
-                    subject = %info.subject, sinks = d.sinks.len(), "action decided"
+                    subject = %log_text(&info.subject), sinks = d.sinks.len(), "action decided"
                 );
             }
             Ok((
@@ -390,7 +394,7 @@ async fn note_rejection(app: &Arc<App>, stream_id: &str, e: &SetError) {
 }
 
 /// Records a problem on the stream (`lastErrorAt`/`lastErrorMessage`, and the rejected-SET count).
-async fn note_error(app: &Arc<App>, stream_id: &str, message: &str, rejected_set: bool) {
+pub(crate) async fn note_error(app: &Arc<App>, stream_id: &str, message: &str, rejected_set: bool) {
     let now = now_unix();
     let id = stream_id.to_string();
     let msg = message.to_string();

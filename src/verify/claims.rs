@@ -193,6 +193,14 @@ fn control_event(
     subject: Option<&Subject>,
 ) -> Result<Option<ControlEvent>, SetError> {
     let find = |t: &str| events.iter().find(|e| e.event_type == t);
+    let is_control = |e: &SetEvent| e.event_type == VERIFICATION || e.event_type == STREAM_UPDATED;
+    // A control event is about the stream, the others about a subject: one SET cannot be both,
+    // and acting on half of it would be a guess (SSF §8.1.4, RFC 8417 §2.2).
+    if events.len() > 1 && events.iter().any(is_control) {
+        return Err(SetError::request(
+            "a verification or stream-updated event must be the only event of its SET",
+        ));
+    }
     if let Some(e) = find(VERIFICATION) {
         // SSF §8.1.4.1: sub_id is an opaque subject naming the stream.
         let id = match subject {

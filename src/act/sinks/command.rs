@@ -10,6 +10,7 @@ use tokio::process::Command;
 
 use super::{printable, Outcome, DETAIL_LIMIT};
 use crate::act::document::{ActionDocument, ActionRow};
+use crate::sanitize::env_value;
 
 /// How long output may keep arriving after the command exits: a background child that inherited
 /// the pipes must not hold the attempt open.
@@ -82,12 +83,16 @@ pub async fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env("SSFD_SUBJECT", &doc.subject_key)
-        .env("SSFD_LOCAL_USER", doc.local_user.as_deref().unwrap_or(""))
-        .env("SSFD_EVENT_TYPE", &row.event_type)
-        .env("SSFD_IDEMPOTENCY_KEY", &row.idempotency_key)
+        // Values from a SET are one clean line each (the document on stdin has them as sent).
+        .env("SSFD_SUBJECT", env_value(&doc.subject_key))
+        .env(
+            "SSFD_LOCAL_USER",
+            env_value(doc.local_user.as_deref().unwrap_or("")),
+        )
+        .env("SSFD_EVENT_TYPE", env_value(&row.event_type))
+        .env("SSFD_IDEMPOTENCY_KEY", env_value(&row.idempotency_key))
         .env("SSFD_STREAM_ID", &row.stream_id)
-        .env("SSFD_JTI", &row.jti)
+        .env("SSFD_JTI", env_value(&row.jti))
         .env("SSFD_ATTEMPT", row.attempt.to_string())
         // Its own process group, so that a timeout can end its children as well.
         .process_group(0)

@@ -47,7 +47,10 @@ pub async fn deliver(
     let sent = req
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("Idempotency-Key", &row.idempotency_key)
+        .header(
+            "Idempotency-Key",
+            crate::sanitize::header_value(&row.idempotency_key),
+        )
         .header("X-Ssfd-Timestamp", &timestamp)
         .header("X-Ssfd-Signature", sig)
         .body(doc.body.clone())
