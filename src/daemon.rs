@@ -63,6 +63,8 @@ pub fn load_admin_token(config: &Config) -> Result<AdminToken, DaemonError> {
     }
     let path = crate::config::resolve_secret_path(&config.admin.token_file)
         .map_err(|e| DaemonError::AdminToken(e.to_string()))?;
+    crate::config::check_secret_file_or_fail(&path)
+        .map_err(|e| DaemonError::AdminToken(e.to_string()))?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let token = text.trim_end().to_string();

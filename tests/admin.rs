@@ -909,3 +909,23 @@ async fn without_the_token_wrong_methods_do_not_reveal_routes() {
         .unwrap();
     assert_eq!(resp.status(), 405);
 }
+
+#[tokio::test]
+async fn an_admin_token_file_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.admin.token = None;
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    config.admin.token_file = file.clone();
+    let err = match ssfd::daemon::Daemon::start(config.clone()).await {
+        Ok(_) => panic!("started with a world-writable admin token file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("writable by group or others"), "{err}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = ssfd::daemon::Daemon::start(config).await.unwrap();
+    d.shutdown().await;
+}

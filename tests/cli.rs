@@ -695,3 +695,30 @@ async fn version_and_help() {
         assert!(r.stdout.contains("Example"), "{args:?}: {}", r.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_not_sent_where_a_stray_receiver_toml_points() {
+    let dir = tempfile::tempdir().unwrap();
+    // A receiver.toml someone left in the working directory, naming a host elsewhere.
+    std::fs::write(
+        dir.path().join("receiver.toml"),
+        "[server]\nadmin_listen = \"192.0.2.1:8081\"\n",
+    )
+    .unwrap();
+    let r = run_in(
+        dir.path(),
+        &["streams", "list"],
+        &[("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("loopback"), "{r:?}");
+    let r = run_in(
+        dir.path(),
+        &["streams", "list", "--admin-url", "http://198.51.100.7:8081"],
+        &[("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("https"), "{r:?}");
+}
