@@ -82,35 +82,32 @@ pub fn set_error_response(status: StatusCode, code: ErrCode, description: &str) 
 }
 
 fn is_set_media_type(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
+    let Some(media) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
     else {
         return false;
     };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/secevent+jwt" || essence == "application/jwt"
+    // `mime` compares type and subtype case-insensitively and keeps parameters apart.
+    media.type_() == mime::APPLICATION
+        && matches!(media.subtype().as_str(), "secevent" | "jwt")
+        && match media.subtype().as_str() {
+            "secevent" => media.suffix().is_some_and(|s| s == "jwt"),
+            _ => media.suffix().is_none(),
+        }
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // to_bytes fails for a length-limit breach or for a broken connection; only the first
-        // deserves 413.
-        let too_large = std::error::Error::source(&e)
-            .map(|s| s.to_string().contains("length limit"))
-            .unwrap_or(false)
-            || e.to_string().contains("length limit");
-        if too_large {
-            StatusCode::PAYLOAD_TOO_LARGE.into_response()
-        } else {
-            StatusCode::BAD_REQUEST.into_response()
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        // A length-limit breach deserves 413; a broken connection does not.
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(StatusCode::PAYLOAD_TOO_LARGE.into_response())
         }
-    })
+        Err(_) => Err(StatusCode::BAD_REQUEST.into_response()),
+    }
 }
 
 async fn push(

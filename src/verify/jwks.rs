@@ -653,18 +653,16 @@ pub fn check_scheme(url: &str, allow_http: bool) -> Result<(), String> {
 /// SSF §7.2.1: insert `/.well-known/ssf-configuration` between host and path, after removing a
 /// terminating `/` from the path.
 pub fn metadata_url(issuer_url: &str) -> Option<String> {
-    let (scheme, rest) = issuer_url.split_once("://")?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if host.is_empty() {
+    let mut url = url::Url::parse(issuer_url).ok()?;
+    if url.host_str().is_none_or(str::is_empty) || url.cannot_be_a_base() {
         return None;
     }
-    let path = path.trim_end_matches('/');
-    Some(format!(
-        "{scheme}://{host}/.well-known/ssf-configuration{path}"
-    ))
+    // An issuer has no query or fragment; one that does is not made into a different URL.
+    url.set_query(None);
+    url.set_fragment(None);
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&format!("/.well-known/ssf-configuration{path}"));
+    Some(url.to_string())
 }
 
 fn parse_max_age(v: &str) -> Option<Duration> {
@@ -749,6 +747,10 @@ mod tests {
             Some("https://tr.example.com/.well-known/ssf-configuration/issuer1")
         );
         assert_eq!(metadata_url("nonsense"), None);
+        assert_eq!(
+            metadata_url("https://tr.example.com:8443/a/b/?x=1").as_deref(),
+            Some("https://tr.example.com:8443/.well-known/ssf-configuration/a/b")
+        );
     }
 
     #[test]
