@@ -184,3 +184,71 @@ async fn check_config_redacts_urls() {
     assert!(text.contains("hooks.example.com/revoke"), "{text}");
     let _: Value = json!(null);
 }
+
+#[tokio::test]
+async fn an_access_token_is_only_presented_to_the_origin_it_was_obtained_for() {
+    use std::sync::{Arc, Mutex};
+    let tx = TestTransmitter::start().await;
+    tx.set_poll_hold(Duration::from_millis(100));
+    // A poll endpoint on another origin that records what it is sent.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                record.lock().unwrap().push(v.to_string());
+            }
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                r#"{"sets":{},"moreAvailable":false}"#,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}/poll", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let d = TestDaemon::start().await;
+    let (client_id, client_secret) = tx.client_credentials();
+    let (id, _) = d
+        .create_stream_for(
+            &tx,
+            json!({
+                "deliveryMethod": "SSF_DELIVERY_METHOD_POLL",
+                "pollEndpointUrl": other,
+                "pollInterval": "1s",
+                "transmitterStreamId": "s-1",
+                "outboundAuthOauth2": {"clientId": client_id, "clientSecret": client_secret,
+                                       "tokenUrl": tx.token_url(), "scopes": []},
+            }),
+        )
+        .await;
+    for _ in 0..200 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let polled = seen
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("the poll endpoint was called");
+    // A management call to the transmitter's own origin gets a token of its own.
+    let _ = d
+        .api(
+            Method::GET,
+            &format!("/api/v1/ssf-receiver-streams/{id}/transmitter-status"),
+            None,
+        )
+        .await;
+    let managed = tx
+        .management_calls()
+        .into_iter()
+        .find_map(|c| c.authorization)
+        .expect("the management endpoint was called");
+    assert_ne!(polled, managed);
+    assert_eq!(tx.tokens_issued(), 2);
+}
