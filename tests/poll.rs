@@ -583,3 +583,26 @@ async fn an_access_token_that_never_expires_does_not_stop_the_poller() {
     assert_eq!(tx.tokens_issued(), 1, "the token is reused");
     assert_eq!(d.events(&id).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_transmitter_that_ignores_acks_is_not_polled_in_a_hot_loop() {
+    let d = TestDaemon::start().await;
+    let tx = transmitter().await;
+    tx.set_poll_ignores_acks(true);
+    let good = tx.enqueue_set("f", &tx.set());
+    // And one that is rejected every time.
+    tx.enqueue_as("f", "bad-key", &tx.set().sign());
+    let id = poll_stream(&d, &tx, "f", json!({})).await;
+    until("the SET is acknowledged", || tx.acked().contains(&good)).await;
+    let from = tx.poll_requests().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polls = tx.poll_requests().len() - from;
+    // Back-off from 0.5-1 s doubling: a handful in 3 s (a hot loop made hundreds).
+    assert!(polls <= 6, "{polls} polls in 3 s");
+    assert_eq!(d.events(&id).await.len(), 1);
+    // New SETs are still taken promptly once they come.
+    tx.set_poll_ignores_acks(false);
+    let next = tx.enqueue_set("f", &tx.set());
+    until("the new SET is acknowledged", || tx.acked().contains(&next)).await;
+    assert_eq!(d.events(&id).await.len(), 2);
+}

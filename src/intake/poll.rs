@@ -195,6 +195,14 @@ async fn reconcile(app: &Arc<App>, running: &mut HashMap<String, Running>) {
         .set_running_pollers(running.keys().cloned().collect::<Vec<_>>());
 }
 
+/// What came of the SETs of one answer.
+struct Taken {
+    /// False when some could not be judged now (keys or store unavailable).
+    intact: bool,
+    /// SETs stored for the first time.
+    fresh: usize,
+}
+
 /// One poll answer (RFC 8936 §2.3).
 struct Answer {
     sets: Map<String, Value>,
@@ -230,6 +238,8 @@ struct Poller {
     /// Rejected SETs to report, by the key they were delivered under.
     errs: BTreeMap<String, (ErrCode, String)>,
     failures: u32,
+    /// Answers in a row that held SETs but none new (duplicates or rejected ones).
+    stale_answers: u32,
     /// The lastErrorMessage this poller wrote, cleared once polling works again.
     error_written: Option<String>,
 }
@@ -250,6 +260,7 @@ impl Poller {
             acked: HashSet::new(),
             errs: BTreeMap::new(),
             failures: 0,
+            stale_answers: 0,
             error_written: inherited,
         }
     }
@@ -285,19 +296,32 @@ impl Poller {
                     self.confirmed().await;
                     self.recovered().await;
                     let delivered = answer.sets.len();
-                    let intact = self.take(answer.sets).await;
-                    if !intact {
+                    let taken = self.take(answer.sets).await;
+                    if !taken.intact {
                         // Keys or the database are unavailable: the transmitter will deliver
                         // these again; asking at once would only fail again.
                         self.failures += 1;
                         Some(backoff_delay(self.failures, None, rand::random()))
+                    } else if answer.more_available || taken.fresh > 0 {
+                        self.failures = 0;
+                        self.stale_answers = 0;
+                        None
+                    } else if delivered > 0 {
+                        // Only SETs already stored or rejected: a transmitter that ignores acks
+                        // would be asked again at once, for ever. Back off instead (the acks and
+                        // errors go with the next request) and say so once.
+                        self.failures = 0;
+                        self.stale_answers += 1;
+                        if self.stale_answers == 1 {
+                            tracing::warn!(stream = %self.id, delivered,
+                                "the transmitter delivered only SETs already acknowledged or \
+                                 rejected; polling with back-off until it delivers new ones");
+                        }
+                        Some(backoff_delay(self.stale_answers, None, rand::random()))
                     } else {
                         self.failures = 0;
-                        if answer.more_available || delivered > 0 {
-                            None
-                        } else {
-                            self.interval
-                        }
+                        self.stale_answers = 0;
+                        self.interval
                     }
                 }
                 Err(f) => {
@@ -451,13 +475,18 @@ impl Poller {
     }
 
     /// Hands every delivered SET to `receive`, concurrently so that the store can commit them in
-    /// one batch. Returns false when some could not be judged now (keys or store unavailable).
-    async fn take(&mut self, sets: Map<String, Value>) -> bool {
+    /// one batch.
+    async fn take(&mut self, sets: Map<String, Value>) -> Taken {
+        let mut taken = Taken {
+            intact: true,
+            fresh: 0,
+        };
         if sets.is_empty() {
-            return true;
+            return taken;
         }
         let Some(stream) = self.app.registry.get(&self.id) else {
-            return false;
+            taken.intact = false;
+            return taken;
         };
         let mut tasks = JoinSet::new();
         for (key, value) in sets {
@@ -501,21 +530,25 @@ impl Poller {
                 (key, result)
             });
         }
-        let mut intact = true;
         while let Some(joined) = tasks.join_next().await {
             let Ok((key, result)) = joined else {
-                intact = false;
+                taken.intact = false;
                 continue;
             };
             match result {
-                Ok(_) => self.add_ack(key),
+                Ok(receipt) => {
+                    taken.fresh += usize::from(!receipt.duplicate);
+                    self.add_ack(key)
+                }
                 Err(IntakeError::Rejected(e)) => {
                     self.errs.insert(key, (e.code, e.description));
                 }
-                Err(IntakeError::Unavailable { .. }) | Err(IntakeError::Store(_)) => intact = false,
+                Err(IntakeError::Unavailable { .. }) | Err(IntakeError::Store(_)) => {
+                    taken.intact = false
+                }
             }
         }
-        intact
+        taken
     }
 
     async fn record_failure(&mut self, message: &str) {

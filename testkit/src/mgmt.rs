@@ -130,6 +130,8 @@ pub(crate) struct Mgmt {
     pub poll_hold: Duration,
     /// Deliver the whole queue whatever `maxEvents` asks for (a misbehaving transmitter).
     pub ignore_max_events: bool,
+    /// Keep acknowledged and rejected SETs queued (a transmitter that ignores `ack`).
+    pub ignore_acks: bool,
     pub polls: Vec<crate::poll::PollRequest>,
     pub acked: Vec<String>,
     pub set_errs: BTreeMap<String, Value>,
@@ -164,6 +166,7 @@ impl Mgmt {
             poll_failure: None,
             poll_hold: Duration::from_secs(5),
             ignore_max_events: false,
+            ignore_acks: false,
             polls: Vec::new(),
             acked: Vec::new(),
             set_errs: BTreeMap::new(),

@@ -172,13 +172,18 @@ async fn poll(
                     .collect()
             })
             .unwrap_or_default();
+        let keep = m.ignore_acks;
         for jti in acks {
-            m.feed(&feed).remove(&jti);
+            if !keep {
+                m.feed(&feed).remove(&jti);
+            }
             m.acked.push(jti);
         }
         if let Some(errs) = doc["setErrs"].as_object() {
             for (key, err) in errs {
-                m.feed(&feed).remove(key);
+                if !keep {
+                    m.feed(&feed).remove(key);
+                }
                 m.set_errs.insert(key.clone(), err.clone());
             }
         }
@@ -286,6 +291,11 @@ impl TestTransmitter {
     /// How long a long poll is held when nothing is queued (default 5 s).
     pub fn set_poll_hold(&self, hold: Duration) {
         self.with_feeds(|m| m.poll_hold = hold);
+    }
+
+    /// Keep delivering acknowledged and rejected SETs (or honour `ack` and `setErrs` again).
+    pub fn set_poll_ignores_acks(&self, ignore: bool) {
+        self.with_feeds(|m| m.ignore_acks = ignore);
     }
 
     /// Deliver everything queued in one answer, whatever `maxEvents` says (or obey it again).
