@@ -46,6 +46,12 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdjustLabels {
+    stream: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
     stream: String,
     result: String,
@@ -74,6 +80,7 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     action_latency: Histogram,
     polls: Family<PollLabels, Counter>,
+    time_adjusted: Family<AdjustLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +98,7 @@ impl Metrics {
         // 5 ms .. 41 s: sinks are webhooks and commands with timeouts of seconds.
         let action_latency = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let polls = Family::<PollLabels, Counter>::default();
+        let time_adjusted = Family::<AdjustLabels, Counter>::default();
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -127,6 +135,11 @@ impl Metrics {
             polls.clone(),
         );
         registry.register(
+            "ssfd_event_times_adjusted",
+            "Revocation cut-offs not taken as sent, by stream and reason (milliseconds, future)",
+            time_adjusted.clone(),
+        );
+        registry.register(
             "ssfd_build_info",
             "Always 1; the label carries the version",
             build_info,
@@ -138,7 +151,18 @@ impl Metrics {
             actions,
             action_latency,
             polls,
+            time_adjusted,
         }
+    }
+
+    /// Counts one event time read as milliseconds or clamped to the receive time.
+    pub fn event_time_adjusted(&self, stream: &str, reason: &str) {
+        self.time_adjusted
+            .get_or_create(&AdjustLabels {
+                stream: stream.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one SET's outcome: `accepted`, `duplicate`, an error code or `unavailable`.

@@ -986,3 +986,92 @@ async fn refused_push_tokens_show_on_the_stream() {
     // Still not counted as a rejected SET.
     assert_eq!(d.stats(&id).await["eventsFailedCount"], 0);
 }
+
+#[tokio::test]
+async fn revocation_cut_offs_are_read_as_milliseconds_or_clamped_to_the_receive_time() {
+    let (d, tx, id, token) = setup().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let check = |email: &'static str, issued_at: String| {
+        let d = &d;
+        async move {
+            d.api(
+                Method::POST,
+                "/api/v1/subjects:check",
+                Some(
+                    json!({"subject": {"format": "email", "email": email}, "issuedAt": issued_at}),
+                ),
+            )
+            .await
+            .1
+        }
+    };
+    let revoke = |email: &str, ts: i64| {
+        tx.set()
+            .event(
+                &events::uri("session-revoked"),
+                json!({"event_timestamp": ts}),
+            )
+            .sub_id(subjects::email(email))
+            .sign()
+    };
+    let rfc = |secs: i64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64),
+        )
+        .to_string()
+    };
+    // In milliseconds: the revocation is of now, not of the year 50000.
+    assert_eq!(
+        d.push(&id, &token, &revoke("ms@example.com", now * 1000))
+            .await
+            .status(),
+        202
+    );
+    // Ten years ahead, in seconds: clamped to the receive time plus a small skew.
+    assert_eq!(
+        d.push(
+            &id,
+            &token,
+            &revoke("future@example.com", now + 10 * 365 * 24 * 3600)
+        )
+        .await
+        .status(),
+        202
+    );
+    let stored: Vec<(String, i64)> = {
+        let c = rusqlite::Connection::open(d.db_path()).unwrap();
+        let mut st = c
+            .prepare("SELECT subject_key, revoked_before FROM ledger")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    for email in ["ms@example.com", "future@example.com"] {
+        let before = check(email, rfc(now - 60)).await;
+        assert_eq!(
+            before["revoked"],
+            true,
+            "{email} {} {before} {stored:?}",
+            rfc(now - 60)
+        );
+        // A session started an hour from now is not revoked.
+        let later = check(email, rfc(now + 3600)).await;
+        assert_eq!(later["revoked"], false, "{email}: {later}");
+    }
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.daemon.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("reason=\"milliseconds\""), "{metrics}");
+    assert!(metrics.contains("reason=\"future\""), "{metrics}");
+}

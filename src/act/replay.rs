@@ -91,7 +91,7 @@ pub async fn replay(
                     continue;
                 }
             };
-            let plan = super::plan(stream, &set, &config);
+            let plan = super::plan(stream, &set, &config, row.received_at_ms / 1000);
             if plan.outcome == "stored" {
                 continue;
             }

@@ -211,7 +211,7 @@ async fn receive_inner(
         }
     };
     let config = app.config();
-    let plan = act::plan(stream, &set, &config);
+    let plan = act::plan(stream, &set, &config, now_unix());
     let info = SetInfo {
         txn: set.txn.clone(),
         event_types: set.event_types().join(","),
@@ -370,6 +370,15 @@ async fn after_store(
                     action = d.action.as_short(), reason = %d.reason,
                     subject = %log_text(&info.subject), sinks = d.sinks.len(), "action decided"
                 );
+                if let Some(adjusted) = d.time_adjusted {
+                    app.metrics
+                        .event_time_adjusted(&stream.id, adjusted.as_str());
+                    tracing::warn!(
+                        stream = %stream.id, jti = %log_text(&set.jti), adjusted = adjusted.as_str(),
+                        revoked_before = d.revoked_before,
+                        "the event time was not usable as sent; the revocation cut-off was adjusted"
+                    );
+                }
             }
             Ok((
                 Receipt {
