@@ -332,12 +332,57 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
         Ok(cfg) => adopt(app, &stream, cfg).await,
         Err(e) => Err(e),
     };
-    if outcome.is_err() {
-        if let Some((before, installed)) = rotation {
+    if let (Err(e), Some((before, installed))) = (&outcome, rotation) {
+        if transmitter_said_no(e) {
             undo_rotation(app, id, before, installed).await;
+        } else {
+            // The transmitter may hold the new token (it answered 2xx, or the answer was lost):
+            // both stay valid until the next registration settles it.
+            keep_both_tokens(app, id, before, installed).await;
         }
     }
     outcome
+}
+
+/// Whether a failed registration is known not to have reached the transmitter's records: it
+/// answered with an error status, or ssfd refused before asking.
+fn transmitter_said_no(e: &TransmitterError) -> bool {
+    matches!(
+        e,
+        TransmitterError::Status { .. }
+            | TransmitterError::RateLimited { .. }
+            | TransmitterError::TooSoon { .. }
+            | TransmitterError::NotRegistered
+            | TransmitterError::NotFound
+            | TransmitterError::Api(_)
+    )
+}
+
+/// The old push token stays the current one; the new one, which the transmitter may have
+/// taken, stays valid for `[server] push_token_overlap`.
+async fn keep_both_tokens(app: &App, id: &str, before: PushTokens, installed: [u8; 32]) {
+    let overlap = app.config().server.push_token_overlap;
+    let until = crate::clock::now_unix()
+        .saturating_add(i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX));
+    let kept = app
+        .registry
+        .modify(id, |s: &mut Stream| -> Result<(), StoreError> {
+            if s.push_token_hash == Some(installed) {
+                s.push_token_hash = before.current;
+                s.prev_push_token_hash = Some(installed);
+                s.prev_push_token_expires_at = Some(until);
+            }
+            Ok(())
+        })
+        .await;
+    match kept {
+        Ok(_) => tracing::warn!(stream = %id,
+            "registration did not complete, but the transmitter may hold the new push token: \
+             both tokens stay valid; register again to settle it"),
+        Err(e) => {
+            tracing::error!(stream = %id, error = %e, "could not keep both push tokens after an unsettled registration")
+        }
+    }
 }
 
 async fn create_or_replace(
@@ -395,15 +440,30 @@ async fn pick_existing(
         v @ Value::Object(_) => vec![parse_config(v, "read")?],
         _ => Vec::new(),
     };
+    // Only this stream's own: the one it registered before, or one that delivers to this
+    // stream's URL. Any other may belong to another receiver of the same client.
+    let ours = if stream.is_push() {
+        Some(stream.push_endpoint_url(&app.config().server.public_base_url))
+    } else {
+        Some(stream.poll_endpoint_url.clone()).filter(|u| !u.is_empty())
+    };
     candidates
         .iter()
-        .find(|c| c.stream_id == stream.transmitter_stream_id)
-        .or_else(|| candidates.first())
+        .find(|c| {
+            !stream.transmitter_stream_id.is_empty() && c.stream_id == stream.transmitter_stream_id
+        })
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|c| ours.is_some() && c.endpoint_url == ours)
+        })
         .map(|c| c.stream_id.clone())
         .ok_or_else(|| {
             TransmitterError::failed(
                 "read",
-                "the transmitter answered 409 to create but lists no existing stream",
+                "the transmitter answered 409 to create, and none of its streams is this one \
+                 (registered before, or delivering to this stream's URL); not taking over a \
+                 stream that may be another receiver's",
             )
         })
 }
