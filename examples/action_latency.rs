@@ -143,10 +143,10 @@ async fn main() -> anyhow::Result<()> {
     config.outbound.allow_private = true;
     config.sinks = vec![SinkConfig {
         name: "bench".into(),
-        kind: SinkKind::Webhook {
+        kind: SinkKind::Webhook(ssfd::config::WebhookSettings {
             url: format!("http://{hook_addr}/hook"),
             secret_file: secret,
-        },
+        }),
         timeout: Duration::from_secs(5),
         streams: Vec::new(),
         events: Vec::new(),

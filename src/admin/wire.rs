@@ -8,7 +8,6 @@ use serde_json::{json, Map, Value};
 use super::ApiError;
 use crate::clock::rfc3339;
 use crate::stream::{DeliveryMethod, OutboundAuth, RevocationAction, Stream};
-use crate::verify::jwks::check_scheme;
 
 /// Fields a client may write.
 pub const WRITABLE: &[&str] = &[
@@ -152,21 +151,7 @@ fn url_field(field: &str, v: &Value, allow_http: bool) -> Result<String, ApiErro
 /// Credentials in the URL itself (`https://user:pw@host`) are refused: they would be sent to
 /// the host in the clear of every log that shows the URL.
 pub fn check_url(field: &str, s: &str, allow_http: bool) -> Result<(), ApiError> {
-    let bad = || ApiError::invalid(field, "must be an absolute https URL");
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
-    }
-    let url = url::Url::parse(s).map_err(|_| bad())?;
-    if url.host_str().is_none_or(str::is_empty) || url.fragment().is_some() {
-        return Err(bad());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ApiError::invalid(
-            field,
-            "must not carry a user name or password; use outboundAuthBearer or outboundAuthOauth2",
-        ));
-    }
-    check_scheme(s, allow_http).map_err(|m| ApiError::invalid(field, m))
+    crate::url_check::check_url(s, allow_http).map_err(|m| ApiError::invalid(field, m))
 }
 
 /// The origin (scheme, host, port) of a URL, for deciding whether a secret would go to a new

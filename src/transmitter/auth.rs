@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{describe, read_limited, TransmitterError, MANAGEMENT_TIMEOUT};
-use crate::app::App;
+use super::error::{describe, read_limited, TransmitterError, MANAGEMENT_TIMEOUT};
 use crate::outbound::{HttpClient, OutboundError};
 use crate::stream::{OutboundAuth, Stream};
 
 /// Scopes asked for when a stream names none (CAEP interoperability profile, without RFC 9728).
 pub const DEFAULT_SCOPES: &str = "ssf.manage ssf.read";
-/// A token is renewed this long before it expires (DESIGN §8 "Poll").
+/// A token is renewed this long before it expires (docs/poll.md#outbound-authentication).
 const RENEW_BEFORE: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the token answer has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
@@ -216,7 +215,8 @@ async fn fetch_token(
 /// Sends a request on behalf of `stream` with its credentials. After a 401 with OAuth
 /// credentials, the token is fetched again and the request sent once more.
 pub async fn send<F>(
-    app: &App,
+    http: &HttpClient,
+    tokens: &TokenCache,
     stream: &Stream,
     step: &'static str,
     timeout: Duration,
@@ -225,17 +225,15 @@ pub async fn send<F>(
 where
     F: Fn(&HttpClient) -> Result<reqwest::RequestBuilder, OutboundError>,
 {
-    let http = app.transmitters.http()?;
-    let tokens = &app.transmitters.tokens;
     let oauth = matches!(stream.outbound_auth, Some(OutboundAuth::Oauth2 { .. }));
     let mut retried = false;
     loop {
-        let (client, req) = build(&http)
+        let (client, req) = build(http)
             .map_err(|e| TransmitterError::failed(step, e.to_string()))?
             .timeout(timeout)
             .build_split();
         let mut req = req.map_err(|_| TransmitterError::failed(step, "not a valid request"))?;
-        if let Some(h) = tokens.header(&http, stream, req.url()).await? {
+        if let Some(h) = tokens.header(http, stream, req.url()).await? {
             let value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
                 TransmitterError::failed(step, "the credential cannot be sent in a header")
             })?;
