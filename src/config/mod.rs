@@ -721,8 +721,17 @@ timeout = "10s"
     #[test]
     fn outbound_allow_private() {
         assert!(!Config::default().outbound.allow_private);
-        assert!(parse("[outbound]\nallow_private = true\n").unwrap().outbound.allow_private);
-        assert_fails("[outbound]\nallow_private = 1\n", 2, "outbound.allow_private");
+        assert!(
+            parse("[outbound]\nallow_private = true\n")
+                .unwrap()
+                .outbound
+                .allow_private
+        );
+        assert_fails(
+            "[outbound]\nallow_private = 1\n",
+            2,
+            "outbound.allow_private",
+        );
         assert_fails("[outbound]\nallow = true\n", 2, "outbound.allow");
     }
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::MANAGEMENT_TIMEOUT;
-use crate::outbound::{HttpClient, OutboundError};
 use super::{auth, read_json, retry_after, TransmitterError, DELIVERY_POLL, DELIVERY_PUSH};
 use crate::app::App;
 use crate::clock::now_unix;
 use crate::event_type;
+use crate::outbound::{HttpClient, OutboundError};
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
 

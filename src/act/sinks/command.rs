@@ -13,8 +13,8 @@ use tokio::process::Command;
 
 use super::{printable, Outcome, SinkSettings, DETAIL_LIMIT};
 use crate::act::attempt::{ActionDocument, ActionRow};
-use crate::outbound::HttpClient;
 use crate::config::values;
+use crate::outbound::HttpClient;
 use crate::sanitize::env_value;
 
 /// `type = "command"`: the program and its arguments, run without a shell.
