@@ -189,6 +189,46 @@ impl AsRef<AttemptResult> for Finished {
     }
 }
 
+/// How long an action whose sink is not configured waits before it looks again.
+const MISSING_SINK_RECHECK_MS: i64 = 60_000;
+
+/// Sends an action whose sink is not configured back to `pending`, warning once per sink name.
+fn park(row: &ActionRow, results: &mpsc::UnboundedSender<Finished>) {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = match WARNED.lock() {
+        Ok(mut w) => w.insert(row.sink.clone()),
+        Err(p) => p.into_inner().insert(row.sink.clone()),
+    };
+    if first {
+        tracing::warn!(sink = %log_text(&row.sink),
+            "actions wait for a sink that is not in the configuration (removed or renamed?); \
+             they stay pending until it returns or an operator drops them");
+    }
+    let now = now_millis();
+    let finished = Finished {
+        result: AttemptResult {
+            outbox_id: row.id,
+            attempt: row.attempt,
+            started_ms: now,
+            duration_ms: 0,
+            ok: false,
+            detail: format!(
+                "sink {:?} is not in the configuration; waiting for it",
+                row.sink
+            ),
+            status: "pending",
+            next_attempt_ms: Some(now + MISSING_SINK_RECHECK_MS),
+            parked: true,
+        },
+        row: row.clone(),
+        duration: Duration::ZERO,
+    };
+    if results.send(finished).is_err() {
+        tracing::error!(action_id = row.id, "the attempt recorder has stopped");
+    }
+}
+
 /// Runs one attempt and hands its result to the recorder. The attempt's slot is free as soon as
 /// the sink has answered: waiting for the result's commit here would tie the worker's throughput
 /// to the writer's fsync latency.
@@ -202,16 +242,16 @@ async fn attempt(
     let started_ms = now_millis();
     let started = Instant::now();
     let sink = config.sinks.iter().find(|s| s.name == row.sink);
-    // Without its sink, or with an unreadable SET, no later attempt can do better.
+    // A sink that is not configured (removed or renamed on a reload) may come back: the action
+    // waits, uncounted, and an operator may drop it.
+    if sink.is_none() {
+        park(&row, &results);
+        return;
+    }
+    // With an unreadable SET no later attempt can do better.
     let run = async {
         match sink {
-            None => (
-                Outcome::failed(format!(
-                    "sink {:?} is not in the configuration (removed?)",
-                    row.sink
-                )),
-                true,
-            ),
+            None => (Outcome::failed("no sink"), true),
             Some(sink) => match document::build(&row, &config) {
                 Ok(doc) => (sinks::run(&client, sink, &row, &doc).await, false),
                 Err(e) => (
@@ -263,6 +303,7 @@ async fn attempt(
             detail: outcome.detail,
             status: end.status,
             next_attempt_ms: end.next_attempt_ms,
+            parked: false,
         },
         row,
         duration,
@@ -293,7 +334,7 @@ async fn record_results(
         let batch = Arc::new(batch);
         match write_results(&app, batch.clone()).await {
             Ok(()) => {
-                for f in batch.iter() {
+                for f in batch.iter().filter(|f| !f.result.parked) {
                     log_attempt(f);
                     app.metrics
                         .action_result(&f.row.sink, f.result.ok, f.duration.as_secs_f64());
