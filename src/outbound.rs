@@ -278,6 +278,14 @@ pub fn redact_url(url: &str) -> String {
     let Ok(mut u) = Url::parse(url) else {
         return "<not a valid URL>".to_string();
     };
+    let secretless = u.username().is_empty()
+        && u.password().is_none()
+        && u.query().is_none()
+        && u.fragment().is_none();
+    if secretless && !url.chars().any(char::is_control) {
+        // Shown as written (the parser would add a trailing `/` to a bare host).
+        return url.to_string();
+    }
     if !u.username().is_empty() {
         let _ = u.set_username("***");
     }
@@ -438,5 +446,6 @@ mod tests {
             "https://tr.example.com/jwks"
         );
         assert_eq!(redact_url("not a url\n"), "<not a valid URL>");
+        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 }
