@@ -722,3 +722,26 @@ async fn the_token_is_not_sent_where_a_stray_receiver_toml_points() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("https"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_lift_needs_a_reason_and_reports_what_it_lifted() {
+    let h = Harness::start().await;
+    let r = h
+        .ssfd(&["subject", "lift", "email:nobody@example.com"])
+        .await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("--reason"), "{r:?}");
+    let r = h
+        .ok(&[
+            "subject",
+            "lift",
+            "email:nobody@example.com",
+            "--reason",
+            "a test",
+        ])
+        .await;
+    assert_eq!(
+        r.stdout, "Lifted 0 revocation(s) of email:nobody@example.com.\n",
+        "{r:?}"
+    );
+}

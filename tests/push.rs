@@ -1075,3 +1075,51 @@ async fn revocation_cut_offs_are_read_as_milliseconds_or_clamped_to_the_receive_
     assert!(metrics.contains("reason=\"milliseconds\""), "{metrics}");
     assert!(metrics.contains("reason=\"future\""), "{metrics}");
 }
+
+#[tokio::test]
+async fn an_operator_lifts_a_revocation_with_a_reason_and_it_is_audited() {
+    let (d, tx, id, token) = setup().await;
+    let set = tx
+        .set()
+        .event(&events::uri("session-revoked"), json!({}))
+        .sub_id(subjects::email("lou@example.com"))
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let subject = json!({"format": "email", "email": "lou@example.com"});
+    let check = || {
+        d.api(
+            Method::POST,
+            "/api/v1/subjects:check",
+            Some(json!({ "subject": subject })),
+        )
+    };
+    assert_eq!(check().await.1["revoked"], true);
+    // A reason is required.
+    let (status, v) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:lift",
+            Some(json!({ "subject": subject })),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().starts_with("reason"), "{v}");
+    assert_eq!(check().await.1["revoked"], true);
+    let (status, v) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:lift",
+            Some(json!({"subject": subject, "reason": "revoked by a bad timestamp (INC-7)"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["lifted"], 1);
+    assert_eq!(check().await.1["revoked"], false);
+    let audit = d.daemon.app.store.audit_entries(&id).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "LIFTED" && a.detail == "revoked by a bad timestamp (INC-7)"),
+        "{audit:?}"
+    );
+}

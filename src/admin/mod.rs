@@ -317,6 +317,7 @@ pub fn api_routes() -> Vec<Route> {
         ),
         Route::new("GET", "/api/v1/events", streams::list_events),
         Route::new("POST", "/api/v1/subjects:check", ledger::check),
+        Route::new("POST", "/api/v1/subjects:lift", ledger::lift),
         Route::new("GET", "/api/v1/actions", actions::list),
         Route::new("POST", "/api/v1/actions/{id}/retry", actions::retry),
         Route::new("POST", "/api/v1/events/replay", actions::replay),
