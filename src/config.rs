@@ -96,7 +96,13 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
+    /// SQLite database file; unused when `url` is set.
     pub path: PathBuf,
+    /// PostgreSQL connection string (`postgres://`, `postgresql://` or libpq `key=value`
+    /// settings); when set, the database is PostgreSQL. Never holds a password.
+    pub url: Option<String>,
+    /// The PostgreSQL password; may be `credential:NAME` (see [`resolve_secret_path`]).
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -215,6 +221,8 @@ impl Default for Config {
             },
             storage: StorageConfig {
                 path: PathBuf::from("./ssfd.db"),
+                url: None,
+                password_file: None,
             },
             admin: AdminConfig {
                 token: None,
@@ -266,7 +274,25 @@ impl Config {
             parse_server(f.section(SERVER_KEYS)?, &mut cfg.server)?;
         }
         if let Some(f) = root.take("storage") {
-            let mut s = f.section(&["path"])?;
+            let mut s = f.section(&["path", "url", "password_file"])?;
+            let path_line = s.line_of("path");
+            if let Some(f) = s.take("url") {
+                if let Some(line) = path_line {
+                    return Err(f.err(format!(
+                        "cannot be used with storage.path (line {line}): storage.path is the \
+                         SQLite file, storage.url a PostgreSQL database; keep one of them"
+                    )));
+                }
+                let url = f.str()?;
+                crate::store::postgres::check_url(url).map_err(|m| f.err(m))?;
+                cfg.storage.url = Some(url.trim().to_string());
+            }
+            if let Some(f) = s.take("password_file") {
+                if cfg.storage.url.is_none() {
+                    return Err(f.err("is only used with storage.url (PostgreSQL)"));
+                }
+                cfg.storage.password_file = Some(f.secret_path()?);
+            }
             if let Some(f) = s.take("path") {
                 cfg.storage.path = f.path()?;
                 // Unless [admin] says otherwise, the generated admin token lives beside the
@@ -955,6 +981,14 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// The line of key `name`, if the table has it.
+    fn line_of(&self, name: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(k, _)| self.cx.line(k.span.start))
+    }
+
     fn take(&mut self, name: &str) -> Option<Field<'a>> {
         let i = self.entries.iter().position(|(k, _)| k.name == name)?;
         let (key, val) = self.entries.remove(i);
@@ -1273,7 +1307,12 @@ struct ShownServer {
 
 #[derive(Serialize)]
 struct ShownStorage {
-    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1345,8 +1384,19 @@ impl From<&Config> for Shown {
                 max_body: format_size(c.server.max_body_bytes),
                 shutdown_grace: format_duration(c.server.shutdown_grace),
             },
-            storage: ShownStorage {
-                path: path(&c.storage.path),
+            // The one database in use: the SQLite path or the PostgreSQL URL (never both, which
+            // would not parse back).
+            storage: match &c.storage.url {
+                Some(url) => ShownStorage {
+                    path: None,
+                    url: Some(url.clone()),
+                    password_file: c.storage.password_file.as_deref().map(path),
+                },
+                None => ShownStorage {
+                    path: Some(path(&c.storage.path)),
+                    url: None,
+                    password_file: None,
+                },
             },
             // token_file is unused while an inline token is set, and showing both would print a
             // configuration that does not parse back.
@@ -2096,6 +2146,62 @@ rule = "email_local_part"
         ));
         assert!(event_type_matches("plain", "plain"));
         assert!(!event_type_matches("x", "https://e/x/"));
+    }
+
+    #[test]
+    fn storage_url_selects_postgres() {
+        let cfg = parse(
+            "[storage]\nurl = \"host=/run/postgresql user=ssfd dbname=ssfd sslmode=require\"\n\
+             password_file = \"credential:pg-password\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.storage.url.as_deref(),
+            Some("host=/run/postgresql user=ssfd dbname=ssfd sslmode=require")
+        );
+        assert_eq!(
+            cfg.storage.password_file,
+            Some(PathBuf::from("credential:pg-password"))
+        );
+        let shown = cfg.redacted_toml();
+        assert!(!shown.contains("path = "), "{shown}");
+        assert_eq!(parse(&shown).unwrap().storage, cfg.storage);
+        let url = parse("[storage]\nurl = \"postgresql://ssfd@db.example/ssfd\"\n").unwrap();
+        assert_eq!(url.storage.password_file, None);
+    }
+
+    #[test]
+    fn storage_url_errors_name_the_key() {
+        let m = assert_fails(
+            "[storage]\npath = \"/var/lib/ssfd/ssfd.db\"\nurl = \"postgres://ssfd@db/ssfd\"\n",
+            3,
+            "storage.url",
+        );
+        assert!(m.contains("storage.path (line 2)"), "{m}");
+        let m = assert_fails(
+            "[storage]\nurl = \"postgres://ssfd:hunter2@db/ssfd\"\n",
+            2,
+            "storage.url",
+        );
+        assert!(m.contains("password_file") && !m.contains("hunter2"), "{m}");
+        assert_fails("[storage]\nurl = \"mysql://u@db/x\"\n", 2, "storage.url");
+        assert_fails(
+            "[storage]\nurl = \"host=db user=u colour=x\"\n",
+            2,
+            "storage.url",
+        );
+        assert_fails("[storage]\nurl = 5\n", 2, "storage.url");
+        let m = assert_fails(
+            "[storage]\npassword_file = \"/pw\"\n",
+            2,
+            "storage.password_file",
+        );
+        assert!(m.contains("storage.url"), "{m}");
+        assert_fails(
+            "[storage]\nurl = \"postgres://u@db/x\"\npassword_file = \"credential:a/b\"\n",
+            3,
+            "storage.password_file",
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! not per SET. Reads use a small pool of separate connections (WAL lets them run beside the writer).
 
 pub mod inbox;
+pub mod postgres;
 pub mod streams;
 mod writer;
 

@@ -25,6 +25,7 @@ pub mod events;
 pub mod jws;
 mod keys;
 mod mgmt;
+pub mod pg;
 mod poll;
 mod push;
 mod rsa_small;

@@ -1,0 +1,132 @@
+//! The PostgreSQL backend's building blocks: connection settings and pool, schema migrations,
+//! leases between replicas and the change channel that tells every replica about a stream
+//! change. Several ssfd replicas share one database through these.
+
+pub mod lease;
+pub mod migrate;
+pub mod notify;
+pub mod settings;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+pub use settings::{check_url, looks_like_url, PgSettings};
+
+/// Connections a replica keeps open at most.
+const POOL_SIZE: usize = 16;
+/// How long a caller waits for a free connection before the database counts as unavailable.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// A setting is wrong; the message names the key.
+    #[error("{0}")]
+    Settings(String),
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the database schema is at version {found}, newer than this ssfd knows ({known}); upgrade ssfd")]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => PgError::Db(e),
+            other => PgError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A replica's pool of connections to the shared database.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool,
+    settings: PgSettings,
+}
+
+impl PgPool {
+    /// Builds the pool; no connection is made until the first use.
+    pub fn new(settings: PgSettings) -> Result<PgPool, PgError> {
+        let manager = Manager::from_config(
+            settings.driver_config().clone(),
+            settings.tls()?,
+            ManagerConfig {
+                // A connection that broke while idle (database restart) is noticed on checkout.
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .recycle_timeout(Some(POOL_WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| PgError::Settings(format!("connection pool: {e}")))?;
+        Ok(PgPool { pool, settings })
+    }
+
+    /// Builds the pool and brings the schema up to date (see [`migrate::migrate`]).
+    pub async fn open(settings: PgSettings) -> Result<PgPool, PgError> {
+        let pool = PgPool::new(settings)?;
+        let mut client = pool.get().await?;
+        migrate::migrate(&mut client).await?;
+        Ok(pool)
+    }
+
+    pub async fn get(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.pool.get().await?)
+    }
+
+    pub fn settings(&self) -> &PgSettings {
+        &self.settings
+    }
+
+    /// True when the database answers a trivial query (used by `/readyz`).
+    pub async fn reachable(&self) -> bool {
+        match self.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Opens a dedicated connection outside the pool (for LISTEN) and drives it on a task; the
+/// receiver yields each notification's payload and closes when the connection ends.
+pub(crate) async fn connect_listening(
+    settings: &PgSettings,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ),
+    PgError,
+> {
+    use futures_util::StreamExt;
+    let mut config = settings.driver_config().clone();
+    // Named apart from the pooled connections, for an operator looking at pg_stat_activity.
+    config.application_name("ssfd listener");
+    let (client, mut connection) = config.connect(settings.tls()?).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "PostgreSQL listening connection ended");
+                    return;
+                }
+            }
+        }
+    });
+    Ok((client, rx))
+}
