@@ -5,6 +5,8 @@
 pub mod lease;
 pub mod migrate;
 pub mod notify;
+pub mod outbox;
+pub mod poll_acks;
 pub mod settings;
 
 use std::time::Duration;
@@ -27,6 +29,8 @@ pub enum PgError {
     Db(#[from] tokio_postgres::Error),
     #[error("PostgreSQL is unavailable: {0}")]
     Unavailable(String),
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
     #[error("the database schema is at version {found}, newer than this ssfd knows ({known}); upgrade ssfd")]
     SchemaTooNew { found: i64, known: i64 },
 }

@@ -133,10 +133,12 @@ CREATE TABLE verification_requests (
     PRIMARY KEY (stream_id, state)
 );
 
--- Poll acknowledgements not yet sent to the transmitter (survive a restart and a lease move).
+-- Poll acknowledgements not yet sent to the transmitter (survive a restart and a lease move:
+-- whichever replica holds the stream's poll lease sends them). seq keeps them in arrival order.
 CREATE TABLE pending_acks (
     stream_id       TEXT NOT NULL,
     jti             TEXT NOT NULL,
+    seq             BIGSERIAL NOT NULL,
     PRIMARY KEY (stream_id, jti)
 );
 
