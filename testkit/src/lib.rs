@@ -32,6 +32,7 @@ mod rsa_small;
 mod server;
 mod set;
 pub mod subjects;
+pub mod tcp_proxy;
 mod transmitter;
 
 pub use josekit::jwk::Jwk;

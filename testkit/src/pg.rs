@@ -20,6 +20,29 @@ pub fn base_url() -> String {
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string())
 }
 
+/// The TCP address of the server [`base_url`] names (URL form, numeric host or `localhost`).
+pub fn server_addr() -> std::net::SocketAddr {
+    let url = base_url();
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .expect("SSFD_TEST_PG_URL must be a postgres:// URL for this test");
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let with_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:5432")
+    };
+    let with_port = with_port.replace("localhost:", "127.0.0.1:");
+    with_port
+        .parse()
+        .unwrap_or_else(|e| panic!("{with_port}: not a socket address ({e})"))
+}
+
 /// `url` with its database name replaced (URL form) or set (key=value form).
 pub fn url_with_dbname(url: &str, dbname: &str) -> String {
     for scheme in ["postgres://", "postgresql://"] {
@@ -47,6 +70,24 @@ pub struct PgDatabase {
     pub url: String,
     pub name: String,
     base: String,
+}
+
+impl PgDatabase {
+    /// [`PgDatabase::url`] with its host and port replaced by `addr` (e.g. a
+    /// [`crate::tcp_proxy::TcpProxy`] in front of the server). Needs the URL form.
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        for scheme in ["postgres://", "postgresql://"] {
+            if let Some(rest) = self.url.strip_prefix(scheme) {
+                let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let user = authority.rsplit_once('@').map(|(u, _)| u);
+                return match user {
+                    Some(u) => format!("{scheme}{u}@{addr}{tail}"),
+                    None => format!("{scheme}{addr}{tail}"),
+                };
+            }
+        }
+        panic!("SSFD_TEST_PG_URL must be a postgres:// URL for this test");
+    }
 }
 
 async fn admin_client(base: &str) -> tokio_postgres::Client {

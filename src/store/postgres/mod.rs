@@ -134,3 +134,45 @@ pub(crate) async fn connect_listening(
     });
     Ok((client, rx))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssfd_testkit::tcp_proxy::TcpProxy;
+
+    async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pool_reports_an_outage_and_recovers_without_a_restart() {
+        let db = ssfd_testkit::pg::fresh_pg_database().await;
+        let proxy = TcpProxy::start(ssfd_testkit::pg::server_addr()).await;
+        let pool = PgPool::open(PgSettings::new(&db.url_via(proxy.addr()), None).unwrap())
+            .await
+            .unwrap();
+        assert!(pool.reachable().await);
+        proxy.cut();
+        wait_until("the outage shows", async || !pool.reachable().await).await;
+        let err = pool
+            .get()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("PostgreSQL"), "{err}");
+        proxy.restore();
+        wait_until("the database is back", async || pool.reachable().await).await;
+        let c = pool.get().await.unwrap();
+        let n: i64 = c
+            .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, migrate::latest_version());
+    }
+}
