@@ -2,12 +2,14 @@
 //! leases between replicas and the change channel that tells every replica about a stream
 //! change. Several ssfd replicas share one database through these.
 
+pub mod inbox;
 pub mod lease;
 pub mod migrate;
 pub mod notify;
 pub mod outbox;
 pub mod poll_acks;
 pub mod settings;
+pub mod streams;
 
 use std::time::Duration;
 
