@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod client;
+pub mod db;
 pub mod events;
 pub mod logging;
 pub mod streams;
@@ -141,6 +142,17 @@ Example:
   ssfd subject check alice@example.com --issued-at 2026-01-31T08:00:00Z"
     )]
     Subject(subject::SubjectCommand),
+
+    #[command(
+        subcommand,
+        about = "Database operations (move SQLite to PostgreSQL)",
+        long_about = "Database operations run beside a stopped daemon.
+
+Example:
+  ssfd db migrate-to 'postgres://ssfd@db.example/ssfd?sslmode=require' \\
+      --password-file /etc/ssfd/pg.password"
+    )]
+    Db(db::DbCommand),
 
     #[command(
         about = "Validate a configuration file and print the effective configuration",
@@ -315,6 +327,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?)
         }
         Command::CheckConfig => check_config(&global),
+        Command::Db(c) => {
+            let config = match client::config_path(global.config.as_deref()) {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let mut stdout = std::io::stdout().lock();
+            db::run(c, &config, &mut stdout)?;
+            Ok(stdout.flush()?)
+        }
         Command::Version => {
             let version = env!("CARGO_PKG_VERSION");
             let mut out = std::io::stdout().lock();

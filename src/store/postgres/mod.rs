@@ -2,6 +2,7 @@
 //! leases between replicas and the change channel that tells every replica about a stream
 //! change. Several ssfd replicas share one database through these.
 
+pub mod copy;
 pub mod inbox;
 pub mod lease;
 pub mod migrate;
@@ -31,6 +32,13 @@ pub enum PgError {
     Db(#[from] tokio_postgres::Error),
     #[error("PostgreSQL is unavailable: {0}")]
     Unavailable(String),
+    #[error(
+        "the target database is not empty (table {0} has rows); copy only into an empty database"
+    )]
+    NotEmpty(String),
+    /// Reading the SQLite database a copy starts from.
+    #[error("source database: {0}")]
+    Source(String),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
     #[error("the database schema is at version {found}, newer than this ssfd knows ({known}); upgrade ssfd")]
