@@ -26,7 +26,7 @@ async fn a_daemons_database_moves_to_postgres_once() {
     for i in 0..3 {
         let set = tx
             .set()
-            .jti(&format!("jti-{i}"))
+            .jti(format!("jti-{i}"))
             .sub_id(subjects::email("bob@example.com"))
             .event(
                 "credential-change",
