@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod notify;
 pub mod outbox;
 pub mod poll_acks;
+pub mod set_write;
 pub mod settings;
 pub mod streams;
 
