@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod inbox;
 pub mod lease;
+pub mod ledger;
 pub mod migrate;
 pub mod notify;
 pub mod outbox;
@@ -12,6 +13,7 @@ pub mod poll_acks;
 pub mod set_write;
 pub mod settings;
 pub mod streams;
+pub mod verification;
 
 use std::time::Duration;
 

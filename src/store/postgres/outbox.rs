@@ -162,6 +162,19 @@ pub async fn recover<C: GenericClient>(
         .await?)
 }
 
+/// Actions waiting or running, and dead ones (for `/metrics`).
+pub async fn depth_and_dead<C: GenericClient>(client: &C) -> Result<(i64, i64), PgError> {
+    let r = client
+        .query_one(
+            "SELECT COUNT(*) FILTER (WHERE status IN ('pending', 'running')),
+                    COUNT(*) FILTER (WHERE status = 'dead')
+               FROM outbox",
+            &[],
+        )
+        .await?;
+    Ok((r.try_get(0)?, r.try_get(1)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{PgPool, PgSettings};
@@ -274,6 +287,7 @@ mod tests {
             (r.get(0), r.get(1))
         };
         assert_eq!((attempts, done), (200, 200));
+        assert_eq!(depth_and_dead(&**c).await.unwrap(), (0, 0));
     }
 
     #[tokio::test]
