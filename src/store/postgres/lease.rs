@@ -129,6 +129,7 @@ pub async fn held_by<C: GenericClient>(client: &C, holder: &str) -> Result<Vec<L
 /// still fenced at commit by [`hold_for_update`].
 pub fn keep(pool: PgPool, name: String, holder: String, ttl: Duration) -> LeaseKeeper {
     let (tx, rx) = watch::channel(None::<Held>);
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut held: Option<Held> = None;
         loop {
@@ -159,10 +160,11 @@ pub fn keep(pool: PgPool, name: String, holder: String, ttl: Duration) -> LeaseK
                     false
                 }
             });
-            // Stop when nobody watches any more; a released lease frees the name at once.
+            // Stop when told to or when the keeper is dropped; a released lease frees the name
+            // at once.
             tokio::select! {
                 _ = tokio::time::sleep(ttl / 3) => {}
-                _ = tx.closed() => {
+                _ = &mut stop_rx => {
                     if let Some(h) = held {
                         if let Ok(client) = pool.get().await {
                             let _ = release(&**client, &h.lease).await;
@@ -173,7 +175,11 @@ pub fn keep(pool: PgPool, name: String, holder: String, ttl: Duration) -> LeaseK
             }
         }
     });
-    LeaseKeeper { rx, task }
+    LeaseKeeper {
+        watch: LeaseWatch { rx },
+        stop: stop_tx,
+        task,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,14 +194,13 @@ impl Held {
     }
 }
 
-/// The running keeper of one lease; [`LeaseKeeper::stop`] ends it and releases the lease.
-pub struct LeaseKeeper {
+/// Watches a [`LeaseKeeper`]'s lease.
+#[derive(Clone)]
+pub struct LeaseWatch {
     rx: watch::Receiver<Option<Held>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
-impl LeaseKeeper {
-    /// The lease while this replica holds it, else `None`.
+impl LeaseWatch {
     pub fn current(&self) -> Option<Lease> {
         self.rx
             .borrow()
@@ -217,11 +222,35 @@ impl LeaseKeeper {
             }
         }
     }
+}
+
+/// The running keeper of one lease; [`LeaseKeeper::stop`] ends it and releases the lease.
+pub struct LeaseKeeper {
+    watch: LeaseWatch,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    /// The lease while this replica holds it, else `None`.
+    pub fn current(&self) -> Option<Lease> {
+        self.watch.current()
+    }
+
+    /// A handle that watches this keeper's lease without owning the keeper.
+    pub fn watcher(&self) -> LeaseWatch {
+        self.watch.clone()
+    }
+
+    /// Resolves once the lease is held (again) and returns it.
+    pub async fn acquired(&self) -> Lease {
+        self.watch.acquired().await
+    }
 
     /// Stops keeping the lease and releases it; returns once the keeper has finished.
     pub async fn stop(self) {
-        let LeaseKeeper { rx, task } = self;
-        drop(rx);
+        let LeaseKeeper { stop, task, .. } = self;
+        let _ = stop.send(());
         let _ = task.await;
     }
 }

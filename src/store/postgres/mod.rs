@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod notify;
 pub mod outbox;
 pub mod poll_acks;
+pub mod replica;
 pub mod set_write;
 pub mod settings;
 pub mod streams;
