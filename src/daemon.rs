@@ -29,6 +29,8 @@ pub enum DaemonError {
     },
     #[error("admin token: {0}")]
     AdminToken(String),
+    #[error("{0}")]
+    Storage(String),
     #[error("HTTP client: {0}")]
     Http(String),
 }
@@ -155,6 +157,15 @@ async fn bind(
 impl Daemon {
     /// Starts everything; returns once both listeners are bound and the store is open.
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
+        if config.storage.url.is_some() {
+            // The settings are checked and `ssfd db migrate-to` fills a PostgreSQL database, but
+            // serving from it is not wired yet: refusing beats serving from SQLite unasked.
+            return Err(DaemonError::Storage(
+                "storage.url: serving from PostgreSQL is not available in this version; \
+                 use storage.path (SQLite)"
+                    .into(),
+            ));
+        }
         let admin_token = load_admin_token(&config)?;
         if let Some(path) = &admin_token.created_at {
             // A warning so that it shows at any usual log level: the operator needs this file

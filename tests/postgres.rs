@@ -1,5 +1,5 @@
-//! `ssfd db migrate-to`: a database a real daemon wrote moves to a fresh PostgreSQL database,
-//! and a second copy into the now non-empty database is refused.
+//! The PostgreSQL backend against a real server: `ssfd db migrate-to` moves a database a real
+//! daemon wrote to a fresh PostgreSQL database (and refuses a second copy into it).
 
 mod common;
 
@@ -75,4 +75,15 @@ async fn a_daemons_database_moves_to_postgres_once() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("not empty"), "{stderr}");
     drop(dir);
+}
+
+#[tokio::test]
+async fn a_daemon_configured_for_postgres_refuses_to_serve_from_sqlite() {
+    let pg = ssfd_testkit::pg::fresh_pg_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.storage.url = Some(pg.url.clone());
+    let err = ssfd::daemon::Daemon::start(config).await.err().unwrap();
+    assert!(err.to_string().contains("storage.url"), "{err}");
+    assert!(!dir.path().join("ssfd.db").exists());
 }
