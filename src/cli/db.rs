@@ -11,9 +11,18 @@ use crate::store::postgres::{copy::copy_from_sqlite, PgSettings};
 
 #[derive(Subcommand, Debug)]
 pub enum DbCommand {
-    /// Copy the SQLite database (storage.path, or --from) into an empty PostgreSQL database:
-    /// streams with their push-token hashes, inbox, ledger, outbox, audit, verification states
-    /// and pending poll acks. Stop the daemon first; the target must be empty.
+    #[command(
+        about = "Copy the SQLite database into an empty PostgreSQL database",
+        long_about = "Copy the SQLite database (storage.path, or --from) into an empty PostgreSQL \
+database: streams with their push-token hashes, inbox, ledger, outbox with its attempts, audit, \
+verification states and pending poll acks, in one transaction. Stop the daemon first. A target \
+that already holds rows is refused and left unchanged.
+
+Examples:
+  ssfd db migrate-to 'postgres://ssfd@db.example/ssfd?sslmode=require' \\
+      --password-file /etc/ssfd/pg.password
+  ssfd db migrate-to 'host=/run/postgresql user=ssfd dbname=ssfd' --from /var/lib/ssfd/ssfd.db"
+    )]
     MigrateTo {
         /// The PostgreSQL database, as storage.url takes it (no password in it).
         #[arg(value_name = "URL")]
