@@ -406,4 +406,38 @@ mod tests {
         assert!(lease.token > token_a);
         b.stop().await;
     }
+
+    #[tokio::test]
+    async fn a_replica_cut_off_from_the_database_stops_holding_before_another_takes_over() {
+        let (db, pool) = pool().await;
+        let proxy = ssfd_testkit::tcp_proxy::TcpProxy::start(ssfd_testkit::pg::server_addr()).await;
+        let cut_pool =
+            PgPool::new(PgSettings::new(&db.url_via(proxy.addr()), None).unwrap()).unwrap();
+        let ttl = Duration::from_millis(900);
+        let a = keep(cut_pool, "poll:s1".into(), "replica-a".into(), ttl);
+        tokio::time::timeout(Duration::from_secs(10), a.acquired())
+            .await
+            .unwrap();
+        let b = keep(pool.clone(), "poll:s1".into(), "replica-b".into(), ttl);
+        proxy.cut();
+        let cut_at = tokio::time::Instant::now();
+        let taken = tokio::time::timeout(Duration::from_secs(20), b.acquired())
+            .await
+            .unwrap();
+        // By the time b holds the lease, a has stopped counting on it: it never acts on a
+        // lease another replica holds.
+        assert!(a.current().is_none(), "a still believes it holds the lease");
+        assert!(
+            cut_at.elapsed() >= ttl / 2,
+            "b took over before a's lease ran out"
+        );
+        assert_eq!(taken.holder, "replica-b");
+        // Back online, a does not get the lease back while b keeps it.
+        proxy.restore();
+        tokio::time::sleep(ttl * 2).await;
+        assert!(a.current().is_none());
+        assert_eq!(b.current().map(|l| l.token), Some(taken.token));
+        a.stop().await;
+        b.stop().await;
+    }
 }

@@ -214,4 +214,53 @@ mod tests {
         c.execute(INSERT, &[&"s2"]).await.unwrap();
         assert_eq!(next_stream_change(&mut rx).await, "s2");
     }
+
+    #[tokio::test]
+    async fn the_feed_survives_a_database_outage() {
+        let db = ssfd_testkit::pg::fresh_pg_database().await;
+        let direct = PgPool::open(PgSettings::new(&db.url, None).unwrap())
+            .await
+            .unwrap();
+        let proxy = ssfd_testkit::tcp_proxy::TcpProxy::start(ssfd_testkit::pg::server_addr()).await;
+        let feed = listen(
+            PgSettings::new(&db.url_via(proxy.addr()), None).unwrap(),
+            Duration::from_millis(500),
+        );
+        let mut rx = feed.subscribe();
+        next_resync(&mut rx, Duration::from_secs(5)).await;
+        proxy.cut();
+        // A change made while the listener is cut off is missed as a notification...
+        let c = direct.get().await.unwrap();
+        c.execute(INSERT, &[&"while-down"]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        while rx.try_recv().is_ok() {}
+        proxy.restore();
+        // ...and made up for by the re-read the reconnection asks for; new changes flow again.
+        next_resync(&mut rx, Duration::from_secs(15)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            c.execute(
+                "UPDATE streams SET display_name = display_name || '!' WHERE id = 'while-down'",
+                &[],
+            )
+            .await
+            .unwrap();
+            let got = tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    if let Ok(Change::Stream(id)) = rx.recv().await {
+                        return id;
+                    }
+                }
+            })
+            .await;
+            if let Ok(id) = got {
+                assert_eq!(id, "while-down");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no notification after the outage"
+            );
+        }
+    }
 }
