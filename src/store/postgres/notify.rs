@@ -113,9 +113,10 @@ mod tests {
                 }
             }
         };
-        tokio::time::timeout(Duration::from_secs(5), wait)
+        // Replicas must see a configuration change within 2 s.
+        tokio::time::timeout(Duration::from_secs(2), wait)
             .await
-            .unwrap()
+            .expect("no stream change within 2 s")
     }
 
     async fn next_resync(rx: &mut broadcast::Receiver<Change>, within: Duration) {
