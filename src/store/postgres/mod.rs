@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-pub use settings::{check_url, looks_like_url, PgSettings};
+pub use settings::{check_url, PgSettings};
 
 /// Connections a replica keeps open at most.
 const POOL_SIZE: usize = 16;

@@ -37,12 +37,6 @@ pub fn check_url(url: &str) -> Result<(), String> {
     parse_url(url).map(|_| ())
 }
 
-/// True when the text is meant as a PostgreSQL connection string (URL or `key=value` form).
-pub fn looks_like_url(url: &str) -> bool {
-    let t = url.trim_start();
-    t.starts_with("postgres://") || t.starts_with("postgresql://") || t.contains('=')
-}
-
 fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     let text = url.trim();
     if text.is_empty() {
