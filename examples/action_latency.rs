@@ -142,10 +142,10 @@ async fn main() -> anyhow::Result<()> {
     config.jwks.allow_http = true;
     config.sinks = vec![SinkConfig {
         name: "bench".into(),
-        kind: SinkKind::Webhook {
+        kind: SinkKind::Webhook(ssfd::config::WebhookSettings {
             url: format!("http://{hook_addr}/hook"),
             secret_file: secret,
-        },
+        }),
         timeout: Duration::from_secs(5),
         streams: Vec::new(),
         events: Vec::new(),

@@ -108,18 +108,7 @@ async fn run(total: usize) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
 
-    let sid = id.clone();
-    let stored: i64 = daemon
-        .app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM inbox WHERE stream_id = ?1",
-                [sid],
-                |r| r.get(0),
-            )?)
-        })
-        .await?;
+    let stored = daemon.app.store.stream_counts(&id).await?.received;
     let answers = tx
         .poll_requests()
         .iter()

@@ -25,6 +25,8 @@ pub struct App {
     pub started: Instant,
     /// Counters and histograms behind `/metrics`.
     pub metrics: Metrics,
+    /// Wrong tokens per client address, on both listeners.
+    pub failed_auth: crate::http::fairness::FailedAuth,
 }
 
 impl App {
@@ -45,6 +47,7 @@ impl App {
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),
+            failed_auth: Default::default(),
         }
     }
 
@@ -53,6 +56,22 @@ impl App {
         match self.config.read() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// `Some(retry after)` when `client` used up its wrong tokens for this minute.
+    pub fn auth_blocked(
+        &self,
+        client: Option<crate::http::fairness::ClientAddr>,
+    ) -> Option<std::time::Duration> {
+        let limit = self.config().server.max_failed_auth_per_minute;
+        self.failed_auth.blocked(client?.0, limit, Instant::now())
+    }
+
+    /// Counts a wrong or missing token from `client`.
+    pub fn auth_failed(&self, client: Option<crate::http::fairness::ClientAddr>) {
+        if let Some(client) = client {
+            self.failed_auth.record(client.0, Instant::now());
         }
     }
 

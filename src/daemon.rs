@@ -33,6 +33,8 @@ pub enum DaemonError {
     Storage(String),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running daemon.
@@ -40,6 +42,8 @@ pub struct Daemon {
     pub app: Arc<App>,
     pub push_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Present when `[server.tls]` is set; SIGHUP rereads its files.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -175,6 +179,10 @@ impl Daemon {
         let store = Store::open(&config.storage.path)?;
         let registry = Registry::load(store.clone()).await?;
         let keys = JwksCache::new(&config.jwks).map_err(|e| DaemonError::Http(e.to_string()))?;
+        let tls = match &config.server.tls {
+            Some(settings) => Some(Arc::new(crate::tls::Tls::load(settings)?)),
+            None => None,
+        };
         let (push_listener, push_addr) =
             bind("server.push_listen", config.server.push_listen).await?;
         let (admin_listener, admin_addr) =
@@ -191,20 +199,29 @@ impl Daemon {
         let push_router = intake::push::router(app.clone());
         let admin_router = admin::router(app.clone());
         let grace = app.config().server.shutdown_grace;
+        let limits = http::Limits {
+            max_connections_per_address: app.config().server.max_connections_per_address,
+            ..http::Limits::default()
+        };
         tasks.spawn(http::serve(
             push_listener,
             push_router,
-            http::Limits::default(),
+            limits,
+            tls.as_ref().map(|t| t.push.clone()),
             shutdown.subscribe(),
             grace,
         ));
         tasks.spawn(http::serve(
             admin_listener,
             admin_router,
-            http::Limits::default(),
+            limits,
+            tls.as_ref().and_then(|t| t.admin.clone()),
             shutdown.subscribe(),
             grace,
         ));
+        if let Some(tls) = &tls {
+            tasks.spawn(tls.clone().watch(shutdown.subscribe()));
+        }
         tasks.spawn(act::worker::run(app.clone(), shutdown.subscribe()));
         // Pollers start, restart and stop with their streams; on shutdown they send their last
         // acknowledgements before the supervisor returns.
@@ -215,17 +232,21 @@ impl Daemon {
             app,
             push_addr,
             admin_addr,
+            tls,
             shutdown,
             tasks,
         })
     }
 
     pub fn push_url(&self) -> String {
-        format!("http://{}", self.push_addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.push_addr)
     }
 
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin_addr)
+        let tls = self.tls.as_ref().is_some_and(|t| t.admin.is_some());
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.admin_addr)
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for the workers, all within

@@ -6,7 +6,7 @@
 //! [`admin`] manages the stream records the rest of the flow is bound to; [`transmitter`] talks
 //! to the transmitters themselves (registration, verification, status); [`daemon`] wires
 //! everything together, [`service`] runs it under a service manager and [`metrics`] counts what
-//! it does; [`cli`] is the operator's command line.
+//! it does; [`cli`] is the operator's command line and [`console`] the operator's web pages.
 
 pub mod act;
 pub mod admin;
@@ -14,14 +14,19 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod daemon;
+pub mod event_type;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod push_token;
 pub mod registry;
 pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod transmitter;
+pub mod url_check;
 pub mod verify;

@@ -1,16 +1,13 @@
 //! Prometheus metrics: counters and histograms the daemon updates as it works, plus values read
-//! at scrape time (key fetches, outbox, streams, database commits), served on the admin listener.
+//! at scrape time (a [`Snapshot`] of key fetches, outbox, streams, database commits), rendered
+//! for `GET /metrics` on the admin listener (`admin::metrics`).
 //!
 //! Label values are bounded: `stream` is a stream id the registry knows, `outcome` one of
 //! `accepted`, `duplicate`, an RFC 8935 error code or `unavailable`, `sink` a configured sink name
 //! (`""` for the ledger step), `result` `ok` or `error`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -18,10 +15,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::app::App;
-use crate::clock::now_unix;
-use crate::store::StoreError;
 
 /// The exposition format `encode` writes; Prometheus reads it.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -245,62 +238,6 @@ pub struct Snapshot {
 pub struct StoreCounts {
     pub outbox_depth: i64,
     pub actions_dead: i64,
-}
-
-async fn store_counts(app: &App) -> Result<StoreCounts, StoreError> {
-    app.store
-        .read(|conn| {
-            let (depth, dead) = conn.query_row(
-                "SELECT COALESCE(SUM(status IN ('pending', 'running')), 0),
-                        COALESCE(SUM(status = 'dead'), 0)
-                   FROM outbox",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )?;
-            Ok(StoreCounts {
-                outbox_depth: depth,
-                actions_dead: dead,
-            })
-        })
-        .await
-}
-
-/// Reads the scrape-time values from the running daemon.
-pub async fn snapshot(app: &App) -> Snapshot {
-    let (jwks_fetches, jwks_failures) = app.keys.fetch_counts();
-    let store = match store_counts(app).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read the outbox counts");
-            None
-        }
-    };
-    let now = now_unix();
-    let verified_ages = app
-        .registry
-        .list()
-        .iter()
-        .filter_map(|s| {
-            s.last_verified_at
-                .map(|at| (s.id.clone(), now.saturating_sub(at).max(0) as f64))
-        })
-        .collect();
-    Snapshot {
-        jwks_fetches,
-        jwks_failures,
-        db_commits: app.store.writer_stats().commits.load(Ordering::Relaxed),
-        store,
-        verified_ages,
-    }
-}
-
-/// `GET /metrics` on the admin listener. No token: nothing here is secret (DESIGN §8).
-pub async fn scrape(State(app): State<Arc<App>>) -> Response {
-    let snap = snapshot(&app).await;
-    let mut resp = (StatusCode::OK, app.metrics.render(&snap)).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    resp
 }
 
 #[cfg(test)]

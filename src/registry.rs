@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Mutex};
 
-use crate::store::{streams, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::stream::Stream;
 
 pub struct Registry {
@@ -20,7 +20,7 @@ pub struct Registry {
 
 impl Registry {
     pub async fn load(store: Store) -> Result<Registry, StoreError> {
-        let rows = store.read(streams::load_live).await?;
+        let rows = store.load_live_streams().await?;
         let live = rows
             .into_iter()
             .map(|s| (s.id.clone(), Arc::new(s)))
@@ -82,7 +82,7 @@ impl Registry {
     pub async fn create(&self, stream: Stream) -> Result<Arc<Stream>, StoreError> {
         let _guard = self.edits.lock().await;
         let row = stream.clone();
-        self.store.write(move |c| streams::upsert(c, &row)).await?;
+        self.store.upsert_stream(row).await?;
         let stream = Arc::new(stream);
         self.put(stream.clone());
         Ok(stream)
@@ -96,14 +96,13 @@ impl Registry {
         F: FnOnce(&mut Stream) -> Result<(), E>,
     {
         let _guard = self.edits.lock().await;
-        let id_owned = id.to_string();
-        let current = self.store.read(move |c| streams::get(c, &id_owned)).await?;
+        let current = self.store.get_stream(id).await?;
         let Some(mut stream) = current.filter(|s| s.deleted_at.is_none()) else {
             return Ok(None);
         };
         edit(&mut stream)?;
         let row = stream.clone();
-        self.store.write(move |c| streams::upsert(c, &row)).await?;
+        self.store.upsert_stream(row).await?;
         let stream = Arc::new(stream);
         self.put(stream.clone());
         Ok(Some(stream))

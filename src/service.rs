@@ -218,6 +218,11 @@ fn notify(states: &[NotifyState<'_>]) {
 /// Rereads the configuration file and applies what can change while running. Returns a short
 /// note for `STATUS=`.
 fn reload(daemon: &Daemon, path: Option<&Path>, log: &LogHandle) -> &'static str {
+    // Certificates are reread whether or not there is a configuration file: a renewal needs no
+    // configuration change.
+    if let Some(tls) = &daemon.tls {
+        tls.reload_logged("SIGHUP");
+    }
     let Some(path) = path else {
         tracing::warn!(
             "SIGHUP: started without --config, so there is no file to reload; nothing changed"
@@ -301,6 +306,16 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<&'static str> {
     if new.admin.token_file != old.admin.token_file {
         new.admin.token_file = old.admin.token_file.clone();
         kept.push("admin.token_file");
+    }
+    if new.server.tls != old.server.tls {
+        // The listeners were bound as TLS or plain; the files themselves are reread.
+        new.server.tls = old.server.tls.clone();
+        new.server.public_base_url = old.server.public_base_url.clone();
+        kept.push("server.tls");
+    }
+    if new.server.max_connections_per_address != old.server.max_connections_per_address {
+        new.server.max_connections_per_address = old.server.max_connections_per_address;
+        kept.push("server.max_connections_per_address");
     }
     if new.log.format != old.log.format {
         new.log.format = old.log.format;

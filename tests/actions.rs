@@ -161,10 +161,10 @@ where
 fn webhook(name: &str, url: &str, secret: &Path, max_attempts: u32, retry_ms: u64) -> SinkConfig {
     SinkConfig {
         name: name.into(),
-        kind: SinkKind::Webhook {
+        kind: SinkKind::Webhook(ssfd::config::WebhookSettings {
             url: url.into(),
             secret_file: secret.to_path_buf(),
-        },
+        }),
         timeout: Duration::from_secs(5),
         streams: Vec::new(),
         events: Vec::new(),
@@ -176,9 +176,9 @@ fn webhook(name: &str, url: &str, secret: &Path, max_attempts: u32, retry_ms: u6
 fn command(name: &str, argv: &[&str], timeout: Duration, max_attempts: u32) -> SinkConfig {
     SinkConfig {
         name: name.into(),
-        kind: SinkKind::Command {
+        kind: SinkKind::Command(ssfd::config::CommandSettings {
             argv: argv.iter().map(|s| s.to_string()).collect(),
-        },
+        }),
         timeout,
         streams: Vec::new(),
         events: Vec::new(),
@@ -193,7 +193,8 @@ struct Stream {
 }
 
 struct Env {
-    dir: TempDir,
+    /// Holds the daemon's database until the test ends.
+    _dir: TempDir,
     daemon: Daemon,
     tx: TestTransmitter,
     http: reqwest::Client,
@@ -223,7 +224,7 @@ impl Env {
         let daemon = Daemon::start(config).await.unwrap();
         let tx = TestTransmitter::start().await;
         Env {
-            dir,
+            _dir: dir,
             daemon,
             tx,
             http: http_client(),
@@ -380,14 +381,6 @@ impl Env {
             .map(|e| e["outcome"].as_str().unwrap().to_string())
             .unwrap_or_else(|| panic!("event {jti} not stored"))
     }
-
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(
-            self.dir.path().join("ssfd.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap()
-    }
 }
 
 fn email(addr: &str) -> Value {
@@ -525,14 +518,14 @@ async fn default_mapping_for_each_event_type() {
     }
     assert_eq!(hook.deliveries().len(), revoking);
     // One audit row per decision, LOG_ONLY included; none for the verification event.
-    let audit: i64 = env
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM audit WHERE stream_id = ?1",
-            [&stream.id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let audit = env
+        .daemon
+        .app
+        .store
+        .audit_entries(&stream.id)
+        .await
+        .unwrap()
+        .len() as i64;
     assert_eq!(audit as usize, cases.len());
     let stats = env.stats(&stream).await;
     assert_eq!(stats["eventsReceivedCount"], cases.len() + 1);
@@ -860,14 +853,16 @@ async fn a_webhook_failing_twice_is_delivered_with_one_key_and_valid_signatures(
     assert!(doc["receivedAt"].is_string());
 
     // Each attempt is on record with its result.
-    let oks: Vec<bool> = {
-        let db = env.db();
-        let mut stmt = db
-            .prepare("SELECT ok FROM attempts ORDER BY attempt")
-            .unwrap();
-        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
-        rows.map(|r| r.unwrap()).collect()
-    };
+    let oks: Vec<bool> = env
+        .daemon
+        .app
+        .store
+        .list_attempts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.ok)
+        .collect();
     assert_eq!(oks, vec![false, false, true]);
     assert_eq!(env.stats(&stream).await["eventsActedOnCount"], 1);
 }
@@ -936,10 +931,8 @@ async fn a_command_sink_gets_the_document_on_stdin_and_the_variables() {
         vars.keys().collect::<Vec<_>>()
     );
 
-    let detail: String = env
-        .db()
-        .query_row("SELECT detail FROM attempts", [], |r| r.get(0))
-        .unwrap();
+    let attempts = env.daemon.app.store.list_attempts().await.unwrap();
+    let detail = attempts.first().unwrap().detail.clone();
     assert_eq!(detail, "exit status 0; stdout: revoked carol2");
 }
 

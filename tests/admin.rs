@@ -1,4 +1,4 @@
-//! The admin API contract (DESIGN §3 and §8): shapes, validation naming fields, pagination,
+//! The admin API contract (docs/admin-api.md): shapes, validation naming fields, pagination,
 //! updateMask, soft delete, stats, test, rotation, authentication, and that no secret ever
 //! appears in an answer.
 
@@ -375,41 +375,29 @@ async fn soft_delete() {
     assert_eq!(list["list"], json!([]));
     assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 404);
     // Soft: the row and its events are still in the database.
-    let conn = rusqlite::Connection::open(d.db_path()).unwrap();
-    let deleted: Option<i64> = conn
-        .query_row("SELECT deleted_at FROM streams WHERE id = ?1", [&id], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert!(deleted.is_some());
-    let n: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM inbox WHERE stream_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 1);
+    let store = &d.daemon.app.store;
+    let row = store.get_stream(&id).await.unwrap().unwrap();
+    assert!(row.deleted_at.is_some());
+    assert_eq!(store.stream_counts(&id).await.unwrap().received, 1);
 }
 
 #[tokio::test]
 async fn every_api_call_needs_the_admin_token() {
-    let d = TestDaemon::start().await;
+    // The per-address limit on wrong tokens would answer 429 part way through.
+    let d = TestDaemon::start_with(|c| c.server.max_failed_auth_per_minute = 100_000).await;
     let tx = TestTransmitter::start().await;
     let (id, _) = d.create_stream_for(&tx, json!({})).await;
-    let calls = [
-        (Method::GET, STREAMS.to_string()),
-        (Method::POST, STREAMS.to_string()),
-        (Method::GET, format!("{STREAMS}/{id}")),
-        (Method::POST, format!("{STREAMS}/{id}")),
-        (Method::PATCH, format!("{STREAMS}/{id}")),
-        (Method::DELETE, format!("{STREAMS}/{id}")),
-        (Method::GET, format!("{STREAMS}/{id}/stats")),
-        (Method::POST, format!("{STREAMS}/{id}/test")),
-        (Method::POST, format!("{STREAMS}/{id}/rotate-push-token")),
-        (Method::GET, "/api/v1/events".to_string()),
-        (Method::POST, "/api/v1/subjects:check".to_string()),
-    ];
+    // Every route the router serves behind the token.
+    let calls: Vec<(Method, String)> = ssfd::admin::api_routes()
+        .iter()
+        .map(|r| {
+            (
+                Method::from_bytes(r.method.as_bytes()).unwrap(),
+                r.path.replace("{id}", &id),
+            )
+        })
+        .collect();
+    assert!(calls.len() >= 18);
     for (method, path) in calls {
         for auth in [None, Some("Bearer wrong"), Some("Basic YTpi")] {
             let mut req = d
@@ -497,16 +485,12 @@ async fn secrets_never_appear_in_answers() {
         assert!(!text.contains(client_secret), "{text}");
         assert!(!text.contains(ADMIN_TOKEN), "{text}");
     }
-    let conn = rusqlite::Connection::open(d.db_path()).unwrap();
-    let stored: String = conn
-        .query_row(
-            "SELECT outbound_auth FROM streams WHERE id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = d.daemon.app.store.get_stream(&id).await.unwrap().unwrap();
     assert!(
-        stored.contains(client_secret),
+        matches!(
+            &stored.outbound_auth,
+            Some(ssfd::stream::OutboundAuth::Oauth2 { client_secret: s, .. }) if s == client_secret
+        ),
         "the secret must be kept for outbound calls"
     );
 }
@@ -782,4 +766,41 @@ async fn a_disabled_poll_stream_may_wait_for_its_url() {
         .as_str()
         .unwrap()
         .starts_with("pollEndpointUrl"));
+}
+
+/// A query string axum cannot read (a key given twice) is an API error like any other bad
+/// input, `{"code", "message"}` as JSON, not axum's plain-text rejection (found by schemathesis).
+#[tokio::test]
+async fn a_bad_query_string_is_a_json_api_error() {
+    let d = TestDaemon::start().await;
+    for path in [
+        "/api/v1/ssf-receiver-streams?pageSize=1&pageSize=2",
+        "/api/v1/events?since=1h&since=2h",
+        "/api/v1/actions?status=dead&status=done",
+    ] {
+        let resp = d
+            .http
+            .get(format!("{}{path}", d.daemon.admin_url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["code"], "invalid_argument", "{path}");
+        assert!(v["message"].as_str().unwrap().contains("duplicate"), "{v}");
+    }
+    let resp = d
+        .http
+        .delete(format!(
+            "{}/api/v1/ssf-receiver-streams/x?remote=true&remote=false",
+            d.daemon.admin_url()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "application/json");
 }

@@ -87,18 +87,18 @@ fn commented_out_examples_in_the_shipped_file_are_valid() {
     assert_eq!(cfg.sinks[0].name, "idp");
     assert_eq!(
         cfg.sinks[0].kind,
-        SinkKind::Webhook {
+        SinkKind::Webhook(ssfd::config::WebhookSettings {
             url: "https://revoker.internal/hooks/ssf".into(),
             secret_file: "/etc/ssfd/webhook.secret".into(),
-        }
+        })
     );
     assert_eq!(cfg.sinks[0].timeout, Duration::from_secs(5));
     assert_eq!(cfg.sinks[1].name, "local-sessions");
     assert_eq!(
         cfg.sinks[1].kind,
-        SinkKind::Command {
+        SinkKind::Command(ssfd::config::CommandSettings {
             argv: vec!["/usr/local/libexec/revoke-sessions".into()],
-        }
+        })
     );
     assert_eq!(cfg.sinks[1].timeout, Duration::from_secs(10));
     assert!(cfg

@@ -61,14 +61,10 @@ async fn kill_9_under_push_load_loses_nothing_acknowledged() {
     );
 
     let daemon = daemon.restart().await;
-    let conn = rusqlite::Connection::open(dir.path().join("ssfd.db")).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT jti FROM inbox WHERE stream_id = ?1")
-        .unwrap();
-    let stored: HashSet<String> = stmt
-        .query_map([&id], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|r| r.unwrap())
+    let stored: HashSet<String> = common::stored_events(&dir.path().join("ssfd.db"), Some(&id))
+        .await
+        .into_iter()
+        .map(|e| e.jti)
         .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
@@ -180,13 +176,9 @@ async fn a_full_disk_answers_503_never_202_and_recovers() {
             .unwrap();
         assert_eq!(resp.status(), 202, "{jti}");
     }
-    let conn = rusqlite::Connection::open(dir.path().join("ssfd.db")).unwrap();
+    let events = common::stored_events(&dir.path().join("ssfd.db"), None).await;
     for jti in acked.iter().chain(refused.iter()) {
-        let n: i64 = conn
-            .query_row("SELECT COUNT(*) FROM inbox WHERE jti = ?1", [jti], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let n = events.iter().filter(|e| &e.jti == jti).count();
         assert_eq!(n, 1, "{jti}");
     }
 }

@@ -1,5 +1,5 @@
 //! Poll delivery (RFC 8936) end to end: a real daemon polls the test transmitter on loopback.
-//! Numbers in comments refer to the receiver checklist in the spec notes (42-49).
+//! Numbers in comments refer to docs/receiver-checklist.md (items 42-49).
 
 mod common;
 
@@ -49,19 +49,7 @@ fn acked_all(tx: &TestTransmitter, jtis: &[String]) -> bool {
 }
 
 async fn pending_ack_rows(d: &TestDaemon, id: &str) -> i64 {
-    let id = id.to_string();
-    d.daemon
-        .app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM pending_acks WHERE stream_id = ?1",
-                [id],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-        .unwrap()
+    d.daemon.app.store.pending_acks(id).await.unwrap().len() as i64
 }
 
 fn last_error(d: &TestDaemon, id: &str) -> String {
@@ -480,15 +468,8 @@ async fn pending_acknowledgements_survive_a_restart() {
     tx.fail_polls(503, Duration::from_secs(3600));
     let dir = d.stop().await;
     {
-        let conn = rusqlite::Connection::open(dir.path().join("ssfd.db")).unwrap();
-        let n: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pending_acks WHERE stream_id = ?1",
-                [&id],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(n, 2);
+        let store = common::open_store(&dir.path().join("ssfd.db"));
+        assert_eq!(store.pending_acks(&id).await.unwrap().len(), 2);
     }
     tx.fail_polls(503, Duration::ZERO);
     tx.set_poll_hold(Duration::from_millis(200));

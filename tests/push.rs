@@ -1,6 +1,6 @@
-//! The push endpoint (RFC 8935) end to end: every row of the DESIGN §4 table and every validation
+//! The push endpoint (RFC 8935) end to end: every row of the answer table in docs/push.md#answers and every validation
 //! code, against a real daemon and a real transmitter on loopback. Numbers in comments refer to
-//! the receiver checklist in the spec notes.
+//! docs/receiver-checklist.md.
 
 mod common;
 
@@ -541,7 +541,7 @@ async fn cached_keys_survive_a_jwks_outage_and_unknown_keys_then_fail() {
     tx.set_jwks_status(500);
     assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
     // An unknown kid cannot be judged while the keys cannot be fetched: 503, deliver again
-    // later (DESIGN §8), and nothing stored.
+    // later (docs/push.md#answers), and nothing stored.
     let set = tx.sign_with_unpublished_key(&tx.set().claims());
     let resp = d.push(&id, &token, &set).await;
     assert_eq!(resp.status(), 503);

@@ -1,6 +1,6 @@
 //! Stream management against a transmitter (SSF §8): registration for push and poll in both the
 //! Okta and SailPoint API styles, issuer checks, the 409 path, verification, status, remote
-//! delete, outbound OAuth, stream health and the command line. Numbers refer to the checklist.
+//! delete, outbound OAuth, stream health and the command line. Numbers refer to docs/receiver-checklist.md.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The action document (DESIGN §8 "Sinks"): the JSON object a webhook receives as its body and a
+//! The action document (docs/actions.md#the-action-document): the JSON object a webhook receives as its body and a
 //! command on stdin, built from the stored SET so that every attempt, before and after a restart,
 //! describes the action the same way (only `attempt` differs).
 
@@ -8,36 +8,8 @@ use crate::clock::{rfc3339, rfc3339_millis};
 use crate::config::Config;
 use crate::store::StoreError;
 
+pub use super::attempt::{ActionDocument, ActionRow};
 use super::identity;
-
-/// An outbox row joined with its inbox row: everything an attempt needs.
-#[derive(Debug, Clone)]
-pub struct ActionRow {
-    pub id: i64,
-    pub stream_id: String,
-    pub jti: String,
-    pub event_type: String,
-    pub action: String,
-    pub sink: String,
-    pub idempotency_key: String,
-    /// The number of this attempt, from 1.
-    pub attempt: i64,
-    /// Attempts made before the last operator retry (the budget counts from there).
-    pub budget_from: i64,
-    /// `inbox.claims`: the decoded SET payload as received.
-    pub claims: String,
-    pub received_at_ms: i64,
-    pub subject_keys: Vec<String>,
-}
-
-/// A document ready to hand to a sink, with the values sinks also get outside the body.
-#[derive(Debug, Clone)]
-pub struct ActionDocument {
-    pub body: Vec<u8>,
-    /// The first canonical subject key (`SSFD_SUBJECT`); empty when the SET had none.
-    pub subject_key: String,
-    pub local_user: Option<String>,
-}
 
 fn numeric(v: Option<&Value>) -> Option<i64> {
     match v? {

@@ -1,9 +1,10 @@
 //! Act: turning a verified SET into decisions, and decisions into work.
 //!
-//! [`plan`] decides (pure: stream + SET + configuration); [`record`] writes the decision into
-//! the same transaction as the inbox row: ledger entries and audit rows at once, and one outbox
-//! row per sink that the action worker then delivers.
+//! [`plan`] decides (pure: stream + SET + configuration); [`decision_writes`] describes what the
+//! decisions write into the SET's own transaction (ledger entries and audit rows at once, and
+//! one outbox row per sink that the action worker then delivers); `store` writes it.
 
+pub mod attempt;
 pub mod document;
 pub mod identity;
 pub mod policy;
@@ -11,12 +12,11 @@ pub mod replay;
 pub mod sinks;
 pub mod worker;
 
-use rusqlite::{params, Connection};
 use serde_json::Value;
 
-use crate::clock::UnixMillis;
-use crate::config::{event_type_matches, Config};
-use crate::store::StoreError;
+use crate::config::Config;
+use crate::event_type::event_type_matches;
+use crate::store::set::DecisionWrite;
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::VerifiedSet;
 
@@ -138,74 +138,31 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
     }
 }
 
-/// Writes a plan for a stored SET: ledger entries for every subject key of each REVOKE_ALL,
-/// an audit row per decision, and an outbox row per sink to run.
-pub fn record(
-    conn: &Connection,
-    inbox_seq: i64,
-    stream_id: &str,
-    set: &VerifiedSet,
-    plan: &Plan,
-    now_ms: UnixMillis,
-) -> Result<(), StoreError> {
-    let subject = set
-        .subject
-        .as_ref()
-        .map(|s| s.raw.to_string())
-        .unwrap_or_default();
-    for d in &plan.decisions {
-        if d.action == RevocationAction::RevokeAll {
-            let mut ledger = conn.prepare_cached(
-                "INSERT OR IGNORE INTO ledger (subject_key, revoked_before, stream_id, jti, event_type, received_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for key in set.subject_keys() {
-                ledger.execute(params![
-                    key,
-                    d.revoked_before,
-                    stream_id,
-                    set.jti,
-                    d.event_type,
-                    now_ms
-                ])?;
-            }
-        }
-        conn.prepare_cached(
-            "INSERT INTO audit (at_ms, stream_id, jti, event_type, subject, action, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            now_ms,
-            stream_id,
-            set.jti,
-            d.event_type,
-            subject,
-            d.action.as_short(),
-            d.reason
-        ])?;
-        let key = idempotency_key(stream_id, &set.jti, &d.event_type);
-        let mut outbox = conn.prepare_cached(
-            "INSERT OR IGNORE INTO outbox (inbox_seq, stream_id, jti, event_type, action, sink,
-                                           idempotency_key, status, next_attempt_ms, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
-        )?;
-        for sink in &d.sinks {
-            outbox.execute(params![
-                inbox_seq,
-                stream_id,
-                set.jti,
-                d.event_type,
-                d.action.as_short(),
-                sink,
-                key,
-                now_ms
-            ])?;
-        }
-    }
-    Ok(())
+/// What the decisions of a plan write: ledger entries for every subject key of each
+/// REVOKE_ALL, an audit row per decision, and an outbox row per sink to run.
+pub fn decision_writes(stream_id: &str, jti: &str, decisions: Vec<Decision>) -> Vec<DecisionWrite> {
+    decisions
+        .into_iter()
+        .map(|d| DecisionWrite {
+            idempotency_key: idempotency_key(stream_id, jti, &d.event_type),
+            revoked_before: (d.action == RevocationAction::RevokeAll).then_some(d.revoked_before),
+            action: d.action.as_short(),
+            event_type: d.event_type,
+            reason: d.reason,
+            sinks: d.sinks,
+        })
+        .collect()
 }
 
-/// The key every attempt of an action carries, so that sinks can deduplicate (DESIGN §2 rule 3).
+/// The subject of a SET as its audit rows quote it (JSON text; empty without one).
+pub fn audit_subject(set: &VerifiedSet) -> String {
+    set.subject
+        .as_ref()
+        .map(|s| s.raw.to_string())
+        .unwrap_or_default()
+}
+
+/// The key every attempt of an action carries, so that sinks can deduplicate (docs/actions.md#idempotency-key; ARCHITECTURE.md invariant 3).
 pub fn idempotency_key(stream_id: &str, jti: &str, event_type: &str) -> String {
     format!("{stream_id}:{jti}:{event_type}")
 }

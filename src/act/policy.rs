@@ -1,16 +1,16 @@
 //! Policy: which action an event calls for. The stream's knob first, then the `[policy]` table,
-//! then the shipped defaults (DESIGN §5), some of which look at the event payload.
+//! then the shipped defaults of the event vocabulary (`event_type::ALL`, listed in README.md),
+//! some of which look at the event payload.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::event_type_matches;
+use crate::event_type::{
+    self, event_type_matches, DefaultAction, CAEP_BASE as CAEP, RISC_BASE as RISC,
+};
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::SetEvent;
-
-const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
-const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
 
 /// The stream knob that governs an event type, with its API name.
 fn knob<'a>(stream: &'a Stream, event_type: &str) -> Option<(&'a RevocationAction, &'static str)> {
@@ -40,40 +40,32 @@ fn payload_str<'a>(event: &'a SetEvent, key: &str) -> Option<&'a str> {
     event.payload.get(key).and_then(Value::as_str)
 }
 
-/// The shipped default for an event type (DESIGN §5 and SPEC-NOTES §13).
+/// The shipped default for an event type (see [`DefaultAction`]).
 fn default_action(event: &SetEvent) -> (RevocationAction, String) {
     use RevocationAction::*;
-    let t = event.event_type.as_str();
-    let short = t.rsplit('/').next().unwrap_or(t);
-    let caep = t.starts_with(CAEP);
-    let risc = t.starts_with(RISC);
-    let (action, why) = match (caep, risc, short) {
-        (true, _, "session-revoked") | (_, true, "sessions-revoked") => {
-            (RevokeAll, "sessions revoked".to_string())
-        }
-        (true, _, "credential-change") => match payload_str(event, "change_type") {
+    let rule = event_type::lookup(&event.event_type).map(|e| e.default);
+    let (action, why) = match rule {
+        Some(DefaultAction::RevokeAll(why)) => (RevokeAll, why.to_string()),
+        Some(DefaultAction::ByChangeType) => match payload_str(event, "change_type") {
             Some("create") => (LogOnly, "credential created".to_string()),
             Some(c @ ("revoke" | "delete" | "update")) => {
                 (RevokeAll, format!("credential change_type {c}"))
             }
-            // Unknown change types are tolerated, not acted on (checklist 52).
+            // Unknown change types are tolerated, not acted on.
             Some(other) => (LogOnly, format!("unknown change_type {other:?}")),
             None => (RevokeAll, "credential changed".to_string()),
         },
-        (_, true, "credential-compromise") => (RevokeAll, "credential compromised".to_string()),
-        (_, true, "account-disabled") => (RevokeAll, "account disabled".to_string()),
-        (_, true, "account-purged") => (RevokeAll, "account purged".to_string()),
-        (true, _, "device-compliance-change") => match payload_str(event, "current_status") {
+        Some(DefaultAction::ByComplianceStatus) => match payload_str(event, "current_status") {
             Some("not-compliant") => (RevokeAll, "device not compliant".to_string()),
             Some(s) => (LogOnly, format!("device status {s}")),
             None => (LogOnly, "device status missing".to_string()),
         },
-        (true, _, "risk-level-change") => match payload_str(event, "current_level") {
+        Some(DefaultAction::ByRiskLevel) => match payload_str(event, "current_level") {
             Some(l) if l.eq_ignore_ascii_case("HIGH") => (RevokeAll, "risk level HIGH".to_string()),
             Some(l) => (LogOnly, format!("risk level {l}")),
             None => (LogOnly, "risk level missing".to_string()),
         },
-        _ => (
+        Some(DefaultAction::LogOnly) | None => (
             LogOnly,
             "no revocation defined for this event type".to_string(),
         ),
@@ -84,10 +76,11 @@ fn default_action(event: &SetEvent) -> (RevocationAction, String) {
 /// Payload conditions that hold whatever the configured action: a change that adds a
 /// credential or makes a device compliant never ends sessions by itself.
 fn policy_applies(event: &SetEvent) -> bool {
-    let short = event.event_type.rsplit('/').next().unwrap_or_default();
-    match short {
-        "device-compliance-change" => payload_str(event, "current_status") != Some("compliant"),
-        "risk-level-change" => {
+    match event_type::lookup(&event.event_type).map(|e| e.default) {
+        Some(DefaultAction::ByComplianceStatus) => {
+            payload_str(event, "current_status") != Some("compliant")
+        }
+        Some(DefaultAction::ByRiskLevel) => {
             !matches!(payload_str(event, "current_level"), Some(l) if l.eq_ignore_ascii_case("LOW"))
         }
         _ => true,
@@ -212,6 +205,40 @@ mod tests {
             payload: Default::default(),
         };
         assert_eq!(act(&s, &unknown), LogOnly);
+    }
+
+    #[test]
+    fn every_known_type_gets_its_listed_default() {
+        let s = Stream::default();
+        for e in event_type::ALL {
+            let event = |payload: &str| SetEvent {
+                event_type: e.uri(),
+                payload: serde_json::from_str(payload).unwrap(),
+            };
+            let (action, why) = resolve(&s, &event("{}"), &BTreeMap::new());
+            assert!(why.starts_with("default: "), "{}: {why}", e.short);
+            if let Some(fixed) = event_type::fixed_action(e.default) {
+                assert_eq!(action, fixed, "{}", e.short);
+            }
+            if let Some(payload) = e.preview {
+                let (action, _) = resolve(&s, &event(payload), &BTreeMap::new());
+                assert_eq!(action, RevocationAction::RevokeAll, "{}", e.short);
+            }
+        }
+        let scim = |short: &str| SetEvent {
+            event_type: format!("{}{short}", event_type::SCIM_BASE),
+            payload: Default::default(),
+        };
+        assert_eq!(
+            act(&s, &scim("prov:deactivate")),
+            RevocationAction::RevokeAll
+        );
+        assert_eq!(act(&s, &scim("prov:delete")), RevocationAction::RevokeAll);
+        assert_eq!(
+            act(&s, &scim("prov:create:full")),
+            RevocationAction::LogOnly
+        );
+        assert_eq!(act(&s, &scim("misc:asyncResp")), RevocationAction::LogOnly);
     }
 
     #[test]

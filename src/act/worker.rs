@@ -17,8 +17,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::document::{self, ActionRow};
@@ -26,7 +25,8 @@ use super::sinks::{self, Outcome};
 use crate::app::App;
 use crate::clock::{now_millis, UnixMillis};
 use crate::config::SINK_RETRY_CAP;
-use crate::store::{json_col, StoreError};
+use crate::store::outbox::{AttemptResult, ClaimedActions};
+use crate::store::StoreError;
 
 /// Attempts running at once: enough that one slow sink cannot hold up the others, few enough
 /// that a backlog cannot exhaust file descriptors or processes.
@@ -152,17 +152,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 
 /// Puts rows a previous run left `running` (it stopped mid-attempt) back to `pending`, due now.
 async fn recover(app: &Arc<App>) {
-    let now = now_millis();
-    let reset = app
-        .store
-        .write(move |c| {
-            Ok(c.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_ms = ?1 WHERE status = 'running'",
-                [now],
-            )?)
-        })
-        .await;
-    match reset {
+    match app.store.reset_interrupted_actions(now_millis()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             actions = n,
@@ -172,73 +162,11 @@ async fn recover(app: &Arc<App>) {
     }
 }
 
-fn claim_rows(
-    c: &Connection,
-    limit: usize,
-    now: UnixMillis,
-) -> Result<(Vec<ActionRow>, Option<UnixMillis>), StoreError> {
-    let mut rows = Vec::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT o.id, o.stream_id, o.jti, o.event_type, o.action, o.sink, o.idempotency_key,
-                    o.attempts, o.budget_from, i.claims, i.received_at_ms, i.subject_keys
-               FROM outbox o JOIN inbox i ON i.seq = o.inbox_seq
-              WHERE o.status = 'pending' AND o.next_attempt_ms <= ?1
-              ORDER BY o.next_attempt_ms, o.id
-              LIMIT ?2",
-        )?;
-        let mut q = stmt.query(params![now, limit as i64])?;
-        while let Some(r) = q.next()? {
-            let keys: String = r.get(11)?;
-            rows.push(ActionRow {
-                id: r.get(0)?,
-                stream_id: r.get(1)?,
-                jti: r.get(2)?,
-                event_type: r.get(3)?,
-                action: r.get(4)?,
-                sink: r.get(5)?,
-                idempotency_key: r.get(6)?,
-                attempt: r.get::<_, i64>(7)? + 1,
-                budget_from: r.get(8)?,
-                claims: r.get(9)?,
-                received_at_ms: r.get(10)?,
-                subject_keys: json_col(&keys)?,
-            });
-        }
-    }
-    let mut mark = c.prepare_cached(
-        "UPDATE outbox SET status = 'running', attempts = attempts + 1 WHERE id = ?1",
-    )?;
-    for row in &rows {
-        mark.execute([row.id])?;
-    }
-    let later: Option<UnixMillis> = c
-        .prepare_cached("SELECT MIN(next_attempt_ms) FROM outbox WHERE status = 'pending'")?
-        .query_row([], |r| r.get(0))?;
-    Ok((rows, later))
-}
-
-type Claimed = (Vec<ActionRow>, Option<UnixMillis>);
-
 /// Claims up to `limit` due rows; also returns when the earliest row left pending comes due.
 /// Answers once the claim has run in the writer's transaction; the commit completes on its own
-/// (see the module comment). `None` when the claim could not run.
-async fn claim(app: &Arc<App>, limit: usize, now: UnixMillis) -> Option<Claimed> {
-    let (early_tx, early_rx) = oneshot::channel::<Claimed>();
-    let store = app.store.clone();
-    tokio::spawn(async move {
-        let written = store
-            .write(move |c| {
-                let claimed = claim_rows(c, limit, now)?;
-                let _ = early_tx.send(claimed);
-                Ok(())
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "claiming actions failed; they stay pending and will be attempted again");
-        }
-    });
-    early_rx.await.ok()
+/// (see the module comment). `None` when the claim could not run (the store logged why).
+async fn claim(app: &Arc<App>, limit: usize, now: UnixMillis) -> Option<ClaimedActions> {
+    app.store.claim_due_actions(now, limit).await.ok()
 }
 
 /// The state an attempt leaves its row in.
@@ -250,10 +178,14 @@ struct AttemptEnd {
 /// One finished attempt, waiting to be written.
 struct Finished {
     row: ActionRow,
-    outcome: Outcome,
-    end: AttemptEnd,
-    started_ms: UnixMillis,
+    result: AttemptResult,
     duration: Duration,
+}
+
+impl AsRef<AttemptResult> for Finished {
+    fn as_ref(&self) -> &AttemptResult {
+        &self.result
+    }
 }
 
 /// Runs one attempt and hands its result to the recorder. The attempt's slot is free as soon as
@@ -321,10 +253,17 @@ async fn attempt(
         }
     };
     let finished = Finished {
+        result: AttemptResult {
+            outbox_id: row.id,
+            attempt: row.attempt,
+            started_ms,
+            duration_ms: duration.as_millis() as i64,
+            ok: outcome.ok,
+            detail: outcome.detail,
+            status: end.status,
+            next_attempt_ms: end.next_attempt_ms,
+        },
         row,
-        outcome,
-        end,
-        started_ms,
         duration,
     };
     if let Err(mpsc::error::SendError(f)) = results.send(finished) {
@@ -356,9 +295,9 @@ async fn record_results(
                 for f in batch.iter() {
                     log_attempt(f);
                     app.metrics
-                        .action_result(&f.row.sink, f.outcome.ok, f.duration.as_secs_f64());
+                        .action_result(&f.row.sink, f.result.ok, f.duration.as_secs_f64());
                 }
-                if let Some(t) = batch.iter().filter_map(|f| f.end.next_attempt_ms).min() {
+                if let Some(t) = batch.iter().filter_map(|f| f.result.next_attempt_ms).min() {
                     let _ = retries.send(t);
                 }
             }
@@ -377,41 +316,7 @@ async fn record_results(
 async fn write_results(app: &Arc<App>, batch: Arc<Vec<Finished>>) -> Result<(), StoreError> {
     let mut tries = 0;
     loop {
-        let job = batch.clone();
-        let written = app
-            .store
-            .write(move |c| {
-                let now = now_millis();
-                let mut insert = c.prepare_cached(
-                    "INSERT INTO attempts (outbox_id, attempt, started_at_ms, duration_ms, ok, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                let mut update = c.prepare_cached(
-                    "UPDATE outbox SET status = ?2, next_attempt_ms = COALESCE(?3, next_attempt_ms),
-                            finished_at_ms = ?4, last_error = ?5
-                      WHERE id = ?1 AND status = 'running'",
-                )?;
-                for f in job.iter() {
-                    let ok = f.outcome.ok;
-                    insert.execute(params![
-                        f.row.id,
-                        f.row.attempt,
-                        f.started_ms,
-                        f.duration.as_millis() as i64,
-                        ok,
-                        f.outcome.detail
-                    ])?;
-                    update.execute(params![
-                        f.row.id,
-                        f.end.status,
-                        f.end.next_attempt_ms,
-                        (f.end.status != "pending").then_some(now),
-                        if ok { "" } else { f.outcome.detail.as_str() }
-                    ])?;
-                }
-                Ok(())
-            })
-            .await;
+        let written = app.store.record_attempt_results(batch.clone()).await;
         match written {
             Ok(()) => return Ok(()),
             Err(StoreError::Closed) => return Err(StoreError::Closed),
@@ -426,9 +331,9 @@ async fn write_results(app: &Arc<App>, batch: Arc<Vec<Finished>>) -> Result<(), 
 }
 
 fn log_attempt(f: &Finished) {
-    let (row, end) = (&f.row, &f.end);
+    let (row, end) = (&f.row, &f.result);
     let latency_ms = f.duration.as_secs_f64() * 1000.0;
-    let short: String = f.outcome.detail.chars().take(LOG_DETAIL).collect();
+    let short: String = f.result.detail.chars().take(LOG_DETAIL).collect();
     match end.status {
         "done" => tracing::info!(
             stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,

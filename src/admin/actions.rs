@@ -5,70 +5,59 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
-use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 use serde_json::{json, Map, Value};
 
-use super::{json_body, json_ok, wire, ApiError};
+use super::{json_body, json_ok, wire, ApiError, ApiQuery};
 use crate::act::replay;
 use crate::app::App;
 use crate::clock::{now_millis, parse_rfc3339, rfc3339_millis};
-use crate::store::StoreError;
+use crate::store::outbox::{ActionFilter, ActionRecord, RetryOutcome};
 
 const STATUSES: [&str; 4] = ["pending", "running", "done", "dead"];
 
-const COLUMNS: &str = "id, stream_id, jti, event_type, action, sink, idempotency_key, status,
-    attempts, last_error, created_at_ms, finished_at_ms";
-
 /// One outbox row as the API shows it.
-fn action_json(r: &Row<'_>) -> Result<Value, rusqlite::Error> {
+fn action_json(r: ActionRecord) -> Value {
     let mut m = Map::new();
-    m.insert("id".into(), json!(r.get::<_, i64>(0)?.to_string()));
-    m.insert("streamId".into(), json!(r.get::<_, String>(1)?));
-    m.insert("jti".into(), json!(r.get::<_, String>(2)?));
-    m.insert("eventType".into(), json!(r.get::<_, String>(3)?));
-    m.insert("action".into(), json!(r.get::<_, String>(4)?));
-    m.insert("sink".into(), json!(r.get::<_, String>(5)?));
-    m.insert("idempotencyKey".into(), json!(r.get::<_, String>(6)?));
-    m.insert("status".into(), json!(r.get::<_, String>(7)?));
-    m.insert("attempts".into(), json!(r.get::<_, i64>(8)?));
-    m.insert("lastError".into(), json!(r.get::<_, String>(9)?));
-    m.insert(
-        "createdAt".into(),
-        json!(rfc3339_millis(r.get::<_, i64>(10)?)),
-    );
-    if let Some(f) = r.get::<_, Option<i64>>(11)? {
+    m.insert("id".into(), json!(r.id.to_string()));
+    m.insert("streamId".into(), json!(r.stream_id));
+    m.insert("jti".into(), json!(r.jti));
+    m.insert("eventType".into(), json!(r.event_type));
+    m.insert("action".into(), json!(r.action));
+    m.insert("sink".into(), json!(r.sink));
+    m.insert("idempotencyKey".into(), json!(r.idempotency_key));
+    m.insert("status".into(), json!(r.status));
+    m.insert("attempts".into(), json!(r.attempts));
+    m.insert("lastError".into(), json!(r.last_error));
+    m.insert("createdAt".into(), json!(rfc3339_millis(r.created_at_ms)));
+    if let Some(f) = r.finished_at_ms {
         m.insert("finishedAt".into(), json!(rfc3339_millis(f)));
     }
-    Ok(Value::Object(m))
+    Value::Object(m)
 }
 
-fn get_action(c: &Connection, id: i64) -> Result<Option<Value>, StoreError> {
-    Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
-        [id],
-        action_json,
-    )
-    .optional()?)
-}
-
-#[derive(serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {
-    status: Option<String>,
+    pub status: Option<String>,
     #[serde(rename = "streamId")]
-    stream_id: Option<String>,
+    pub stream_id: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<String>,
+    pub page_size: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 /// `GET /api/v1/actions?status=&streamId=&pageSize=&pageToken=`, newest first.
 pub async fn list(
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(list_actions(&app, q).await?))
+}
+
+/// The answer of [`list`], also rendered by the console.
+pub async fn list_actions(app: &App, q: ListQuery) -> Result<Value, ApiError> {
     let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) if STATUSES.contains(&s) => Some(s.to_string()),
@@ -92,43 +81,21 @@ pub async fn list(
         })?),
     };
     let stream_id = q.stream_id.filter(|s| !s.is_empty());
-    let (list, more) = app
+    let filter = ActionFilter {
+        status,
+        stream_id,
+        before_id: before,
+        limit: size + 1,
+    };
+    let mut list: Vec<Value> = app
         .store
-        .read(move |c| {
-            // Only the filters given go into the query, so SQLite can pick the matching index.
-            let mut cond = Vec::new();
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            if let Some(s) = status {
-                cond.push("status = ?");
-                args.push(s.into());
-            }
-            if let Some(s) = stream_id {
-                cond.push("stream_id = ?");
-                args.push(s.into());
-            }
-            if let Some(b) = before {
-                cond.push("id < ?");
-                args.push(b.into());
-            }
-            let filter = if cond.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", cond.join(" AND "))
-            };
-            args.push((size as i64 + 1).into());
-            let mut stmt = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM outbox {filter} ORDER BY id DESC LIMIT ?"
-            ))?;
-            let mut rows = stmt.query(params_from_iter(args))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(action_json(r)?);
-            }
-            let more = out.len() > size;
-            out.truncate(size);
-            Ok((out, more))
-        })
-        .await?;
+        .list_actions(filter)
+        .await?
+        .into_iter()
+        .map(action_json)
+        .collect();
+    let more = list.len() > size;
+    list.truncate(size);
     let next = if more {
         list.last()
             .and_then(|a| a.get("id"))
@@ -138,13 +105,7 @@ pub async fn list(
     } else {
         String::new()
     };
-    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
-}
-
-enum Retry {
-    NotFound,
-    Refused(String),
-    Done(Value),
+    Ok(json!({"list": list, "nextPageToken": next}))
 }
 
 /// `POST /api/v1/actions/{id}/retry`: a dead or pending action becomes pending, due now. A dead
@@ -153,47 +114,27 @@ pub async fn retry(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(json!({"action": retry_action(&app, &id).await?})))
+}
+
+/// What [`retry`] does, also called by the console: the retried action as the API shows it.
+pub async fn retry_action(app: &App, id: &str) -> Result<Value, ApiError> {
     let Ok(id) = id.trim().parse::<i64>() else {
         return Err(ApiError::not_found("action"));
     };
     let now = now_millis();
-    let answer = app
-        .store
-        .write(move |c| {
-            let status: Option<String> = c
-                .query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            match status.as_deref() {
-                None => return Ok(Retry::NotFound),
-                Some("dead") | Some("pending") => {}
-                Some(other) => {
-                    return Ok(Retry::Refused(format!(
-                        "action {id} is {other}; only dead or pending actions can be retried"
-                    )))
-                }
-            }
-            c.execute(
-                "UPDATE outbox
-                    SET budget_from = CASE WHEN status = 'dead' THEN attempts ELSE budget_from END,
-                        status = 'pending', next_attempt_ms = ?2, finished_at_ms = NULL
-                  WHERE id = ?1",
-                rusqlite::params![id, now],
-            )?;
-            match get_action(c, id)? {
-                Some(a) => Ok(Retry::Done(a)),
-                None => Ok(Retry::NotFound),
-            }
-        })
-        .await?;
+    let answer = app.store.retry_action(id, now).await?;
     match answer {
-        Retry::NotFound => Err(ApiError::not_found("action")),
-        Retry::Refused(m) => Err(ApiError::invalid("id", m)),
-        Retry::Done(action) => {
+        RetryOutcome::NotFound => Err(ApiError::not_found("action")),
+        RetryOutcome::Refused(status) => Err(ApiError::invalid(
+            "id",
+            format!("action {id} is {status}; only dead or pending actions can be retried"),
+        )),
+        RetryOutcome::Retried(action) => {
+            let action = action_json(*action);
             tracing::info!(action_id = id, "action retry requested");
             app.actions_ready.notify_one();
-            Ok(json_ok(json!({"action": action})))
+            Ok(action)
         }
     }
 }

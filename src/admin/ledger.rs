@@ -5,29 +5,28 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use rusqlite::params_from_iter;
 use serde_json::{json, Value};
 
 use super::{json_body, json_ok, ApiError};
 use crate::app::App;
 use crate::clock::{parse_rfc3339, rfc3339, rfc3339_millis};
+use crate::store::ledger::LedgerEntry;
 use crate::verify::subject::{parse_subject, parse_subject_shorthand};
 
 /// Most canonical keys one query may carry (an `aliases` or `ip-addresses` subject can be
 /// long; SQLite binds at most 32766 values).
 const MAX_SUBJECT_KEYS: usize = 1000;
 
-/// One ledger entry that matched.
-struct Entry {
-    revoked_before: i64,
-    stream_id: String,
-    jti: String,
-    event_type: String,
-    received_at_ms: i64,
-}
-
 pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
+    Ok(json_ok(check_subject(&app, &body).await?))
+}
+
+/// The answer of [`check`] for a parsed request body, also rendered by the console.
+pub async fn check_subject(
+    app: &App,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Value, ApiError> {
     let subject = match body.get("subject") {
         Some(v @ Value::Object(_)) => {
             parse_subject(v).map_err(|e| ApiError::invalid("subject", e.0))?
@@ -57,33 +56,10 @@ pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
             format!("names more than {MAX_SUBJECT_KEYS} identifiers"),
         ));
     }
-    let keys = subject.keys.clone();
-    let entries = app
-        .store
-        .read(move |c| {
-            let marks = vec!["?"; keys.len()].join(",");
-            let mut stmt = c.prepare(&format!(
-                "SELECT revoked_before, stream_id, jti, event_type, received_at_ms
-                   FROM ledger WHERE subject_key IN ({marks})
-                  ORDER BY revoked_before DESC, id DESC LIMIT 1000"
-            ))?;
-            let mut rows = stmt.query(params_from_iter(keys.iter()))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(Entry {
-                    revoked_before: r.get(0)?,
-                    stream_id: r.get(1)?,
-                    jti: r.get(2)?,
-                    event_type: r.get(3)?,
-                    received_at_ms: r.get(4)?,
-                });
-            }
-            Ok(out)
-        })
-        .await?;
+    let entries = app.store.check_subjects(subject.keys.clone()).await?;
     // A session is revoked when some REVOKE_ALL applies to sessions issued before a time later
     // than this session's issue time.
-    let applies = |e: &&Entry| issued_at.is_none_or(|t| e.revoked_before > t);
+    let applies = |e: &&LedgerEntry| issued_at.is_none_or(|t| e.revoked_before > t);
     let mut seen = std::collections::HashSet::new();
     let reasons: Vec<Value> = entries
         .iter()
@@ -105,5 +81,5 @@ pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response,
         out.insert("revokedBefore".into(), json!(rfc3339(latest)));
     }
     out.insert("reasons".into(), Value::Array(reasons));
-    Ok(json_ok(Value::Object(out)))
+    Ok(Value::Object(out))
 }

@@ -1,8 +1,11 @@
 //! The admin listener: the ConductorOne-shaped management API under `/api/`, which needs the admin
-//! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none.
+//! bearer token, plus `/healthz`, `/readyz` and `/metrics`, which carry no secrets and need none,
+//! and the web console under `/ui` (see [`crate::console`]).
 
 pub mod actions;
 pub mod ledger;
+pub mod metrics;
+pub mod openapi;
 pub mod streams;
 pub mod transmitter;
 pub mod wire;
@@ -13,14 +16,16 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 use crate::app::App;
+use crate::http::fairness::ClientAddr;
+use crate::push_token::PushTokenError;
 use crate::secrets::{bearer_token, token_matches};
 use crate::store::StoreError;
 
-/// An admin API error: `{"code", "message"}` with its HTTP status (DESIGN §3).
+/// An admin API error: `{"code", "message"}` with its HTTP status (docs/admin-api.md#errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
@@ -88,6 +93,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<PushTokenError> for ApiError {
+    fn from(e: PushTokenError) -> ApiError {
+        match e {
+            PushTokenError::NotPush => {
+                ApiError::invalid("deliveryMethod", "POLL streams have no push token")
+            }
+            PushTokenError::NotFound => ApiError::not_found("stream"),
+            PushTokenError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"code": self.code, "message": self.message}).to_string();
@@ -104,7 +121,29 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Page size of a list call: default 50, at most 1000 (DESIGN §8); anything but a
+/// A query string extractor whose rejection is an [`ApiError`] like every other bad input
+/// (axum's own answers plain text, which breaks clients that read `{"code", "message"}`).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(ApiQuery(q)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// Page size of a list call: default 50, at most 1000 (docs/admin-api.md#paging); anything but a
 /// non-negative integer is a field error.
 pub fn page_size(raw: Option<&str>) -> Result<usize, ApiError> {
     match raw.map(str::trim) {
@@ -155,9 +194,14 @@ fn has_admin_token(app: &App, headers: &axum::http::HeaderMap) -> bool {
 }
 
 async fn require_admin_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let client = req.extensions().get::<ClientAddr>().copied();
+    if let Some(wait) = app.auth_blocked(client) {
+        return crate::http::too_many_failed_auth(wait);
+    }
     if has_admin_token(&app, req.headers()) {
         next.run(req).await
     } else {
+        app.auth_failed(client);
         ApiError::unauthenticated().into_response()
     }
 }
@@ -179,54 +223,120 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-pub fn router(app: Arc<App>) -> Router {
-    let api = Router::new()
-        .route(
-            "/api/v1/ssf-receiver-streams",
-            post(streams::create).get(streams::list),
-        )
-        .route(
-            "/api/v1/ssf-receiver-streams/{id}",
-            get(streams::get_one)
-                .post(streams::update)
-                .patch(streams::update)
-                .delete(streams::delete),
-        )
-        .route(
+/// One operation of the admin listener: its method and path, and the handler behind them.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    handler: MethodRouter<Arc<App>>,
+}
+
+impl Route {
+    fn new<H, T>(method: &'static str, path: &'static str, handler: H) -> Route
+    where
+        H: axum::handler::Handler<T, Arc<App>>,
+        T: 'static,
+    {
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PATCH" => MethodFilter::PATCH,
+            "DELETE" => MethodFilter::DELETE,
+            "PUT" => MethodFilter::PUT,
+            // Only the literals below reach this; a new method is added above first.
+            _ => MethodFilter::OPTIONS,
+        };
+        Route {
+            method,
+            path,
+            handler: on(filter, handler),
+        }
+    }
+}
+
+const STREAMS: &str = "/api/v1/ssf-receiver-streams";
+const STREAM: &str = "/api/v1/ssf-receiver-streams/{id}";
+
+/// The operations that need the admin token. The router is built from this list, and the test
+/// that holds `docs/openapi.json` to the code reads it too, so the two cannot drift apart.
+pub fn api_routes() -> Vec<Route> {
+    vec![
+        Route::new("POST", STREAMS, streams::create),
+        Route::new("GET", STREAMS, streams::list),
+        Route::new("GET", STREAM, streams::get_one),
+        Route::new("POST", STREAM, streams::update),
+        Route::new("PATCH", STREAM, streams::update),
+        Route::new("DELETE", STREAM, streams::delete),
+        Route::new(
+            "GET",
             "/api/v1/ssf-receiver-streams/{id}/stats",
-            get(streams::stats),
-        )
-        .route(
+            streams::stats,
+        ),
+        Route::new(
+            "POST",
             "/api/v1/ssf-receiver-streams/{id}/test",
-            post(streams::test),
-        )
-        .route(
+            streams::test,
+        ),
+        Route::new(
+            "POST",
             "/api/v1/ssf-receiver-streams/{id}/rotate-push-token",
-            post(streams::rotate_push_token),
-        )
-        .route(
+            streams::rotate_push_token,
+        ),
+        Route::new(
+            "POST",
             "/api/v1/ssf-receiver-streams/{id}/register",
-            post(transmitter::register),
-        )
-        .route(
+            transmitter::register,
+        ),
+        Route::new(
+            "POST",
             "/api/v1/ssf-receiver-streams/{id}/verify",
-            post(transmitter::verify),
-        )
-        .route(
+            transmitter::verify,
+        ),
+        Route::new(
+            "GET",
             "/api/v1/ssf-receiver-streams/{id}/transmitter-status",
-            get(transmitter::read_status).post(transmitter::update_status),
-        )
-        .route("/api/v1/events", get(streams::list_events))
-        .route("/api/v1/subjects:check", post(ledger::check))
-        .route("/api/v1/actions", get(actions::list))
-        .route("/api/v1/actions/{id}/retry", post(actions::retry))
-        .route("/api/v1/events/replay", post(actions::replay))
-        .route_layer(middleware::from_fn_with_state(
-            app.clone(),
-            require_admin_token,
-        ));
+            transmitter::read_status,
+        ),
+        Route::new(
+            "POST",
+            "/api/v1/ssf-receiver-streams/{id}/transmitter-status",
+            transmitter::update_status,
+        ),
+        Route::new("GET", "/api/v1/events", streams::list_events),
+        Route::new("POST", "/api/v1/subjects:check", ledger::check),
+        Route::new("GET", "/api/v1/actions", actions::list),
+        Route::new("POST", "/api/v1/actions/{id}/retry", actions::retry),
+        Route::new("POST", "/api/v1/events/replay", actions::replay),
+    ]
+}
+
+/// The operations open without a token: they carry no secrets.
+pub fn public_routes() -> Vec<Route> {
+    vec![
+        Route::new("GET", "/healthz", || async { "ok" }),
+        Route::new("GET", "/readyz", readyz),
+        Route::new("GET", "/metrics", metrics::scrape),
+        Route::new("GET", openapi::PATH, openapi::serve),
+    ]
+}
+
+fn add_routes(mut router: Router<Arc<App>>, routes: Vec<Route>) -> Router<Arc<App>> {
+    // Routes with the same path and another method merge into one entry.
+    for r in routes {
+        router = router.route(r.path, r.handler);
+    }
+    router
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let api = add_routes(Router::new(), api_routes()).route_layer(middleware::from_fn_with_state(
+        app.clone(),
+        require_admin_token,
+    ));
+    let public = add_routes(Router::new(), public_routes());
     Router::new()
         .merge(api)
+        .merge(public)
+        .merge(crate::console::router(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(|| async {
             ApiError {
@@ -235,8 +345,5 @@ pub fn router(app: Arc<App>) -> Router {
                 message: "this method is not allowed on this path".into(),
             }
         })
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::scrape))
         .with_state(app)
 }

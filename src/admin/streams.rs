@@ -4,19 +4,20 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::wire::{self, check_complete, stream_json, READ_ONLY, WRITABLE};
-use super::{json_body, json_ok, ApiError};
+use super::{json_body, json_ok, ApiError, ApiQuery};
 use crate::act::policy;
 use crate::app::App;
 use crate::clock::{now_unix, rfc3339, rfc3339_millis};
+use crate::push_token;
 use crate::secrets::{random_id, random_token, token_hash};
-use crate::store::{inbox, streams as stream_rows};
+use crate::store::inbox;
 use crate::stream::{RevocationAction, Stream};
 use crate::verify::jwks::KeySource;
 use crate::verify::subject::parse_subject_shorthand;
@@ -97,7 +98,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(app): State<Arc<App>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let size = super::page_size(q.page_size.as_deref())?;
     let all = app.registry.list();
@@ -150,7 +151,7 @@ pub struct UpdateQuery {
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<UpdateQuery>,
+    ApiQuery(q): ApiQuery<UpdateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
@@ -258,7 +259,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     super::transmitter::delete_remote_first(&app, &id, q.remote.as_deref()).await?;
     let now = now_unix();
@@ -278,12 +279,13 @@ pub async fn stats(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = found(&app, &id)?;
-    let sid = id.clone();
-    let counts = app
-        .store
-        .read(move |c| stream_rows::counts(c, &sid))
-        .await?;
+    Ok(json_ok(json!({"stats": stats_of(&app, &id).await?})))
+}
+
+/// A stream's `stats` object, also rendered by the console.
+pub async fn stats_of(app: &App, id: &str) -> Result<Value, ApiError> {
+    let s = found(app, id)?;
+    let counts = app.store.stream_counts(id).await?;
     let mut m = Map::new();
     m.insert("streamId".into(), json!(s.id));
     m.insert("eventsReceivedCount".into(), json!(counts.received));
@@ -304,41 +306,22 @@ pub async fn stats(
         "transmitterStatusReason".into(),
         json!(s.transmitter_status_reason),
     );
-    Ok(json_ok(json!({"stats": Value::Object(m)})))
+    Ok(Value::Object(m))
 }
-
-/// Event types the `test` answer previews, by short name.
-const PREVIEW: &[&str] = &[
-    "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
-    "https://schemas.openid.net/secevent/caep/event-type/credential-change",
-    "https://schemas.openid.net/secevent/risc/event-type/credential-compromise",
-    "https://schemas.openid.net/secevent/risc/event-type/account-disabled",
-    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
-    "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
-];
 
 /// The action an event type gets on this stream, with the payload that makes it act where the
 /// default depends on the payload.
-fn preview_action(app: &App, stream: &Stream, event_type: &str) -> RevocationAction {
-    let payload = match event_type.rsplit('/').next() {
-        Some("credential-change") => {
-            json!({"change_type": "update", "credential_type": "password"})
-        }
-        Some("device-compliance-change") => {
-            json!({"previous_status": "compliant", "current_status": "not-compliant"})
-        }
-        Some("risk-level-change") => json!({"principal": "USER", "current_level": "HIGH"}),
-        _ => json!({}),
-    };
+fn preview_action(app: &App, stream: &Stream, event_type: &str, payload: &str) -> RevocationAction {
+    let payload: Map<String, Value> = serde_json::from_str(payload).unwrap_or_default();
     let event = SetEvent {
         event_type: event_type.to_string(),
-        payload: payload.as_object().cloned().unwrap_or_default(),
+        payload,
     };
     let enabled = stream.event_types_enabled.is_empty()
         || stream
             .event_types_enabled
             .iter()
-            .any(|p| crate::config::event_type_matches(p, event_type));
+            .any(|p| crate::event_type::event_type_matches(p, event_type));
     if !stream.enabled || !enabled {
         return RevocationAction::LogOnly;
     }
@@ -381,13 +364,14 @@ pub async fn test(
         .and_then(|s| s.keys.first().cloned())
         .unwrap_or_default();
     let mut preview = Map::new();
-    for t in PREVIEW {
-        preview.insert(
-            t.rsplit('/').next().unwrap_or(t).to_string(),
-            json!(preview_action(&app, &stream, t).as_api()),
-        );
+    let mut session_action = RevocationAction::Unspecified;
+    for (i, (t, payload)) in crate::event_type::previewed_types().enumerate() {
+        let action = preview_action(&app, &stream, &t.uri(), payload);
+        if i == 0 {
+            session_action = action;
+        }
+        preview.insert(t.short.to_string(), json!(action.as_api()));
     }
-    let session_action = preview_action(&app, &stream, PREVIEW[0]);
     let ready = stream.enabled && reachable && key_count > 0;
     Ok(json_ok(json!({
         "jwksReachable": reachable,
@@ -411,50 +395,33 @@ pub async fn rotate_push_token(
     Ok(json_ok(json!({"pushAuthTokenPlaintext": token})))
 }
 
-/// Installs a fresh push token on a PUSH stream and returns it; the previous token stays valid
-/// for `[server] push_token_overlap`. Shared by the rotate call and by registration at a
-/// transmitter, which hands the fresh token over as the `authorization_header`.
+/// [`push_token::rotate`] with its errors as the admin API answers them.
 pub async fn rotate_push_token_of(app: &App, id: &str) -> Result<String, ApiError> {
     let overlap = app.config().server.push_token_overlap;
-    let token = random_token();
-    let hash = token_hash(&token);
-    let now = now_unix();
-    app.registry
-        .modify(id, |s: &mut Stream| -> Result<(), ApiError> {
-            if !s.is_push() {
-                return Err(ApiError::invalid(
-                    "deliveryMethod",
-                    "POLL streams have no push token",
-                ));
-            }
-            s.prev_push_token_hash = s.push_token_hash;
-            s.prev_push_token_expires_at = Some(now + overlap.as_secs() as i64);
-            s.push_token_hash = Some(hash);
-            s.updated_at = now;
-            Ok(())
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("stream"))?;
-    tracing::info!(stream = %id, overlap_secs = overlap.as_secs(), "push token rotated");
-    Ok(token)
+    Ok(push_token::rotate(&app.registry, id, overlap).await?)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct EventsQuery {
     #[serde(rename = "streamId")]
-    stream_id: Option<String>,
+    pub stream_id: Option<String>,
     /// RFC 3339 time or a duration back from now (`"1h"`).
-    since: Option<String>,
+    pub since: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<String>,
+    pub page_size: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub page_token: Option<String>,
 }
 
 pub async fn list_events(
     State(app): State<Arc<App>>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    Ok(json_ok(events_of(&app, q).await?))
+}
+
+/// The answer of [`list_events`], also rendered by the console.
+pub async fn events_of(app: &App, q: EventsQuery) -> Result<Value, ApiError> {
     let since_ms = match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -483,7 +450,7 @@ pub async fn list_events(
         before_seq,
         limit,
     };
-    let rows = app.store.read(move |c| inbox::list(c, &filter)).await?;
+    let rows = app.store.list_events(filter).await?;
     let next = if rows.len() == limit {
         rows.last().map(|r| r.seq.to_string()).unwrap_or_default()
     } else {
@@ -500,5 +467,5 @@ pub async fn list_events(
             })
         })
         .collect();
-    Ok(json_ok(json!({"list": list, "nextPageToken": next})))
+    Ok(json!({"list": list, "nextPageToken": next}))
 }

@@ -19,28 +19,34 @@ use crate::transmitter::{client, TransmitterError};
 
 /// The admin API answer for a failed transmitter operation.
 pub fn api_error(e: TransmitterError) -> ApiError {
-    match e {
-        TransmitterError::NotFound => ApiError::not_found("stream"),
-        TransmitterError::Api(e) => e,
-        TransmitterError::Store(e) => e.into(),
-        TransmitterError::NotRegistered => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "failed_precondition",
-            message: e.to_string(),
-        },
-        TransmitterError::TooSoon { .. } | TransmitterError::RateLimited { .. } => ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "resource_exhausted",
-            message: e.to_string(),
-        },
-        TransmitterError::Failed { .. }
-        | TransmitterError::Status { .. }
-        | TransmitterError::Refused { .. } => {
-            tracing::warn!(error = %e, "transmitter call failed");
-            ApiError {
-                status: StatusCode::BAD_GATEWAY,
-                code: "unavailable",
+    e.into()
+}
+
+impl From<TransmitterError> for ApiError {
+    fn from(e: TransmitterError) -> ApiError {
+        match e {
+            TransmitterError::NotFound => ApiError::not_found("stream"),
+            TransmitterError::PushToken(e) => e.into(),
+            TransmitterError::Store(e) => e.into(),
+            TransmitterError::NotRegistered => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "failed_precondition",
                 message: e.to_string(),
+            },
+            TransmitterError::TooSoon { .. } | TransmitterError::RateLimited { .. } => ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "resource_exhausted",
+                message: e.to_string(),
+            },
+            TransmitterError::Failed { .. }
+            | TransmitterError::Status { .. }
+            | TransmitterError::Refused { .. } => {
+                tracing::warn!(error = %e, "transmitter call failed");
+                ApiError {
+                    status: StatusCode::BAD_GATEWAY,
+                    code: "unavailable",
+                    message: e.to_string(),
+                }
             }
         }
     }

@@ -8,7 +8,6 @@ use serde_json::{json, Map, Value};
 use super::ApiError;
 use crate::clock::rfc3339;
 use crate::stream::{DeliveryMethod, OutboundAuth, RevocationAction, Stream};
-use crate::verify::jwks::check_scheme;
 
 /// Fields a client may write.
 pub const WRITABLE: &[&str] = &[
@@ -150,14 +149,7 @@ fn url_field(field: &str, v: &Value, allow_http: bool) -> Result<String, ApiErro
 
 /// An absolute http(s) URL with a host, no fragment; https unless `allow_http`.
 pub fn check_url(field: &str, s: &str, allow_http: bool) -> Result<(), ApiError> {
-    let Some((_, rest)) = s.split_once("://") else {
-        return Err(ApiError::invalid(field, "must be an absolute https URL"));
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || s.contains('#') || s.chars().any(char::is_whitespace) {
-        return Err(ApiError::invalid(field, "must be an absolute https URL"));
-    }
-    check_scheme(s, allow_http).map_err(|m| ApiError::invalid(field, m))
+    crate::url_check::check_url(s, allow_http).map_err(|m| ApiError::invalid(field, m))
 }
 
 fn action_field(field: &str, v: &Value) -> Result<RevocationAction, ApiError> {

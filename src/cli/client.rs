@@ -178,7 +178,16 @@ impl AdminClient {
         };
         let base = match target.admin_url.as_deref().filter(|u| !u.trim().is_empty()) {
             Some(u) => parse_base_url(u)?,
-            None => parse_base_url(&admin_url_for(config.get()?.server.admin_listen))?,
+            None => {
+                let server = &config.get()?.server;
+                let mut url = admin_url_for(server.admin_listen);
+                // The listener speaks only TLS then; the certificate must name the host, so
+                // operators usually pass --admin-url with the certificate's name.
+                if server.tls.as_ref().is_some_and(|t| t.admin) {
+                    url = url.replacen("http://", "https://", 1);
+                }
+                parse_base_url(&url)?
+            }
         };
         let token = if let Some(file) = &target.token_file {
             check_token(read_secret(file)?, &file.display().to_string())?

@@ -8,13 +8,13 @@ pub mod push;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rusqlite::params;
-
 use crate::act;
 use crate::app::App;
 use crate::clock::{now_millis, now_unix};
 use crate::metrics;
-use crate::store::{inbox, streams, StoreError};
+use crate::store::inbox::NewInboxRow;
+use crate::store::set::{ControlWrite, SetStored, SetWrite};
+use crate::store::StoreError;
 use crate::stream::Stream;
 use crate::verify::{self, ControlEvent, SetError, VerifiedSet, VerifyFailure};
 
@@ -54,12 +54,6 @@ pub enum IntakeError {
     /// The database could not commit: not acknowledged; the transmitter should deliver again.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-enum Stored {
-    New,
-    Duplicate,
-    BadState,
 }
 
 /// Verifies and stores one SET for a stream.
@@ -185,7 +179,7 @@ async fn receive_inner(
     token: &str,
     delivery: Delivery,
 ) -> Result<(Receipt, SetInfo), IntakeError> {
-    let set = match verify::verify_set(&app.keys, stream, token).await {
+    let mut set = match verify::verify_set(&app.keys, stream, token).await {
         Ok(set) => set,
         Err(VerifyFailure::Rejected(e)) => {
             note_rejection(app, &stream.id, &e).await;
@@ -204,128 +198,91 @@ async fn receive_inner(
         subject: set.subject_keys().first().cloned().unwrap_or_default(),
         outcome: plan.outcome,
     };
-    let stream_id = stream.id.clone();
-    let raw = token.trim().to_string();
-    let now_ms = now_millis();
-    // The SET and its plan move into the transaction and come back out with the outcome.
-    let stored = app
-        .store
-        .write(move |conn| {
-            let stored = store_set(conn, &stream_id, &set, &plan, raw, delivery, now_ms)?;
-            Ok((stored, set, plan))
-        })
-        .await;
-    let (stored, set, plan) = match stored {
+    let write = set_write(
+        &stream.id,
+        &mut set,
+        plan,
+        token.trim().to_string(),
+        delivery,
+    );
+    let (stored, write) = match app.store.store_set(write).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(stream = %stream.id, error = %e, "could not store a SET");
             return Err(e.into());
         }
     };
-    after_store(app, stream, stored, set, plan, info).await
+    after_store(app, stream, stored, set.jti, write, info).await
 }
 
-/// Inside the write transaction: duplicate check, verification state, stream bookkeeping, the
-/// inbox row and everything the plan records.
-fn store_set(
-    conn: &rusqlite::Connection,
+/// Describes what storing `set` writes: its inbox row, the stream bookkeeping of a control
+/// event, the plan's decisions and, for a polled SET, its pending acknowledgement. The SET's
+/// claims text moves into the row.
+fn set_write(
     stream_id: &str,
-    set: &VerifiedSet,
-    plan: &act::Plan,
+    set: &mut VerifiedSet,
+    plan: act::Plan,
     raw: String,
     delivery: Delivery,
-    now_ms: i64,
-) -> Result<Stored, StoreError> {
-    // A polled SET is acknowledged on the next request once it is stored, duplicates
-    // included; the pending ack is part of the same transaction.
-    let pending_ack = delivery == Delivery::Poll;
-    if inbox::exists(conn, stream_id, &set.jti)? {
-        if pending_ack {
-            poll::record_pending_ack(conn, stream_id, &set.jti)?;
-        }
-        return Ok(Stored::Duplicate);
-    }
-    let now = now_ms / 1000;
-    match &set.control {
-        Some(ControlEvent::Verification { state: Some(state) }) => {
-            let answered = conn.execute(
-                "UPDATE verification_requests SET answered_at = ?3
-                          WHERE stream_id = ?1 AND state = ?2 AND answered_at IS NULL",
-                params![stream_id, state, now],
-            )?;
-            if answered == 0 {
-                return Ok(Stored::BadState);
-            }
-            conn.execute(
-                "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
-                params![stream_id, now],
-            )?;
-        }
-        Some(ControlEvent::Verification { state: None }) => {
-            conn.execute(
-                "UPDATE streams SET last_verified_at = ?2 WHERE id = ?1",
-                params![stream_id, now],
-            )?;
-        }
-        Some(ControlEvent::StreamUpdated { status, reason }) => {
-            conn.execute(
-                "UPDATE streams SET transmitter_status = ?2, transmitter_status_reason = ?3
-                          WHERE id = ?1",
-                params![stream_id, status, reason],
-            )?;
-        }
-        None => {}
-    }
+) -> SetWrite {
     let claims = if set.claims_json.is_empty() {
         serde_json::Value::Object(set.claims.clone()).to_string()
     } else {
-        set.claims_json.clone()
+        std::mem::take(&mut set.claims_json)
     };
-    let row = inbox::NewInboxRow {
-        stream_id: stream_id.to_string(),
-        jti: set.jti.clone(),
-        iss: set.iss.clone(),
-        txn: set.txn.clone(),
-        event_types: set.event_types(),
-        subject_keys: set.subject_keys(),
-        raw_token: raw,
-        claims,
-        received_at_ms: now_ms,
-        delivery: delivery.as_str(),
-        outcome: plan.outcome.to_string(),
-        decision: plan.summary.clone(),
-    };
-    let Some(seq) = inbox::insert(conn, &row)? else {
-        if pending_ack {
-            poll::record_pending_ack(conn, stream_id, &set.jti)?;
-        }
-        return Ok(Stored::Duplicate);
-    };
-    act::record(conn, seq, stream_id, set, plan, now_ms)?;
-    if pending_ack {
-        poll::record_pending_ack(conn, stream_id, &set.jti)?;
+    let control = set.control.as_ref().map(|c| match c {
+        ControlEvent::Verification { state } => ControlWrite::Verification {
+            state: state.clone(),
+        },
+        ControlEvent::StreamUpdated { status, reason } => ControlWrite::StreamUpdated {
+            status: status.clone(),
+            reason: reason.clone(),
+        },
+    });
+    let subject = act::audit_subject(set);
+    let decisions = act::decision_writes(stream_id, &set.jti, plan.decisions);
+    SetWrite {
+        inbox: NewInboxRow {
+            stream_id: stream_id.to_string(),
+            jti: set.jti.clone(),
+            iss: set.iss.clone(),
+            txn: set.txn.clone(),
+            event_types: set.event_types(),
+            subject_keys: set.subject_keys(),
+            raw_token: raw,
+            claims,
+            received_at_ms: now_millis(),
+            delivery: delivery.as_str(),
+            outcome: plan.outcome.to_string(),
+            decision: plan.summary,
+        },
+        control,
+        subject,
+        decisions,
+        // A polled SET is acknowledged on the next request once it is stored, duplicates
+        // included; the pending ack is part of the same transaction.
+        pending_ack: delivery == Delivery::Poll,
     }
-    Ok(Stored::New)
 }
 
 /// After the commit: answer, bookkeeping in the cached stream, wake the action worker, log.
 async fn after_store(
     app: &Arc<App>,
     stream: &Arc<Stream>,
-    stored: Stored,
-    set: VerifiedSet,
-    plan: act::Plan,
+    stored: SetStored,
+    jti: String,
+    write: SetWrite,
     info: SetInfo,
 ) -> Result<(Receipt, SetInfo), IntakeError> {
     match stored {
-        Stored::Duplicate => Ok((
+        SetStored::Duplicate => Ok((
             Receipt {
-                jti: set.jti,
+                jti,
                 duplicate: true,
             },
             info,
         )),
-        Stored::BadState => {
+        SetStored::BadState => {
             let e = SetError::new(
                 verify::ErrCode::InvalidState,
                 "the verification state does not match a state this receiver requested",
@@ -333,13 +290,13 @@ async fn after_store(
             note_rejection(app, &stream.id, &e).await;
             Err(e.into())
         }
-        Stored::New => {
+        SetStored::New => {
             let now = now_unix();
-            match &set.control {
-                Some(ControlEvent::Verification { .. }) => app
+            match &write.control {
+                Some(ControlWrite::Verification { .. }) => app
                     .registry
                     .refresh_cached(&stream.id, |s| s.last_verified_at = Some(now)),
-                Some(ControlEvent::StreamUpdated { status, reason }) => {
+                Some(ControlWrite::StreamUpdated { status, reason }) => {
                     app.registry.refresh_cached(&stream.id, |s| {
                         s.transmitter_status = status.clone();
                         s.transmitter_status_reason = reason.clone();
@@ -347,19 +304,19 @@ async fn after_store(
                 }
                 None => {}
             }
-            if plan.decisions.iter().any(|d| !d.sinks.is_empty()) {
+            if write.decisions.iter().any(|d| !d.sinks.is_empty()) {
                 app.actions_ready.notify_one();
             }
-            for d in &plan.decisions {
+            for d in &write.decisions {
                 tracing::info!(
-                    stream = %stream.id, jti = %set.jti, event_type = %d.event_type,
-                    action = d.action.as_short(), reason = %d.reason,
+                    stream = %stream.id, jti = %jti, event_type = %d.event_type,
+                    action = d.action, reason = %d.reason,
                     subject = %info.subject, sinks = d.sinks.len(), "action decided"
                 );
             }
             Ok((
                 Receipt {
-                    jti: set.jti,
+                    jti,
                     duplicate: false,
                 },
                 info,
@@ -382,11 +339,9 @@ async fn note_rejection(app: &Arc<App>, stream_id: &str, e: &SetError) {
 /// Records a problem on the stream (`lastErrorAt`/`lastErrorMessage`, and the rejected-SET count).
 async fn note_error(app: &Arc<App>, stream_id: &str, message: &str, rejected_set: bool) {
     let now = now_unix();
-    let id = stream_id.to_string();
-    let msg = message.to_string();
     let written = app
         .store
-        .write(move |c| streams::record_error(c, &id, now, &msg, rejected_set))
+        .record_stream_error(stream_id, now, message, rejected_set)
         .await;
     if written.is_ok() {
         app.registry.refresh_cached(stream_id, |s| {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use rusqlite::{params, Connection};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -15,9 +14,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::{receive, Delivery, IntakeError};
 use crate::app::App;
 use crate::clock::now_unix;
-use crate::store::{streams, StoreError};
 use crate::stream::{OutboundAuth, Stream};
-use crate::transmitter::{auth, read_limited, retry_after, TransmitterError};
+use crate::transmitter::{client, read_limited, retry_after, TransmitterError};
 use crate::verify::ErrCode;
 
 /// First back-off delay after a failed poll; it doubles up to [`MAX_BACKOFF`].
@@ -29,37 +27,6 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest poll answer read (10,000 SETs of several KiB each fit).
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
-
-/// Records, inside the transaction that stores a polled SET, that its ack is still to be sent.
-pub(crate) fn record_pending_ack(
-    conn: &Connection,
-    stream_id: &str,
-    jti: &str,
-) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT OR IGNORE INTO pending_acks (stream_id, jti) VALUES (?1, ?2)")?
-        .execute(params![stream_id, jti])?;
-    Ok(())
-}
-
-fn load_pending_acks(conn: &Connection, stream_id: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT jti FROM pending_acks WHERE stream_id = ?1 ORDER BY rowid")?;
-    let rows = stmt.query_map([stream_id], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn delete_pending_acks(
-    conn: &Connection,
-    stream_id: &str,
-    jtis: &[String],
-) -> Result<(), StoreError> {
-    let mut stmt =
-        conn.prepare_cached("DELETE FROM pending_acks WHERE stream_id = ?1 AND jti = ?2")?;
-    for jti in jtis {
-        stmt.execute(params![stream_id, jti])?;
-    }
-    Ok(())
-}
 
 /// The delay before the next attempt after `failures` failures in a row: 1 s doubling to
 /// 5 min, scaled by `jitter` in [0, 1] into its upper half (so retries of many streams spread
@@ -233,13 +200,7 @@ impl Poller {
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let id = self.id.clone();
-        match self
-            .app
-            .store
-            .read(move |c| load_pending_acks(c, &id))
-            .await
-        {
+        match self.app.store.pending_acks(&self.id).await {
             Ok(jtis) => jtis.into_iter().for_each(|j| self.add_ack(j)),
             Err(e) => {
                 tracing::error!(stream = %self.id, error = %e, "could not load pending acknowledgements")
@@ -339,7 +300,7 @@ impl Poller {
     async fn exchange_with(&self, body: &Value, timeout: Duration) -> Result<Answer, PollFailure> {
         let stream = self.stream.clone();
         let with_errs = !self.errs.is_empty();
-        let resp = auth::send(&self.app, &stream, "poll", timeout, |c| {
+        let resp = client::send(&self.app, &stream, "poll", timeout, |c| {
             let req = c
                 .post(&self.endpoint)
                 .header(reqwest::header::ACCEPT, "application/json")
@@ -392,12 +353,7 @@ impl Poller {
         }
         let jtis = std::mem::take(&mut self.acks);
         self.acked.clear();
-        let id = self.id.clone();
-        let deleted = self
-            .app
-            .store
-            .write(move |c| delete_pending_acks(c, &id, &jtis))
-            .await;
+        let deleted = self.app.store.delete_pending_acks(&self.id, jtis).await;
         if let Err(e) = deleted {
             // The rows only cause the same jtis to be acknowledged again after a restart.
             tracing::warn!(stream = %self.id, error = %e, "could not clear pending acknowledgements");
@@ -463,11 +419,10 @@ impl Poller {
 
     async fn record_failure(&mut self, message: &str) {
         let now = now_unix();
-        let (id, msg) = (self.id.clone(), message.to_string());
         let written = self
             .app
             .store
-            .write(move |c| streams::record_error(c, &id, now, &msg, false))
+            .record_stream_error(&self.id, now, message, false)
             .await;
         if written.is_ok() {
             self.app.registry.refresh_cached(&self.id, |s| {
@@ -482,11 +437,10 @@ impl Poller {
         let Some(message) = self.error_written.take() else {
             return;
         };
-        let (id, msg) = (self.id.clone(), message.clone());
         let cleared = self
             .app
             .store
-            .write(move |c| streams::clear_error_if(c, &id, &msg))
+            .clear_stream_error_if(&self.id, &message)
             .await;
         if matches!(cleared, Ok(true)) {
             self.app.registry.refresh_cached(&self.id, |s| {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use axum::Router;
 use super::{receive, Delivery, IntakeError};
 use crate::app::App;
 use crate::clock::now_unix;
+use crate::http::fairness::ClientAddr;
 use crate::secrets::{bearer_token, token_matches};
 use crate::verify::ErrCode;
 
@@ -83,12 +84,14 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Response> {
 async fn push(
     state: State<Arc<App>>,
     stream_id: Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
     let app = state.0.clone();
-    let resp = answer(state, stream_id, headers, body).await;
+    let client = client.map(|Extension(c)| c);
+    let resp = answer(state, stream_id, client, headers, body).await;
     app.metrics.push_latency(started.elapsed().as_secs_f64());
     resp
 }
@@ -96,12 +99,16 @@ async fn push(
 async fn answer(
     State(app): State<Arc<App>>,
     Path(stream_id): Path<String>,
+    client: Option<ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let Some(stream) = app.registry.get(&stream_id).filter(|s| s.is_push()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Some(wait) = app.auth_blocked(client) {
+        return crate::http::too_many_failed_auth(wait);
+    }
     let presented = bearer_token(
         headers
             .get(header::AUTHORIZATION)
@@ -122,6 +129,7 @@ async fn answer(
         current | previous
     });
     if !authorized {
+        app.auth_failed(client);
         app.metrics
             .set_outcome(&stream.id, ErrCode::AuthenticationFailed.as_str());
         return set_error_response(

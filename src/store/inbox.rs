@@ -1,9 +1,8 @@
-//! Inbox rows: every verified SET, once per (stream, jti), with the decision taken for it.
+//! Inbox: every verified SET, once per (stream, jti), with the decision taken for it.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::{json_col, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::clock::UnixMillis;
 
 /// A verified SET about to be stored.
@@ -21,40 +20,6 @@ pub struct NewInboxRow {
     pub delivery: &'static str,
     pub outcome: String,
     pub decision: String,
-}
-
-/// Inserts the row unless (stream, jti) is already stored. Returns the new row's sequence
-/// number, or `None` for a duplicate (which must change nothing).
-pub fn insert(conn: &Connection, row: &NewInboxRow) -> Result<Option<i64>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO inbox (stream_id, jti, iss, txn, event_types, subject_keys, raw_token,
-                            claims, received_at_ms, delivery, outcome, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (stream_id, jti) DO NOTHING",
-    )?;
-    let changed = stmt.execute(params![
-        row.stream_id,
-        row.jti,
-        row.iss,
-        row.txn,
-        serde_json::to_string(&row.event_types)?,
-        serde_json::to_string(&row.subject_keys)?,
-        row.raw_token,
-        row.claims,
-        row.received_at_ms,
-        row.delivery,
-        row.outcome,
-        row.decision,
-    ])?;
-    Ok((changed == 1).then(|| conn.last_insert_rowid()))
-}
-
-pub fn exists(conn: &Connection, stream_id: &str, jti: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM inbox WHERE stream_id = ?1 AND jti = ?2")?
-        .query_row(params![stream_id, jti], |_| Ok(()))
-        .optional()?
-        .is_some())
 }
 
 /// A stored SET as the operator sees it.
@@ -84,40 +49,50 @@ pub struct EventFilter {
     pub limit: usize,
 }
 
-pub fn list(conn: &Connection, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, stream_id, jti, iss, txn, event_types, subject_keys, received_at_ms,
-                delivery, outcome, decision
-           FROM inbox
-          WHERE (?1 IS NULL OR stream_id = ?1)
-            AND (?2 IS NULL OR received_at_ms >= ?2)
-            AND (?3 IS NULL OR seq < ?3)
-          ORDER BY seq DESC
-          LIMIT ?4",
-    )?;
-    let mut rows = stmt.query(params![
-        f.stream_id,
-        f.since_ms,
-        f.before_seq,
-        f.limit.max(1) as i64
-    ])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let types: String = r.get(5)?;
-        let keys: String = r.get(6)?;
-        out.push(StoredEvent {
-            seq: r.get(0)?,
-            stream_id: r.get(1)?,
-            jti: r.get(2)?,
-            iss: r.get(3)?,
-            txn: r.get(4)?,
-            event_types: json_col(&types)?,
-            subject_keys: json_col(&keys)?,
-            received_at_ms: r.get(7)?,
-            delivery: r.get(8)?,
-            outcome: r.get(9)?,
-            decision: r.get(10)?,
-        });
+/// A stored SET that planned no action, as replay reads it back.
+#[derive(Debug, Clone)]
+pub struct ReplayCandidate {
+    pub seq: i64,
+    pub iss: String,
+    /// The decoded SET payload as received.
+    pub claims: String,
+    pub received_at_ms: UnixMillis,
+}
+
+impl Store {
+    /// Stored events matching `filter`, newest first (at most `filter.limit`, at least one).
+    pub async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.list_events(filter).await,
+        }
     }
-    Ok(out)
+
+    /// Up to `limit` stored SETs of `stream_id` that planned no action (`outcome = 'stored'`),
+    /// with a sequence number above `after_seq` and received at or after `since_ms`, oldest first.
+    pub async fn replay_candidates(
+        &self,
+        stream_id: &str,
+        after_seq: i64,
+        since_ms: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<ReplayCandidate>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.replay_candidates(stream_id, after_seq, since_ms, limit)
+                    .await
+            }
+        }
+    }
+    /// SETs `stream_id` received in each of the `hours` whole hours up to `now_ms`, oldest
+    /// first: the last bucket is the hour ending at `now_ms`. Counts SETs of every outcome.
+    pub async fn events_per_hour(
+        &self,
+        stream_id: &str,
+        now_ms: UnixMillis,
+        hours: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.events_per_hour(stream_id, now_ms, hours).await,
+        }
+    }
 }

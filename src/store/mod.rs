@@ -1,300 +1,69 @@
-//! Store: the SQLite database behind everything ssfd acknowledges.
+//! Store: the one boundary behind which everything ssfd persists lives.
 //!
-//! One writer thread owns the only write connection and commits whatever is waiting in one
-//! transaction (group commit), so durability (`synchronous=FULL`) costs one fsync per batch,
-//! not per SET. Reads use a small pool of separate connections (WAL lets them run beside the writer).
+//! [`Store`] is the only handle the rest of the code holds. Every operation is a typed method,
+//! named for what it means, defined in the module of the table (or concern) it touches; each
+//! dispatches to a backend. The backends live below this module (today [`sqlite`]); no driver
+//! type and no SQL text leaves `src/store/`. A SET's whole write transaction is described by a
+//! plain [`set::SetWrite`] and written by [`Store::store_set`].
 
+pub mod audit;
+mod error;
 pub mod inbox;
+pub mod ledger;
+pub mod outbox;
+pub mod poll_acks;
 pub mod postgres;
+pub mod set;
+pub mod stats;
 pub mod streams;
-mod writer;
+pub mod verification;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+mod sqlite;
 
-use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use std::path::Path;
 
-pub use writer::WriterStats;
+pub use error::StoreError;
+pub use sqlite::WriterStats;
 
-/// The schema, with `-- migration N` markers; see [`migrate`].
-pub const SCHEMA: &str = include_str!("../../schema.sql");
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("stored JSON is invalid: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("commit failed: {0}")]
-    Commit(String),
-    #[error("the database writer has stopped")]
-    Closed,
-    #[error("cannot open database {path}: {message}")]
-    Open { path: PathBuf, message: String },
-    #[error("stored row is invalid: {0}")]
-    Corrupt(String),
-}
-
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A unit of work for the writer: runs inside the batch transaction, returns whether it succeeded
-/// (on failure its savepoint is rolled back) and what to do once the batch commit is known.
-/// Called with `None` when the batch could not even start: the job then only reports the failure.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
-
+/// The handle to the database. Cheap to clone: clones share the backend.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    backend: Backend,
 }
 
-struct Inner {
-    path: PathBuf,
-    writer: mpsc::UnboundedSender<Job>,
-    readers: Mutex<Vec<Connection>>,
-    stats: Arc<WriterStats>,
+/// The storage backends; each operation of [`Store`] matches on this.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
 }
 
 impl Store {
-    /// Opens (creating if needed, mode 0600) and migrates the database, and starts the writer.
+    /// Opens (creating if needed, mode 0600) and migrates the SQLite database at `path`, and
+    /// starts its writer.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |message: String| StoreError::Open {
-            path: path.to_path_buf(),
-            message,
-        };
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-            }
-        }
-        if !path.exists() {
-            create_private_file(path).map_err(|e| open_err(e.to_string()))?;
-        }
-        let conn = open_connection(path).map_err(|e| open_err(e.to_string()))?;
-        migrate(&conn).map_err(|e| open_err(e.to_string()))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(WriterStats::default());
-        writer::spawn(conn, rx, stats.clone()).map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                writer: tx,
-                readers: Mutex::new(Vec::new()),
-                stats,
-            }),
+            backend: Backend::Sqlite(sqlite::SqliteStore::open(path)?),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
+    /// Commit counters of the writer, for the metrics endpoint.
     pub fn writer_stats(&self) -> &WriterStats {
-        &self.inner.stats
-    }
-
-    /// Runs `f` inside the writer's next transaction and returns its result once it is committed.
-    /// If `f` fails, only its own changes are rolled back; other work in the batch still commits.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Some(conn) => f(conn),
-                None => Err(StoreError::Commit("transaction could not start".into())),
-            };
-            let ok = result.is_ok();
-            let completion: Completion = Box::new(move |commit| {
-                let _ = tx.send(commit.and(result));
-            });
-            (ok, completion)
-        });
-        self.inner
-            .writer
-            .send(job)
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Runs a read-only query on a pooled connection, off the async runtime.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
-            .await
-            .map_err(|_| StoreError::Closed)?
-    }
-
-    /// The blocking form of [`Store::read`], for code already off the runtime.
-    pub fn read_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&Connection) -> Result<T, StoreError>,
-    {
-        let pooled = self
-            .inner
-            .readers
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => open_connection(&self.inner.path)?,
-        };
-        let result = f(&conn);
-        if let Ok(mut pool) = self.inner.readers.lock() {
-            if pool.len() < 8 {
-                pool.push(conn);
-            }
+        match &self.backend {
+            Backend::Sqlite(db) => db.writer_stats(),
         }
-        result
+    }
+
+    /// Which database this is, for operators (never a credential): `SQLite <path>`.
+    pub fn description(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(db) => format!("SQLite {}", db.path().display()),
+        }
     }
 
     /// True when a trivial write commits (used by `/readyz`).
     pub async fn writable(&self) -> bool {
-        self.write(|conn| {
-            conn.execute_batch("PRAGMA user_version")?;
-            Ok(())
-        })
-        .await
-        .is_ok()
-    }
-}
-
-fn create_private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map(|_| ())
-}
-
-fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL;
-         PRAGMA synchronous=FULL;
-         PRAGMA foreign_keys=ON;",
-    )?;
-    Ok(conn)
-}
-
-/// Brings the schema to the newest version: each `-- migration N` block of [`SCHEMA`] with
-/// N greater than `PRAGMA user_version` runs in its own transaction.
-pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (version, sql) in migrations() {
-        if version <= current {
-            continue;
+        match &self.backend {
+            Backend::Sqlite(db) => db.writable().await,
         }
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let applied = conn
-            .execute_batch(sql)
-            .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version = {version}")));
-        match applied {
-            Ok(()) => conn.execute_batch("COMMIT")?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn migrations() -> Vec<(i64, &'static str)> {
-    // A migration starts at a line that is exactly `-- migration N` and runs to the next one.
-    let mut out: Vec<(i64, &'static str)> = Vec::new();
-    let mut current: Option<(i64, usize)> = None;
-    let mut offset = 0;
-    for line in SCHEMA.split_inclusive('\n') {
-        let version = line
-            .trim_end()
-            .strip_prefix("-- migration ")
-            .and_then(|n| n.parse::<i64>().ok());
-        if let Some(v) = version {
-            if let Some((prev, start)) = current.take() {
-                out.push((prev, &SCHEMA[start..offset]));
-            }
-            current = Some((v, offset + line.len()));
-        }
-        offset += line.len();
-    }
-    if let Some((v, start)) = current {
-        out.push((v, &SCHEMA[start..]));
-    }
-    out
-}
-
-/// Converts a JSON text column.
-pub(crate) fn json_col<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    Ok(serde_json::from_str(text)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrations_are_numbered_from_one() {
-        let m = migrations();
-        assert_eq!(m.first().map(|m| m.0), Some(1));
-        for (i, (v, _)) in m.iter().enumerate() {
-            assert_eq!(*v, i as i64 + 1);
-        }
-    }
-
-    #[tokio::test]
-    async fn open_migrates_and_reopens() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let store = Store::open(&path).unwrap();
-        let v: i64 = store
-            .read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert_eq!(v, migrations().len() as i64);
-        drop(store);
-        let again = Store::open(&path).unwrap();
-        assert!(again.writable().await);
-    }
-
-    #[tokio::test]
-    async fn a_failed_job_does_not_spoil_its_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let mut handles = Vec::new();
-        for i in 0..20 {
-            let s = store.clone();
-            handles.push(tokio::spawn(async move {
-                s.write(move |c| {
-                    c.execute(
-                        "INSERT INTO pending_acks (stream_id, jti) VALUES ('s', ?1)",
-                        [format!("j{}", i % 10)],
-                    )?;
-                    Ok(())
-                })
-                .await
-            }));
-        }
-        let mut ok = 0;
-        for h in handles {
-            if h.await.unwrap().is_ok() {
-                ok += 1;
-            }
-        }
-        assert_eq!(ok, 10);
-        let n: i64 = store
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM pending_acks", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert_eq!(n, 10);
     }
 }

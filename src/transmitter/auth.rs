@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{describe, read_limited, TransmitterError, MANAGEMENT_TIMEOUT};
-use crate::app::App;
+use super::error::{describe, read_limited, TransmitterError, MANAGEMENT_TIMEOUT};
 use crate::stream::{OutboundAuth, Stream};
 
 /// Scopes asked for when a stream names none (CAEP interoperability profile, without RFC 9728).
 pub const DEFAULT_SCOPES: &str = "ssf.manage ssf.read";
-/// A token is renewed this long before it expires (DESIGN §8 "Poll").
+/// A token is renewed this long before it expires (docs/poll.md#outbound-authentication).
 const RENEW_BEFORE: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the token answer has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
@@ -210,7 +209,8 @@ async fn fetch_token(
 /// Sends a request on behalf of `stream` with its credentials. After a 401 with OAuth
 /// credentials, the token is fetched again and the request sent once more.
 pub async fn send<F>(
-    app: &App,
+    http: &reqwest::Client,
+    tokens: &TokenCache,
     stream: &Stream,
     step: &'static str,
     timeout: Duration,
@@ -219,13 +219,11 @@ pub async fn send<F>(
 where
     F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
 {
-    let http = app.transmitters.http()?;
-    let tokens = &app.transmitters.tokens;
     let oauth = matches!(stream.outbound_auth, Some(OutboundAuth::Oauth2 { .. }));
     let mut retried = false;
     loop {
-        let mut req = build(&http).timeout(timeout);
-        if let Some(h) = tokens.header(&http, stream).await? {
+        let mut req = build(http).timeout(timeout);
+        if let Some(h) = tokens.header(http, stream).await? {
             req = req.header(reqwest::header::AUTHORIZATION, h);
         }
         let resp = req

@@ -6,77 +6,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
 use serde_json::{json, Value};
 
 use super::MANAGEMENT_TIMEOUT;
 use super::{auth, read_json, retry_after, TransmitterError, DELIVERY_POLL, DELIVERY_PUSH};
 use crate::app::App;
 use crate::clock::now_unix;
+use crate::event_type;
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
-
-const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
-const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
-
-/// Event types ssfd asks for when a stream does not list its own: those whose shipped default
-/// can revoke sessions (SPEC-NOTES checklist 8: only what it understands and can act on).
-const ACTIONABLE: &[&str] = &[
-    "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
-    "https://schemas.openid.net/secevent/caep/event-type/credential-change",
-    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
-    "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
-    "https://schemas.openid.net/secevent/risc/event-type/sessions-revoked",
-    "https://schemas.openid.net/secevent/risc/event-type/credential-compromise",
-    "https://schemas.openid.net/secevent/risc/event-type/account-disabled",
-    "https://schemas.openid.net/secevent/risc/event-type/account-purged",
-    "https://schemas.openid.net/secevent/risc/event-type/identifier-recycled",
-];
-
-/// Short names of CAEP 1.0 and RISC 1.0 event types, for expanding `eventTypesEnabled` and
-/// `[policy]` keys written as short names.
-const CAEP_TYPES: &[&str] = &[
-    "session-revoked",
-    "token-claims-change",
-    "credential-change",
-    "assurance-level-change",
-    "device-compliance-change",
-    "session-established",
-    "session-presented",
-    "risk-level-change",
-];
-const RISC_TYPES: &[&str] = &[
-    "account-credential-change-required",
-    "account-purged",
-    "account-disabled",
-    "account-enabled",
-    "identifier-changed",
-    "identifier-recycled",
-    "credential-compromise",
-    "opt-in",
-    "opt-out-initiated",
-    "opt-out-cancelled",
-    "opt-out-effective",
-    "recovery-activated",
-    "recovery-information-changed",
-    "sessions-revoked",
-];
-
-/// A full event-type URI for a configured entry: URIs stay as they are; a CAEP or RISC short
-/// name becomes its URI; anything else is not a type a transmitter would know.
-fn expand_event_type(entry: &str) -> Option<String> {
-    let entry = entry.trim();
-    if entry.contains(':') {
-        return Some(entry.to_string());
-    }
-    if CAEP_TYPES.contains(&entry) {
-        return Some(format!("{CAEP}{entry}"));
-    }
-    if RISC_TYPES.contains(&entry) {
-        return Some(format!("{RISC}{entry}"));
-    }
-    None
-}
 
 /// `events_requested` for a stream: its `eventTypesEnabled` when set, else the actionable types
 /// plus every `[policy]` type configured as REVOKE_ALL. Never empty.
@@ -93,13 +31,13 @@ pub fn events_requested(
     let own: Vec<String> = stream
         .event_types_enabled
         .iter()
-        .filter_map(|e| expand_event_type(e))
+        .filter_map(|e| event_type::expand(e))
         .collect();
     if own.is_empty() {
-        ACTIONABLE.iter().for_each(|t| push(t.to_string()));
+        event_type::requested_uris().for_each(&mut push);
         for (pattern, action) in policy {
             if *action == RevocationAction::RevokeAll {
-                if let Some(t) = expand_event_type(pattern) {
+                if let Some(t) = event_type::expand(pattern) {
                     push(t);
                 }
             }
@@ -200,8 +138,8 @@ async fn endpoints(app: &App, stream: &Stream) -> Result<Endpoints, TransmitterE
         {
             None => Ok(None),
             Some(url) => {
-                crate::admin::wire::check_url(name, url, allow_http)
-                    .map_err(|e| TransmitterError::failed("discovery", e.message))?;
+                crate::url_check::check_url(url, allow_http)
+                    .map_err(|m| TransmitterError::failed("discovery", format!("{name}: {m}")))?;
                 Ok(Some(url.to_string()))
             }
         }
@@ -307,7 +245,8 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
             previous: stream.prev_push_token_hash,
             previous_expires_at: stream.prev_push_token_expires_at,
         };
-        let token = crate::admin::streams::rotate_push_token_of(app, id).await?;
+        let token =
+            crate::push_token::rotate(&app.registry, id, config.server.push_token_overlap).await?;
         rotation = Some((before, crate::secrets::token_hash(&token)));
         json!({
             "method": DELIVERY_PUSH,
@@ -355,7 +294,7 @@ async fn create_or_replace(
             other => return other,
         }
     }
-    let resp = auth::send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
         c.post(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(body)
@@ -378,7 +317,7 @@ async fn pick_existing(
     stream: &Stream,
     config_url: &str,
 ) -> Result<String, TransmitterError> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
     })
@@ -419,7 +358,7 @@ async fn replace(
     let mut full = body.clone();
     full["stream_id"] = json!(transmitter_id);
     let mut step = "replace";
-    let mut resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+    let mut resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
         c.put(config_url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&full)
@@ -427,7 +366,7 @@ async fn replace(
     .await?;
     if matches!(resp.status().as_u16(), 405 | 501) {
         step = "update";
-        resp = auth::send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
+        resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
             c.patch(config_url)
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(&full)
@@ -448,7 +387,7 @@ async fn read_config(
     config_url: &str,
     transmitter_id: &str,
 ) -> Result<StreamConfig, TransmitterError> {
-    let resp = auth::send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
         c.get(config_url)
             .query(&[("stream_id", transmitter_id)])
             .header(reqwest::header::ACCEPT, "application/json")
@@ -493,8 +432,9 @@ async fn adopt(
                     "the transmitter returned no poll endpoint_url",
                 )
             })?;
-        crate::admin::wire::check_url("delivery.endpoint_url", &url, allow_http)
-            .map_err(|e| TransmitterError::failed("register", e.message))?;
+        crate::url_check::check_url(&url, allow_http).map_err(|m| {
+            TransmitterError::failed("register", format!("delivery.endpoint_url: {m}"))
+        })?;
         Some(url)
     };
     let audience = cfg.aud.first().cloned().unwrap_or_default();
@@ -556,17 +496,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     }
     let now = now_unix();
     let limit = app.transmitters.verify_limit(id);
-    let sid = id.to_string();
-    let last: Option<i64> = app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT MAX(requested_at) FROM verification_requests WHERE stream_id = ?1",
-                [sid],
-                |r| r.get(0),
-            )?)
-        })
-        .await?;
+    let last: Option<i64> = app.store.last_verification_request(id).await?;
     let min = limit.min_interval.map(|d| d.as_secs() as i64).unwrap_or(0);
     let earliest = last.map(|t| t + min).unwrap_or(0).max(limit.not_before);
     if now < earliest {
@@ -576,18 +506,9 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         });
     }
     let state = crate::secrets::random_token();
-    let (sid, st) = (id.to_string(), state.clone());
-    app.store
-        .write(move |c| {
-            c.execute(
-                "INSERT INTO verification_requests (stream_id, state, requested_at) VALUES (?1, ?2, ?3)",
-                params![sid, st, now],
-            )?;
-            Ok(())
-        })
-        .await?;
+    app.store.add_verification_request(id, &state, now).await?;
     let body = json!({"stream_id": tid, "state": state});
-    let sent = auth::send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
+    let sent = send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
         c.post(&verify_url).json(&body)
     })
     .await;
@@ -609,17 +530,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         Err(e) => return Err(e),
     };
     if let Some(e) = failure {
-        let (sid, st) = (id.to_string(), state.clone());
-        let _ = app
-            .store
-            .write(move |c| {
-                c.execute(
-                    "DELETE FROM verification_requests WHERE stream_id = ?1 AND state = ?2",
-                    params![sid, st],
-                )?;
-                Ok(())
-            })
-            .await;
+        let _ = app.store.delete_verification_request(id, &state).await;
         return Err(e);
     }
     tracing::info!(stream = %id, "verification requested");
@@ -627,6 +538,30 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         state,
         requested_at: now,
     })
+}
+
+/// Sends a request on behalf of `stream` with its credentials, through the shared HTTP client
+/// and token cache (see [`auth::send`]).
+pub async fn send<F>(
+    app: &App,
+    stream: &Stream,
+    step: &'static str,
+    timeout: Duration,
+    build: F,
+) -> Result<reqwest::Response, TransmitterError>
+where
+    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+{
+    let http = app.transmitters.http()?;
+    auth::send(
+        &http,
+        &app.transmitters.tokens,
+        stream,
+        step,
+        timeout,
+        build,
+    )
+    .await
 }
 
 /// The transmitter-side status of a stream (SSF §8.1.2).
@@ -674,7 +609,7 @@ pub async fn read_status(app: &Arc<App>, id: &str) -> Result<TransmitterStatus, 
     let stream = stream_of(app, id)?;
     let tid = registered_id(&stream)?.to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.get(&url)
             .query(&[("stream_id", tid.as_str())])
             .header(reqwest::header::ACCEPT, "application/json")
@@ -702,7 +637,7 @@ pub async fn update_status(
     if !reason.is_empty() {
         body["reason"] = json!(reason);
     }
-    let resp = auth::send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
         c.post(&url)
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body)
@@ -731,7 +666,7 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
         endpoints(app, &stream).await?.configuration,
         "configuration_endpoint",
     )?;
-    let resp = auth::send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
+    let resp = send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
         c.delete(&url).query(&[("stream_id", tid.as_str())])
     })
     .await?;
@@ -748,6 +683,7 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_type::CAEP_BASE as CAEP;
 
     #[test]
     fn requested_events_follow_the_stream_or_the_policy() {
@@ -791,7 +727,7 @@ mod tests {
         };
         assert!(!events_requested(&unknown_only, &BTreeMap::new()).is_empty());
         // Matching still works on what was expanded.
-        assert!(crate::config::event_type_matches(
+        assert!(crate::event_type::event_type_matches(
             "credential-change",
             &format!("{CAEP}credential-change")
         ));

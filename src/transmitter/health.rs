@@ -3,29 +3,16 @@
 //! A transmitter that paused or disabled the stream (stream-updated) is not expected to answer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, OptionalExtension};
 use tokio::sync::watch;
 
+pub use super::HealthStats;
 use super::{client, TransmitterError};
 use crate::app::App;
 use crate::stream::Stream;
-
-/// Counters the metrics endpoint reads.
-#[derive(Debug, Default)]
-pub struct HealthStats {
-    /// Verifications requested by the health check.
-    pub verifications_requested: AtomicU64,
-    /// Requested verifications that had not arrived one interval later.
-    pub verifications_missed: AtomicU64,
-    /// Verification requests the transmitter did not accept.
-    pub verification_errors: AtomicU64,
-    /// Completed rounds over all streams.
-    pub rounds: AtomicU64,
-}
 
 /// How often the task looks at the configuration while the check is off.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
@@ -57,20 +44,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn answered(app: &App, stream_id: &str, state: &str) -> bool {
-    let (sid, st) = (stream_id.to_string(), state.to_string());
-    let found = app
-        .store
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT answered_at FROM verification_requests WHERE stream_id = ?1 AND state = ?2",
-                params![sid, st],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()?)
-        })
-        .await;
+    let found = app.store.verification_answered(stream_id, state).await;
     // A database that cannot be read is not the transmitter's fault.
-    found.map(|a| a.flatten().is_some()).unwrap_or(true)
+    found.unwrap_or(true)
 }
 
 async fn round(app: &Arc<App>, awaited: &mut HashMap<String, String>) {

@@ -4,107 +4,25 @@
 
 pub mod auth;
 pub mod client;
+mod error;
 pub mod health;
+mod state;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+pub(crate) use error::read_limited;
+pub use error::{TransmitterError, MANAGEMENT_TIMEOUT};
+pub use state::{HealthStats, Transmitters};
+
 use std::time::Duration;
 
 use serde_json::Value;
-
-use crate::admin::ApiError;
-use crate::store::StoreError;
 
 /// Delivery method URI of RFC 8935 push (SSF §6.1).
 pub const DELIVERY_PUSH: &str = "urn:ietf:rfc:8935";
 /// Delivery method URI of RFC 8936 poll (SSF §6.1).
 pub const DELIVERY_POLL: &str = "urn:ietf:rfc:8936";
 
-/// Time allowed for one management call or token request.
-pub const MANAGEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest management or token answer read.
 const MAX_MANAGEMENT_BYTES: usize = 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TransmitterError {
-    /// A call did not produce a usable answer: transport failure, unreadable body, missing
-    /// endpoint. `step` names the call (`create`, `verify`, `token`, ...).
-    #[error("{step}: {message}")]
-    Failed { step: &'static str, message: String },
-    #[error("{step}: the transmitter answered HTTP {status}")]
-    Status { step: &'static str, status: u16 },
-    #[error(
-        "{step}: the transmitter asks to wait {retry_after_secs} s before trying again (HTTP 429)"
-    )]
-    RateLimited {
-        step: &'static str,
-        retry_after_secs: u64,
-    },
-    /// Refused locally, before asking the transmitter.
-    #[error("verify: too soon after the previous verification request (min_verification_interval {min_interval_secs} s); try again in {wait_secs} s")]
-    TooSoon {
-        wait_secs: u64,
-        min_interval_secs: u64,
-    },
-    #[error("the stream is not registered at its transmitter (transmitterStreamId is empty)")]
-    NotRegistered,
-    /// The transmitter's answer failed validation; the stream was disabled and the reason
-    /// recorded in lastErrorMessage.
-    #[error("{step}: {message}; the stream was disabled")]
-    Refused { step: &'static str, message: String },
-    #[error("stream not found")]
-    NotFound,
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl TransmitterError {
-    pub(crate) fn failed(step: &'static str, message: impl Into<String>) -> TransmitterError {
-        TransmitterError::Failed {
-            step,
-            message: message.into(),
-        }
-    }
-}
-
-/// Describes a transport failure without the URL (which may carry a query the operator did not
-/// mean to show) and without anything from the request.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "the request timed out".into()
-    } else if e.is_connect() {
-        "the transmitter could not be reached".into()
-    } else if e.is_body() || e.is_decode() {
-        "the answer could not be read".into()
-    } else {
-        "the request failed".into()
-    }
-}
-
-/// Reads a body up to `limit` bytes.
-pub(crate) async fn read_limited(
-    mut resp: reqwest::Response,
-    step: &'static str,
-    limit: usize,
-) -> Result<Vec<u8>, TransmitterError> {
-    if resp.content_length().is_some_and(|n| n as usize > limit) {
-        return Err(TransmitterError::failed(step, "the answer is too large"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| TransmitterError::failed(step, describe(&e)))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(TransmitterError::failed(step, "the answer is too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// Reads a JSON management answer.
 pub(crate) async fn read_json(
@@ -126,84 +44,4 @@ pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
-}
-
-/// What ssfd knows about a stream's verification limits (SSF §8.1.4.2).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct VerifyLimit {
-    /// `min_verification_interval` from the stream configuration; `None` until learnt.
-    pub min_interval: Option<Duration>,
-    /// Whether the configuration was read at all (a transmitter may not announce a minimum).
-    pub known: bool,
-    /// Unix seconds before which the transmitter asked not to be asked again (429).
-    pub not_before: i64,
-}
-
-/// State shared by the poller, the management client and the health check. Lives in
-/// [`crate::app::App`].
-pub struct Transmitters {
-    http: Mutex<Option<reqwest::Client>>,
-    pub tokens: auth::TokenCache,
-    pub health: health::HealthStats,
-    limits: Mutex<HashMap<String, VerifyLimit>>,
-    pollers: Mutex<BTreeSet<String>>,
-}
-
-impl Default for Transmitters {
-    fn default() -> Self {
-        Transmitters {
-            http: Mutex::new(None),
-            tokens: auth::TokenCache::default(),
-            health: health::HealthStats::default(),
-            limits: Mutex::new(HashMap::new()),
-            pollers: Mutex::new(BTreeSet::new()),
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-impl Transmitters {
-    /// The HTTP client for every call to a transmitter, built on first use. Redirects are not
-    /// followed: a management or poll endpoint that redirects would receive credentials meant
-    /// for another URL.
-    pub fn http(&self) -> Result<reqwest::Client, TransmitterError> {
-        let mut slot = lock(&self.http);
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("ssfd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| TransmitterError::failed("http", "the HTTP client cannot be built"))?;
-        *slot = Some(client.clone());
-        Ok(client)
-    }
-
-    pub(crate) fn verify_limit(&self, stream_id: &str) -> VerifyLimit {
-        lock(&self.limits)
-            .get(stream_id)
-            .copied()
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn update_verify_limit(&self, stream_id: &str, edit: impl FnOnce(&mut VerifyLimit)) {
-        edit(lock(&self.limits).entry(stream_id.to_string()).or_default());
-    }
-
-    /// Ids of the streams whose poller is running right now.
-    pub fn running_pollers(&self) -> Vec<String> {
-        lock(&self.pollers).iter().cloned().collect()
-    }
-
-    pub(crate) fn set_running_pollers(&self, ids: impl IntoIterator<Item = String>) {
-        *lock(&self.pollers) = ids.into_iter().collect();
-    }
 }

@@ -7,9 +7,7 @@ use super::error::{ErrCode, SetError};
 use super::subject::{parse_subject_at, Subject};
 use crate::stream::Stream;
 
-pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
-pub const STREAM_UPDATED: &str =
-    "https://schemas.openid.net/secevent/ssf/event-type/stream-updated";
+pub use crate::event_type::{STREAM_UPDATED, VERIFICATION};
 
 /// One event of a SET.
 #[derive(Debug, Clone, PartialEq)]

@@ -287,7 +287,7 @@ impl JwksCache {
                 Err(_) => {}
             }
         }
-        // An unknown key while the JWKS cannot be fetched is not the SET's fault (DESIGN §8):
+        // An unknown key while the JWKS cannot be fetched is not the SET's fault (docs/push.md#answers):
         // 503, so that the transmitter delivers it again once the keys can be read.
         match &st.last_error {
             Some((_, KeyError::MetadataInvalid(m))) => {

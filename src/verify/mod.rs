@@ -1,6 +1,6 @@
 //! Verify: everything between "these bytes arrived for stream X" and "this is a genuine SET for X".
 //!
-//! Order of checks (the first failure wins; DESIGN §4): envelope and `typ` (`jws`), algorithm,
+//! Order of checks (the first failure wins; docs/push.md#check-order): envelope and `typ` (`jws`), algorithm,
 //! key and signature (`jwks`), then issuer, audience and claims (`claims`). The verification
 //! `state` is checked when the SET is stored, against the states on record.
 

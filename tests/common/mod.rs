@@ -293,3 +293,33 @@ pub async fn create_stream_at(
         v["pushAuthTokenPlaintext"].as_str().unwrap().to_string(),
     )
 }
+
+/// Opens the daemon's database through `ssfd::store` (never the file itself), for checks made
+/// while the daemon is stopped or from outside its process.
+pub fn open_store(db: &std::path::Path) -> ssfd::store::Store {
+    ssfd::store::Store::open(db).unwrap()
+}
+
+/// Every stored event (of one stream, or of all), newest first, read through the store.
+pub async fn stored_events(
+    db: &std::path::Path,
+    stream_id: Option<&str>,
+) -> Vec<ssfd::store::inbox::StoredEvent> {
+    let store = open_store(db);
+    let mut out: Vec<ssfd::store::inbox::StoredEvent> = Vec::new();
+    loop {
+        let page = store
+            .list_events(ssfd::store::inbox::EventFilter {
+                stream_id: stream_id.map(str::to_string),
+                since_ms: None,
+                before_seq: out.last().map(|e| e.seq),
+                limit: 1000,
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}

@@ -1,15 +1,54 @@
 //! The command sink: runs argv directly (no shell) with the action document on stdin and the
 //! key facts in `SSFD_*` variables (beside only `PATH`, `HOME` and `LANG` from the daemon's
-//! environment); exit status 0 means done (DESIGN §5, §8).
+//! environment); exit status 0 means done (README.md, "Sinks").
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use serde::de::Deserializer;
+use serde::{Deserialize, Serialize};
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::{printable, Outcome, DETAIL_LIMIT};
-use crate::act::document::{ActionDocument, ActionRow};
+use super::{printable, Outcome, SinkSettings, DETAIL_LIMIT};
+use crate::act::attempt::{ActionDocument, ActionRow};
+use crate::config::values;
+
+/// `type = "command"`: the program and its arguments, run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSettings {
+    /// The program first; later elements may be empty strings.
+    #[serde(deserialize_with = "read_argv")]
+    pub argv: Vec<String>,
+}
+
+impl SinkSettings for CommandSettings {
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl CommandSettings {
+    pub async fn attempt(
+        &self,
+        _client: &reqwest::Client,
+        timeout: Duration,
+        row: &ActionRow,
+        doc: &ActionDocument,
+    ) -> Outcome {
+        run(&self.argv, timeout, row, doc).await
+    }
+}
+
+fn read_argv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    values::string_list(d, |argv| match argv.first() {
+        None => Err("must not be empty".to_string()),
+        Some(program) if program.is_empty() => {
+            Err("the program (first element) must not be empty".to_string())
+        }
+        Some(_) => Ok(()),
+    })
+}
 
 /// How long output may keep arriving after the command exits: a background child that inherited
 /// the pipes must not hold the attempt open.

@@ -1,12 +1,93 @@
-//! Sinks: the places a REVOKE_ALL is carried beyond the ledger (DESIGN §5, §8 "Sinks"). One call
+//! Sinks: the places a REVOKE_ALL is carried beyond the ledger (README.md, "Sinks"). One call
 //! is one attempt; the worker decides about retries.
+//!
+//! Each kind lives in its own file: its settings (the keys of its `[[sink]]` table beyond the
+//! shared ones of `settings`) and its attempt. [`sink_kinds!`] below is where kinds are listed.
 
 pub mod command;
+mod settings;
 pub mod webhook;
 
-use crate::config::{SinkConfig, SinkKind};
+use std::time::Duration;
 
-use super::document::{ActionDocument, ActionRow};
+use serde::de::{self, MapAccess};
+use serde::{Deserialize, Serialize};
+
+pub use self::command::CommandSettings;
+use self::settings::KindKeys;
+pub(crate) use self::settings::{deserialize_sinks, with_sink_types};
+pub use self::settings::{
+    SinkConfig, SinkSettings, DEFAULT_SINK_MAX_ATTEMPTS, DEFAULT_SINK_RETRY_BASE, SINK_RETRY_CAP,
+};
+pub use self::webhook::WebhookSettings;
+use super::attempt::{ActionDocument, ActionRow};
+
+/// Declares the sink kinds: for each, the `type` value in receiver.toml, the variant of
+/// [`SinkKind`], and the settings type its file owns (which implements [`SinkSettings`] and
+/// has an `attempt` method).
+macro_rules! sink_kinds {
+    ($($type_name:literal => $variant:ident($settings:ty),)+) => {
+        /// A sink's kind with its own settings.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+        #[serde(tag = "type")]
+        pub enum SinkKind {
+            $(#[serde(rename = $type_name)] $variant($settings),)+
+        }
+
+        impl SinkKind {
+            /// Every `type` value receiver.toml accepts.
+            pub const TYPES: &'static [&'static str] = &[$($type_name),+];
+
+            /// The `type` value in receiver.toml.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(SinkKind::$variant(_) => $type_name,)+
+                }
+            }
+
+            /// The timeout of an attempt when the sink does not set one.
+            pub fn default_timeout(&self) -> Duration {
+                match self {
+                    $(SinkKind::$variant(_) => <$settings as SinkSettings>::DEFAULT_TIMEOUT,)+
+                }
+            }
+
+            async fn attempt(
+                &self,
+                client: &reqwest::Client,
+                timeout: Duration,
+                row: &ActionRow,
+                doc: &ActionDocument,
+            ) -> Outcome {
+                match self {
+                    $(SinkKind::$variant(s) => s.attempt(client, timeout, row, doc).await,)+
+                }
+            }
+
+            /// Reads the settings of the kind `type_name` from a sink table.
+            fn read<'de, A: MapAccess<'de>>(
+                type_name: &str,
+                keys: KindKeys<'_, A>,
+            ) -> Result<SinkKind, A::Error> {
+                let keys = de::value::MapAccessDeserializer::new(keys);
+                match type_name {
+                    $($type_name => <$settings>::deserialize(keys).map(SinkKind::$variant),)+
+                    other => Err(de::Error::custom(format!("no sink type {other:?}"))),
+                }
+            }
+        }
+    };
+}
+
+sink_kinds! {
+    "webhook" => Webhook(WebhookSettings),
+    "command" => Command(CommandSettings),
+}
+
+/// Timeout of a webhook sink that does not set `timeout`.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = WebhookSettings::DEFAULT_TIMEOUT;
+/// Timeout of a command sink that does not set `timeout`.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = CommandSettings::DEFAULT_TIMEOUT;
 
 /// The most an attempt's detail (status, exit code, captured output) may hold.
 pub const DETAIL_LIMIT: usize = 4096;
@@ -42,12 +123,7 @@ pub async fn run(
     row: &ActionRow,
     doc: &ActionDocument,
 ) -> Outcome {
-    match &sink.kind {
-        SinkKind::Webhook { url, secret_file } => {
-            webhook::deliver(client, url, secret_file, sink.timeout, row, doc).await
-        }
-        SinkKind::Command { argv } => command::run(argv, sink.timeout, row, doc).await,
-    }
+    sink.kind.attempt(client, sink.timeout, row, doc).await
 }
 
 /// The HTTP client every webhook attempt shares, so connections to a sink are reused.

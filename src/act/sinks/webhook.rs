@@ -1,15 +1,47 @@
-//! The webhook sink: one signed HTTP POST of the action document per attempt (DESIGN §8).
+//! The webhook sink: one signed HTTP POST of the action document per attempt (README.md,
+//! "Sinks"); its `[[sink]]` settings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{printable, Outcome, DETAIL_LIMIT};
-use crate::act::document::{ActionDocument, ActionRow};
+use super::{printable, Outcome, SinkSettings, DETAIL_LIMIT};
+use crate::act::attempt::{ActionDocument, ActionRow};
 use crate::clock::now_unix;
-use crate::config::read_secret;
+use crate::config::secret::read_secret;
+use crate::config::values;
+
+/// `type = "webhook"`: where to POST, and the file of the HMAC key that signs each request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// An http:// or https:// URL.
+    #[serde(with = "values::http_url")]
+    pub url: String,
+    /// May be `credential:NAME` (see [`crate::config::resolve_secret_path`]); read on every
+    /// attempt, so that a rotated key takes effect without a restart.
+    #[serde(with = "values::secret_path")]
+    pub secret_file: PathBuf,
+}
+
+impl SinkSettings for WebhookSettings {
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
+impl WebhookSettings {
+    pub async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        timeout: Duration,
+        row: &ActionRow,
+        doc: &ActionDocument,
+    ) -> Outcome {
+        deliver(client, &self.url, &self.secret_file, timeout, row, doc).await
+    }
+}
 
 /// `sha256=<lower-case hex of HMAC-SHA256(secret, timestamp + "." + body)>`.
 pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {

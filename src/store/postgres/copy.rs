@@ -74,7 +74,7 @@ pub async fn copy_from_sqlite(sqlite: &Path, target: PgSettings) -> Result<CopyS
     let version: i64 = src
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite_err)?;
-    let expected = crate::store::SCHEMA
+    let expected = crate::store::sqlite::SCHEMA
         .lines()
         .filter(|l| l.trim_end().strip_prefix("-- migration ").is_some())
         .count() as i64;
@@ -217,50 +217,48 @@ async fn copy_table(
 mod tests {
     use super::super::streams as pg_streams;
     use super::*;
-    use crate::store::{streams, Store};
+    use crate::store::Store;
     use crate::stream::Stream;
 
     async fn sqlite_with_rows(path: &Path) {
         let store = Store::open(path).unwrap();
-        store
-            .write(|c| {
-                let s = Stream {
-                    id: "s1".into(),
-                    display_name: "Okta".into(),
-                    push_token_hash: Some([9; 32]),
-                    created_at: 3,
-                    ..Stream::default()
-                };
-                streams::upsert(c, &s)?;
-                c.execute_batch(
-                    "UPDATE streams SET rejected_count = 4;
-                     INSERT INTO inbox (stream_id, jti, iss, event_types, subject_keys,
-                                        raw_token, claims, received_at_ms, delivery, outcome)
-                     VALUES ('s1', 'j1', 'https://idp', '[]', '[\"email:a@b\"]', 't', '{}', 7,
-                             'push', 'revoke'),
-                            ('s1', 'j2', 'https://idp', '[]', '[]', 't', '{}', 8, 'poll',
-                             'log_only');
-                     INSERT INTO outbox (inbox_seq, stream_id, jti, event_type, action, sink,
-                                         idempotency_key, status, attempts, next_attempt_ms,
-                                         created_at_ms)
-                     VALUES (1, 's1', 'j1', 'e', 'REVOKE_ALL', 'hook', 's1:j1:e', 'pending', 1,
-                             0, 0);
-                     INSERT INTO attempts (outbox_id, attempt, started_at_ms, duration_ms, ok,
-                                           detail)
-                     VALUES (1, 1, 5, 6, 0, 'HTTP 500');
-                     INSERT INTO ledger (subject_key, revoked_before, stream_id, jti,
-                                         event_type, received_at_ms)
-                     VALUES ('email:a@b', 100, 's1', 'j1', 'e', 7);
-                     INSERT INTO audit (at_ms, stream_id, jti, event_type, subject, action)
-                     VALUES (7, 's1', 'j1', 'e', '{}', 'REVOKE_ALL');
-                     INSERT INTO verification_requests (stream_id, state, requested_at)
-                     VALUES ('s1', 'st', 9);
-                     INSERT INTO pending_acks (stream_id, jti) VALUES ('s1', 'j2');",
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        let s = Stream {
+            id: "s1".into(),
+            display_name: "Okta".into(),
+            push_token_hash: Some([9; 32]),
+            created_at: 3,
+            ..Stream::default()
+        };
+        store.upsert_stream(s).await.unwrap();
+        drop(store);
+        // Rows in every table, written as the SQLite backend stores them.
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch(
+            "UPDATE streams SET rejected_count = 4;
+             INSERT INTO inbox (stream_id, jti, iss, event_types, subject_keys,
+                                raw_token, claims, received_at_ms, delivery, outcome)
+             VALUES ('s1', 'j1', 'https://idp', '[]', '[\"email:a@b\"]', 't', '{}', 7,
+                     'push', 'revoke'),
+                    ('s1', 'j2', 'https://idp', '[]', '[]', 't', '{}', 8, 'poll',
+                     'log_only');
+             INSERT INTO outbox (inbox_seq, stream_id, jti, event_type, action, sink,
+                                 idempotency_key, status, attempts, next_attempt_ms,
+                                 created_at_ms)
+             VALUES (1, 's1', 'j1', 'e', 'REVOKE_ALL', 'hook', 's1:j1:e', 'pending', 1,
+                     0, 0);
+             INSERT INTO attempts (outbox_id, attempt, started_at_ms, duration_ms, ok,
+                                   detail)
+             VALUES (1, 1, 5, 6, 0, 'HTTP 500');
+             INSERT INTO ledger (subject_key, revoked_before, stream_id, jti,
+                                 event_type, received_at_ms)
+             VALUES ('email:a@b', 100, 's1', 'j1', 'e', 7);
+             INSERT INTO audit (at_ms, stream_id, jti, event_type, subject, action)
+             VALUES (7, 's1', 'j1', 'e', '{}', 'REVOKE_ALL');
+             INSERT INTO verification_requests (stream_id, state, requested_at)
+             VALUES ('s1', 'st', 9);
+             INSERT INTO pending_acks (stream_id, jti) VALUES ('s1', 'j2');",
+        )
+        .unwrap();
     }
 
     #[tokio::test]
@@ -289,7 +287,7 @@ mod tests {
         let copied = pg_streams::get(&**c, "s1").await.unwrap().unwrap();
         let original = Store::open(&path)
             .unwrap()
-            .read(|c| streams::get(c, "s1"))
+            .get_stream("s1")
             .await
             .unwrap()
             .unwrap();

@@ -59,7 +59,7 @@ pub async fn exists<C: GenericClient>(
         .is_some())
 }
 
-/// Stored events, newest first, as `store::inbox::list` returns them.
+/// Stored events, newest first, as [`crate::store::Store::list_events`] returns them.
 pub async fn list<C: GenericClient>(
     client: &C,
     f: &EventFilter,

@@ -3,19 +3,10 @@
 use tokio_postgres::GenericClient;
 
 use super::PgError;
+use crate::store::ledger::{LedgerEntry, MAX_ENTRIES};
 
-/// One revocation that names a subject key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerEntry {
-    pub revoked_before: i64,
-    pub stream_id: String,
-    pub jti: String,
-    pub event_type: String,
-    pub received_at_ms: i64,
-}
-
-/// The newest (by `revoked_before`) 1,000 entries naming any of `keys`, as the SQLite ledger
-/// query orders them.
+/// The entries naming any of `keys`, latest `revoked_before` first (ties: newest entry first),
+/// at most [`MAX_ENTRIES`].
 pub async fn entries_for<C: GenericClient>(
     client: &C,
     keys: &[String],
@@ -24,8 +15,8 @@ pub async fn entries_for<C: GenericClient>(
         .query(
             "SELECT revoked_before, stream_id, jti, event_type, received_at_ms
                FROM ledger WHERE subject_key = ANY($1)
-              ORDER BY revoked_before DESC, id DESC LIMIT 1000",
-            &[&keys],
+              ORDER BY revoked_before DESC, id DESC LIMIT $2",
+            &[&keys, &(MAX_ENTRIES as i64)],
         )
         .await?;
     rows.iter()

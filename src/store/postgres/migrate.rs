@@ -109,7 +109,7 @@ mod tests {
                 .collect()
         };
         let pg = tables(SCHEMA);
-        for t in tables(crate::store::SCHEMA) {
+        for t in tables(crate::store::sqlite::SCHEMA) {
             assert!(
                 pg.contains(&t),
                 "table {t} is missing from the PostgreSQL schema"

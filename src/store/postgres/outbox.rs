@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio_postgres::GenericClient;
 
 use super::PgError;
-use crate::act::document::ActionRow;
 use crate::clock::UnixMillis;
+use crate::store::outbox::{ActionRow, AttemptResult};
+use crate::store::stats::OutboxCounts;
 
 /// Claims up to `limit` actions that are due at `now` (pending with `next_attempt_ms <= now`, or
 /// running under a lapsed lease) for `holder`, each for `lease`, and returns them with their
@@ -75,28 +76,14 @@ pub async fn claim_due<C: GenericClient>(
     Ok((claimed, later))
 }
 
-/// The end of one attempt, as the action worker decided it.
-#[derive(Debug, Clone)]
-pub struct AttemptResult {
-    pub outbox_id: i64,
-    pub attempt: i64,
-    pub started_at_ms: UnixMillis,
-    pub duration_ms: i64,
-    pub ok: bool,
-    pub detail: String,
-    /// `pending` (retry at `next_attempt_ms`), `done` or `dead`.
-    pub status: &'static str,
-    pub next_attempt_ms: Option<UnixMillis>,
-    pub finished_at_ms: Option<UnixMillis>,
-}
-
 /// Records attempts made under `holder`'s claims: every attempt gets its `attempts` row (it
 /// happened), but the action's state changes only where `holder` still holds the claim. Returns
 /// how many actions changed state; the others were taken over after their lease lapsed.
 pub async fn record_attempts<C: GenericClient>(
     client: &C,
     holder: &str,
-    results: &[AttemptResult],
+    results: &[&AttemptResult],
+    now_ms: UnixMillis,
 ) -> Result<usize, PgError> {
     let insert = client
         .prepare(
@@ -120,7 +107,7 @@ pub async fn record_attempts<C: GenericClient>(
                 &[
                     &r.outbox_id,
                     &r.attempt,
-                    &r.started_at_ms,
+                    &r.started_ms,
                     &r.duration_ms,
                     &r.ok,
                     &r.detail,
@@ -128,6 +115,7 @@ pub async fn record_attempts<C: GenericClient>(
             )
             .await?;
         let last_error = if r.ok { "" } else { r.detail.as_str() };
+        let finished_at_ms = (r.status != "pending").then_some(now_ms);
         changed += client
             .execute(
                 &update,
@@ -136,7 +124,7 @@ pub async fn record_attempts<C: GenericClient>(
                     &holder,
                     &r.status,
                     &r.next_attempt_ms,
-                    &r.finished_at_ms,
+                    &finished_at_ms,
                     &last_error,
                 ],
             )
@@ -163,7 +151,7 @@ pub async fn recover<C: GenericClient>(
 }
 
 /// Actions waiting or running, and dead ones (for `/metrics`).
-pub async fn depth_and_dead<C: GenericClient>(client: &C) -> Result<(i64, i64), PgError> {
+pub async fn counts<C: GenericClient>(client: &C) -> Result<OutboxCounts, PgError> {
     let r = client
         .query_one(
             "SELECT COUNT(*) FILTER (WHERE status IN ('pending', 'running')),
@@ -172,7 +160,10 @@ pub async fn depth_and_dead<C: GenericClient>(client: &C) -> Result<(i64, i64), 
             &[],
         )
         .await?;
-    Ok((r.try_get(0)?, r.try_get(1)?))
+    Ok(OutboxCounts {
+        depth: r.try_get(0)?,
+        dead: r.try_get(1)?,
+    })
 }
 
 #[cfg(test)]
@@ -228,13 +219,12 @@ mod tests {
         AttemptResult {
             outbox_id: row.id,
             attempt: row.attempt,
-            started_at_ms: 1,
+            started_ms: 1,
             duration_ms: 1,
             ok: true,
             detail: "204".into(),
             status: "done",
             next_attempt_ms: None,
-            finished_at_ms: Some(2),
         }
     }
 
@@ -258,7 +248,9 @@ mod tests {
                     }
                     let results: Vec<_> = rows.iter().map(done).collect();
                     assert_eq!(
-                        record_attempts(&**c, &holder, &results).await.unwrap(),
+                        record_attempts(&**c, &holder, &results.iter().collect::<Vec<_>>(), 2)
+                            .await
+                            .unwrap(),
                         rows.len()
                     );
                     mine.extend(rows.into_iter().map(|r| r.id));
@@ -287,7 +279,7 @@ mod tests {
             (r.get(0), r.get(1))
         };
         assert_eq!((attempts, done), (200, 200));
-        assert_eq!(depth_and_dead(&**c).await.unwrap(), (0, 0));
+        assert_eq!(counts(&**c).await.unwrap(), OutboxCounts::default());
     }
 
     #[tokio::test]
@@ -312,7 +304,7 @@ mod tests {
         assert_eq!(b[0].attempt, 2);
         // The replica that lost its claim records its attempt but does not decide the action.
         assert_eq!(
-            record_attempts(&**c, "replica-a", &[done(&a[0])])
+            record_attempts(&**c, "replica-a", &[&done(&a[0])], 2)
                 .await
                 .unwrap(),
             0
@@ -324,7 +316,7 @@ mod tests {
             .get(0);
         assert_eq!(status, "running");
         assert_eq!(
-            record_attempts(&**c, "replica-b", &[done(&b[0])])
+            record_attempts(&**c, "replica-b", &[&done(&b[0])], 2)
                 .await
                 .unwrap(),
             1

@@ -9,60 +9,29 @@
 use tokio_postgres::GenericClient;
 
 use super::{inbox, poll_acks, PgError};
-use crate::act::{idempotency_key, Decision};
 use crate::clock::UnixMillis;
-use crate::store::inbox::NewInboxRow;
-use crate::stream::RevocationAction;
-
-/// What a control event changes on its stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Control {
-    /// A verification event; with a state, it must answer an outstanding request.
-    Verification { state: Option<String> },
-    /// The transmitter changed the stream's status.
-    StreamUpdated { status: String, reason: String },
-}
-
-/// Everything one SET's transaction writes.
-#[derive(Debug, Clone)]
-pub struct SetRecord {
-    pub row: NewInboxRow,
-    /// The subject as received, for the audit rows.
-    pub subject: String,
-    pub control: Option<Control>,
-    pub decisions: Vec<Decision>,
-    /// A polled SET: its ack is owed, duplicates included.
-    pub pending_ack: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetOutcome {
-    New,
-    Duplicate,
-    /// A verification event echoing a state ssfd never asked for (or already saw answered).
-    BadState,
-}
+use crate::store::set::{ControlWrite, SetStored, SetWrite};
 
 /// Stores `rec` and commits; nothing is written unless the outcome is `New` (or `Duplicate` with
 /// its pending ack).
 pub async fn store_set(
     client: &mut tokio_postgres::Client,
-    rec: &SetRecord,
-    now_ms: UnixMillis,
-) -> Result<SetOutcome, PgError> {
+    rec: &SetWrite,
+) -> Result<SetStored, PgError> {
+    let now_ms = rec.inbox.received_at_ms;
     let tx = client.transaction().await?;
-    let stream_id = rec.row.stream_id.as_str();
-    let jti = rec.row.jti.as_str();
-    let Some(seq) = inbox::insert(&tx, &rec.row).await? else {
+    let stream_id = rec.inbox.stream_id.as_str();
+    let jti = rec.inbox.jti.as_str();
+    let Some(seq) = inbox::insert(&tx, &rec.inbox).await? else {
         if rec.pending_ack {
             poll_acks::record(&tx, stream_id, jti).await?;
         }
         tx.commit().await?;
-        return Ok(SetOutcome::Duplicate);
+        return Ok(SetStored::Duplicate);
     };
     let now = now_ms / 1000;
     match &rec.control {
-        Some(Control::Verification { state }) => {
+        Some(ControlWrite::Verification { state }) => {
             if let Some(state) = state {
                 let answered = tx
                     .execute(
@@ -73,7 +42,7 @@ pub async fn store_set(
                     .await?;
                 if answered == 0 {
                     // Dropping the transaction rolls the inbox row back.
-                    return Ok(SetOutcome::BadState);
+                    return Ok(SetStored::BadState);
                 }
             }
             tx.execute(
@@ -82,7 +51,7 @@ pub async fn store_set(
             )
             .await?;
         }
-        Some(Control::StreamUpdated { status, reason }) => {
+        Some(ControlWrite::StreamUpdated { status, reason }) => {
             tx.execute(
                 "UPDATE streams SET transmitter_status = $2, transmitter_status_reason = $3
                   WHERE id = $1",
@@ -97,22 +66,22 @@ pub async fn store_set(
         poll_acks::record(&tx, stream_id, jti).await?;
     }
     tx.commit().await?;
-    Ok(SetOutcome::New)
+    Ok(SetStored::New)
 }
 
 /// The ledger entries (every subject key of each REVOKE_ALL), an audit row per decision and an
-/// outbox row per sink, as `act::record` writes them on SQLite.
+/// outbox row per sink, as the SQLite backend writes them.
 async fn record_plan<C: GenericClient>(
     client: &C,
     inbox_seq: i64,
-    rec: &SetRecord,
+    rec: &SetWrite,
     now_ms: UnixMillis,
 ) -> Result<(), PgError> {
-    let stream_id = rec.row.stream_id.as_str();
-    let jti = rec.row.jti.as_str();
+    let stream_id = rec.inbox.stream_id.as_str();
+    let jti = rec.inbox.jti.as_str();
     for d in &rec.decisions {
-        if d.action == RevocationAction::RevokeAll {
-            for key in &rec.row.subject_keys {
+        if let Some(revoked_before) = d.revoked_before {
+            for key in &rec.inbox.subject_keys {
                 client
                     .execute(
                         "INSERT INTO ledger (subject_key, revoked_before, stream_id, jti,
@@ -120,7 +89,7 @@ async fn record_plan<C: GenericClient>(
                          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                         &[
                             key,
-                            &d.revoked_before,
+                            &revoked_before,
                             &stream_id,
                             &jti,
                             &d.event_type,
@@ -140,12 +109,11 @@ async fn record_plan<C: GenericClient>(
                     &jti,
                     &d.event_type,
                     &rec.subject,
-                    &d.action.as_short(),
+                    &d.action,
                     &d.reason,
                 ],
             )
             .await?;
-        let key = idempotency_key(stream_id, jti, &d.event_type);
         for sink in &d.sinks {
             client
                 .execute(
@@ -159,9 +127,9 @@ async fn record_plan<C: GenericClient>(
                         &stream_id,
                         &jti,
                         &d.event_type,
-                        &d.action.as_short(),
+                        &d.action,
                         sink,
-                        &key,
+                        &d.idempotency_key,
                         &now_ms,
                     ],
                 )
@@ -175,10 +143,12 @@ async fn record_plan<C: GenericClient>(
 mod tests {
     use super::super::{streams, PgPool, PgSettings};
     use super::*;
+    use crate::store::inbox::NewInboxRow;
+    use crate::store::set::DecisionWrite;
 
-    fn record(jti: &str) -> SetRecord {
-        SetRecord {
-            row: NewInboxRow {
+    fn record(jti: &str) -> SetWrite {
+        SetWrite {
+            inbox: NewInboxRow {
                 stream_id: "s1".into(),
                 jti: jti.into(),
                 iss: "https://idp".into(),
@@ -194,11 +164,12 @@ mod tests {
             },
             subject: "{\"format\":\"email\"}".into(),
             control: None,
-            decisions: vec![Decision {
+            decisions: vec![DecisionWrite {
                 event_type: "https://e/credential-change".into(),
-                action: RevocationAction::RevokeAll,
+                action: "REVOKE_ALL",
                 reason: "policy".into(),
-                revoked_before: 900,
+                revoked_before: Some(900),
+                idempotency_key: format!("s1:{jti}:https://e/credential-change"),
                 sinks: vec!["".into(), "hook".into()],
             }],
             pending_ack: true,
@@ -236,12 +207,12 @@ mod tests {
             let (ra, rb) = (record(&jti), record(&jti));
             let (pa, pb) = (a.clone(), b.clone());
             let (x, y) = tokio::join!(
-                async move { store_set(&mut pa.get().await.unwrap(), &ra, 1_000).await },
-                async move { store_set(&mut pb.get().await.unwrap(), &rb, 1_000).await },
+                async move { store_set(&mut pa.get().await.unwrap(), &ra).await },
+                async move { store_set(&mut pb.get().await.unwrap(), &rb).await },
             );
             let mut outcomes = [x.unwrap(), y.unwrap()];
-            outcomes.sort_by_key(|o| *o != SetOutcome::New);
-            assert_eq!(outcomes, [SetOutcome::New, SetOutcome::Duplicate], "{jti}");
+            outcomes.sort_by_key(|o| *o != SetStored::New);
+            assert_eq!(outcomes, [SetStored::New, SetStored::Duplicate], "{jti}");
         }
         assert_eq!(count(&a, "inbox").await, 20);
         assert_eq!(count(&a, "outbox").await, 40, "two sinks per SET, once");
@@ -258,16 +229,14 @@ mod tests {
     async fn a_verification_with_an_unknown_state_writes_nothing() {
         let (_db, a, _b) = two_replicas().await;
         let mut rec = record("v1");
+        rec.inbox.received_at_ms = 5_000;
         rec.decisions.clear();
         rec.pending_ack = false;
-        rec.control = Some(Control::Verification {
+        rec.control = Some(ControlWrite::Verification {
             state: Some("never-asked".into()),
         });
         let mut c = a.get().await.unwrap();
-        assert_eq!(
-            store_set(&mut c, &rec, 5_000).await.unwrap(),
-            SetOutcome::BadState
-        );
+        assert_eq!(store_set(&mut c, &rec).await.unwrap(), SetStored::BadState);
         assert_eq!(count(&a, "inbox").await, 0);
         c.execute(
             "INSERT INTO verification_requests (stream_id, state, requested_at)
@@ -276,19 +245,13 @@ mod tests {
         )
         .await
         .unwrap();
-        rec.control = Some(Control::Verification {
+        rec.control = Some(ControlWrite::Verification {
             state: Some("asked".into()),
         });
-        assert_eq!(
-            store_set(&mut c, &rec, 5_000).await.unwrap(),
-            SetOutcome::New
-        );
+        assert_eq!(store_set(&mut c, &rec).await.unwrap(), SetStored::New);
         let s = streams::get(&**c, "s1").await.unwrap().unwrap();
         assert_eq!(s.last_verified_at, Some(5));
         // The same SET again is a duplicate, not a bad state.
-        assert_eq!(
-            store_set(&mut c, &rec, 6_000).await.unwrap(),
-            SetOutcome::Duplicate
-        );
+        assert_eq!(store_set(&mut c, &rec).await.unwrap(), SetStored::Duplicate);
     }
 }

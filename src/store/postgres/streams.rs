@@ -7,9 +7,10 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::PgError;
 use crate::clock::UnixSeconds;
-use crate::store::streams::{
-    action_from_db, hash_from_db, outbound_from_db, outbound_to_db, StreamCounts, COLUMNS,
+use crate::store::sqlite::streams::{
+    action_from_db, hash_from_db, outbound_from_db, outbound_to_db, COLUMNS,
 };
+use crate::store::streams::StreamCounts;
 use crate::stream::{DeliveryMethod, Stream};
 
 fn corrupt(e: impl std::fmt::Display) -> PgError {
@@ -195,7 +196,7 @@ pub async fn clear_error_if<C: GenericClient>(
     Ok(n > 0)
 }
 
-/// Counters of the stats endpoint, as `store::streams::counts` computes them.
+/// Counters of the stats endpoint, as the SQLite backend computes them.
 pub async fn counts<C: GenericClient>(client: &C, id: &str) -> Result<StreamCounts, PgError> {
     let r = client
         .query_one(
