@@ -161,22 +161,25 @@ async fn bind(
 impl Daemon {
     /// Starts everything; returns once both listeners are bound and the store is open.
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
-        if config.storage.url.is_some() {
-            // The settings are checked and `ssfd db migrate-to` fills a PostgreSQL database, but
-            // serving from it is not wired yet: refusing beats serving from SQLite unasked.
-            return Err(DaemonError::Storage(
-                "storage.url: serving from PostgreSQL is not available in this version; \
-                 use storage.path (SQLite)"
-                    .into(),
-            ));
-        }
         let admin_token = load_admin_token(&config)?;
         if let Some(path) = &admin_token.created_at {
             // A warning so that it shows at any usual log level: the operator needs this file
             // for the first API call.
             tracing::warn!(path = %path.display(), "created a new admin token file (mode 0600)");
         }
-        let store = Store::open(&config.storage.path)?;
+        let store = match &config.storage.url {
+            Some(url) => {
+                let settings = crate::store::postgres::PgSettings::new(
+                    url,
+                    config.storage.password_file.as_deref(),
+                )
+                .map_err(|e| DaemonError::Storage(e.to_string()))?;
+                let replica = crate::store::postgres::replica::new_replica_id();
+                tracing::info!(database = settings.target(), replica = %replica, "using PostgreSQL");
+                Store::open_postgres(settings, replica).await?
+            }
+            None => Store::open(&config.storage.path)?,
+        };
         let registry = Registry::load(store.clone()).await?;
         let keys = JwksCache::new(&config.jwks).map_err(|e| DaemonError::Http(e.to_string()))?;
         let tls = match &config.server.tls {

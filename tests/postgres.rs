@@ -78,12 +78,27 @@ async fn a_daemons_database_moves_to_postgres_once() {
 }
 
 #[tokio::test]
-async fn a_daemon_configured_for_postgres_refuses_to_serve_from_sqlite() {
+async fn a_daemon_on_postgres_stores_and_answers_duplicates_like_on_sqlite() {
     let pg = ssfd_testkit::pg::fresh_pg_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::test_config(dir.path());
-    config.storage.url = Some(pg.url.clone());
-    let err = ssfd::daemon::Daemon::start(config).await.err().unwrap();
-    assert!(err.to_string().contains("storage.url"), "{err}");
-    assert!(!dir.path().join("ssfd.db").exists());
+    let tx = TestTransmitter::start().await;
+    let url = pg.url.clone();
+    let d = TestDaemon::start_with(move |c| c.storage.url = Some(url)).await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    let set = tx
+        .set()
+        .jti("pg-1")
+        .sub_id(subjects::email("bob@example.com"))
+        .event(
+            "credential-change",
+            events::default_payload("credential-change", None, 0),
+        )
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    assert_eq!(d.events(&id).await.len(), 1);
+    assert!(!d.db_path().exists(), "nothing was written to SQLite");
+    let pool = PgPool::new(PgSettings::new(&pg.url, None).unwrap()).unwrap();
+    let c = pool.get().await.unwrap();
+    assert!(inbox::exists(&**c, &id, "pg-1").await.unwrap());
+    d.stop().await;
 }

@@ -35,6 +35,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::backend::PgStore),
 }
 
 impl Store {
@@ -46,10 +47,24 @@ impl Store {
         })
     }
 
+    /// Connects to the PostgreSQL database `settings` name and migrates it (once, however many
+    /// replicas start at the same moment). `replica_id` names this replica in outbox claims.
+    pub async fn open_postgres(
+        settings: postgres::PgSettings,
+        replica_id: String,
+    ) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(
+                postgres::backend::PgStore::open(settings, replica_id).await?,
+            ),
+        })
+    }
+
     /// Commit counters of the writer, for the metrics endpoint.
     pub fn writer_stats(&self) -> &WriterStats {
         match &self.backend {
             Backend::Sqlite(db) => db.writer_stats(),
+            Backend::Postgres(db) => db.writer_stats(),
         }
     }
 
@@ -57,6 +72,7 @@ impl Store {
     pub fn description(&self) -> String {
         match &self.backend {
             Backend::Sqlite(db) => format!("SQLite {}", db.path().display()),
+            Backend::Postgres(db) => format!("PostgreSQL {}", db.target()),
         }
     }
 
@@ -64,6 +80,7 @@ impl Store {
     pub async fn writable(&self) -> bool {
         match &self.backend {
             Backend::Sqlite(db) => db.writable().await,
+            Backend::Postgres(db) => db.writable().await,
         }
     }
 }

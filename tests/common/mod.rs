@@ -18,6 +18,12 @@ pub struct TestDaemon {
     pub http: reqwest::Client,
 }
 
+/// True when `SSFD_TEST_BACKEND=postgres`: [`TestDaemon::start_with`] then stores in a fresh
+/// PostgreSQL database instead of SQLite, so that the same suites run against both backends.
+pub fn on_postgres() -> bool {
+    std::env::var("SSFD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
 /// A configuration for tests: loopback port 0, temp storage, http allowed for the loopback
 /// transmitter, a known admin token.
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -39,6 +45,12 @@ impl TestDaemon {
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
+        if on_postgres() {
+            // The database outlives this daemon so that a restart finds it; databases of
+            // finished test processes are dropped by the next run.
+            let db = Box::leak(Box::new(ssfd_testkit::pg::fresh_pg_database().await));
+            config.storage.url = Some(db.url.clone());
+        }
         edit(&mut config);
         Self::start_in(dir, config).await
     }

@@ -2,6 +2,7 @@
 //! leases between replicas and the change channel that tells every replica about a stream
 //! change. Several ssfd replicas share one database through these.
 
+pub(in crate::store) mod backend;
 pub mod copy;
 pub mod inbox;
 pub mod lease;

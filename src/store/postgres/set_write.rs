@@ -10,7 +10,7 @@ use tokio_postgres::GenericClient;
 
 use super::{inbox, poll_acks, PgError};
 use crate::clock::UnixMillis;
-use crate::store::set::{ControlWrite, SetStored, SetWrite};
+use crate::store::set::{ControlWrite, DecisionWrite, SetStored, SetWrite};
 
 /// Stores `rec` and commits; nothing is written unless the outcome is `New` (or `Duplicate` with
 /// its pending ack).
@@ -61,7 +61,17 @@ pub async fn store_set(
         }
         None => {}
     }
-    record_plan(&tx, seq, rec, now_ms).await?;
+    record_decisions(
+        &tx,
+        seq,
+        stream_id,
+        jti,
+        &rec.subject,
+        &rec.inbox.subject_keys,
+        &rec.decisions,
+        now_ms,
+    )
+    .await?;
     if rec.pending_ack {
         poll_acks::record(&tx, stream_id, jti).await?;
     }
@@ -71,17 +81,20 @@ pub async fn store_set(
 
 /// The ledger entries (every subject key of each REVOKE_ALL), an audit row per decision and an
 /// outbox row per sink, as the SQLite backend writes them.
-async fn record_plan<C: GenericClient>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record_decisions<C: GenericClient>(
     client: &C,
     inbox_seq: i64,
-    rec: &SetWrite,
+    stream_id: &str,
+    jti: &str,
+    subject: &str,
+    subject_keys: &[String],
+    decisions: &[DecisionWrite],
     now_ms: UnixMillis,
 ) -> Result<(), PgError> {
-    let stream_id = rec.inbox.stream_id.as_str();
-    let jti = rec.inbox.jti.as_str();
-    for d in &rec.decisions {
+    for d in decisions {
         if let Some(revoked_before) = d.revoked_before {
-            for key in &rec.inbox.subject_keys {
+            for key in subject_keys {
                 client
                     .execute(
                         "INSERT INTO ledger (subject_key, revoked_before, stream_id, jti,
@@ -108,7 +121,7 @@ async fn record_plan<C: GenericClient>(
                     &stream_id,
                     &jti,
                     &d.event_type,
-                    &rec.subject,
+                    &subject,
                     &d.action,
                     &d.reason,
                 ],
@@ -144,7 +157,6 @@ mod tests {
     use super::super::{streams, PgPool, PgSettings};
     use super::*;
     use crate::store::inbox::NewInboxRow;
-    use crate::store::set::DecisionWrite;
 
     fn record(jti: &str) -> SetWrite {
         SetWrite {
