@@ -63,7 +63,7 @@ impl From<deadpool_postgres::PoolError> for PgError {
 #[derive(Clone)]
 pub struct PgPool {
     pool: Pool,
-    settings: PgSettings,
+    settings: std::sync::Arc<PgSettings>,
 }
 
 impl PgPool {
@@ -85,7 +85,10 @@ impl PgPool {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| PgError::Settings(format!("connection pool: {e}")))?;
-        Ok(PgPool { pool, settings })
+        Ok(PgPool {
+            pool,
+            settings: std::sync::Arc::new(settings),
+        })
     }
 
     /// Builds the pool and brings the schema up to date (see [`migrate::migrate`]).
