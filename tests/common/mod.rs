@@ -34,8 +34,12 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.admin.token = Some(ADMIN_TOKEN.to_string());
     c.admin.token_file = dir.join("admin.token");
     c.jwks.allow_http = true;
+    c.storage.url = std::fs::read_to_string(dir.join(PG_URL_FILE)).ok();
     c
 }
+
+/// Where [`TestDaemon::start_with`] notes the PostgreSQL database of a directory.
+pub const PG_URL_FILE: &str = "pg-url";
 
 impl TestDaemon {
     pub async fn start() -> TestDaemon {
@@ -49,6 +53,8 @@ impl TestDaemon {
             // The database outlives this daemon so that a restart finds it; databases of
             // finished test processes are dropped by the next run.
             let db = Box::leak(Box::new(ssfd_testkit::pg::fresh_pg_database().await));
+            // test_config(dir) finds it there, so a restart on the same directory keeps it.
+            std::fs::write(dir.path().join(PG_URL_FILE), &db.url).unwrap();
             config.storage.url = Some(db.url.clone());
         }
         edit(&mut config);
