@@ -3,6 +3,8 @@
 //! Every test runs the real daemon on loopback and talks to it over HTTP; the webhook receiving
 //! the actions is a small server written here.
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -220,6 +222,7 @@ impl Env {
         config.admin.token = Some(ADMIN_TOKEN.into());
         config.jwks.allow_http = true;
         config.sinks = sinks;
+        common::use_test_backend(dir.path(), &mut config).await;
         tweak(&mut config);
         let daemon = Daemon::start(config).await.unwrap();
         let tx = TestTransmitter::start().await;

@@ -102,3 +102,80 @@ async fn a_daemon_on_postgres_stores_and_answers_duplicates_like_on_sqlite() {
     assert!(inbox::exists(&**c, &id, "pg-1").await.unwrap());
     d.stop().await;
 }
+
+/// Two replicas on one database; the second starts once the stream exists (it loads the streams
+/// at start).
+async fn two_replicas(
+    pg: &ssfd_testkit::pg::PgDatabase,
+    tx: &TestTransmitter,
+) -> (TestDaemon, TestDaemon, String, String) {
+    // A command sink gives every revocation one outbox row (one action) to count.
+    let replica = |url: String| {
+        move |c: &mut ssfd::config::Config| {
+            c.storage.url = Some(url);
+            c.sinks = vec![ssfd::config::SinkConfig {
+                name: "cmd".into(),
+                kind: ssfd::config::SinkKind::Command(ssfd::config::CommandSettings {
+                    argv: vec!["true".into()],
+                }),
+                timeout: std::time::Duration::from_secs(5),
+                streams: Vec::new(),
+                events: Vec::new(),
+                max_attempts: 3,
+                retry_base: std::time::Duration::from_millis(20),
+            }];
+        }
+    };
+    let a = TestDaemon::start_with(replica(pg.url.clone())).await;
+    let (id, token) = a.create_stream_for(tx, json!({})).await;
+    let b = TestDaemon::start_with(replica(pg.url.clone())).await;
+    (a, b, id, token)
+}
+
+#[tokio::test]
+async fn the_same_set_pushed_to_two_replicas_at_once_is_one_row_and_one_action() {
+    let pg = ssfd_testkit::pg::fresh_pg_database().await;
+    let tx = TestTransmitter::start().await;
+    let (a, b, id, token) = two_replicas(&pg, &tx).await;
+    const SETS: usize = 20;
+    for i in 0..SETS {
+        let set = tx
+            .set()
+            .jti(format!("both-{i}"))
+            .sub_id(subjects::email("bob@example.com"))
+            .event(
+                "session-revoked",
+                events::default_payload("session-revoked", None, 0),
+            )
+            .sign();
+        let (ra, rb) = tokio::join!(a.push(&id, &token, &set), b.push(&id, &token, &set));
+        assert_eq!(
+            (ra.status().as_u16(), rb.status().as_u16()),
+            (202, 202),
+            "SET {i}"
+        );
+    }
+    let stored = a.events(&id).await;
+    assert_eq!(stored.len(), SETS);
+    assert_eq!(stored[0]["outcome"], "revoke", "{}", stored[0]);
+    assert_eq!(b.events(&id).await.len(), SETS);
+    let (status, actions) = a
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/actions?streamId={id}&pageSize=1000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{actions}");
+    let list = actions["list"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), SETS, "one action per SET: {actions}");
+    let mut keys: Vec<&str> = list
+        .iter()
+        .filter_map(|x| x["idempotencyKey"].as_str())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), SETS);
+    a.stop().await;
+    b.stop().await;
+}

@@ -38,7 +38,21 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c
 }
 
-/// Where [`TestDaemon::start_with`] notes the PostgreSQL database of a directory.
+/// Points `config` at the directory's PostgreSQL database when it has one, else, with
+/// `SSFD_TEST_BACKEND=postgres`, at a fresh one noted in the directory (so that a restart on the
+/// same directory keeps it). The database outlives the daemon; databases of finished test
+/// processes are dropped by the next run.
+pub async fn use_test_backend(dir: &std::path::Path, config: &mut Config) {
+    if let Ok(url) = std::fs::read_to_string(dir.join(PG_URL_FILE)) {
+        config.storage.url = Some(url);
+    } else if on_postgres() {
+        let db = Box::leak(Box::new(ssfd_testkit::pg::fresh_pg_database().await));
+        std::fs::write(dir.join(PG_URL_FILE), &db.url).unwrap();
+        config.storage.url = Some(db.url.clone());
+    }
+}
+
+/// Where [`use_test_backend`] notes the PostgreSQL database of a directory.
 pub const PG_URL_FILE: &str = "pg-url";
 
 impl TestDaemon {
@@ -49,14 +63,7 @@ impl TestDaemon {
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
-        if on_postgres() {
-            // The database outlives this daemon so that a restart finds it; databases of
-            // finished test processes are dropped by the next run.
-            let db = Box::leak(Box::new(ssfd_testkit::pg::fresh_pg_database().await));
-            // test_config(dir) finds it there, so a restart on the same directory keeps it.
-            std::fs::write(dir.path().join(PG_URL_FILE), &db.url).unwrap();
-            config.storage.url = Some(db.url.clone());
-        }
+        use_test_backend(dir.path(), &mut config).await;
         edit(&mut config);
         Self::start_in(dir, config).await
     }
