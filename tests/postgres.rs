@@ -179,3 +179,61 @@ async fn the_same_set_pushed_to_two_replicas_at_once_is_one_row_and_one_action()
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_disabled_through_one_replica_stops_being_acted_on_at_the_other_within_2s() {
+    let pg = ssfd_testkit::pg::fresh_pg_database().await;
+    let tx = TestTransmitter::start().await;
+    let (a, b, id, token) = two_replicas(&pg, &tx).await;
+    let revoke = |jti: String| {
+        tx.set()
+            .jti(jti)
+            .sub_id(subjects::email("bob@example.com"))
+            .event(
+                "session-revoked",
+                events::default_payload("session-revoked", None, 0),
+            )
+            .sign()
+    };
+    assert_eq!(
+        b.push(&id, &token, &revoke("before".into())).await.status(),
+        202
+    );
+    let (status, v) = a
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/ssf-receiver-streams/{id}"),
+            Some(json!({"ssfReceiverStream": {"enabled": false}, "updateMask": "enabled"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let disabled_at = std::time::Instant::now();
+    // SETs pushed to b from now on: the first one b stores without planning an action comes
+    // within 2 s of the change.
+    let mut n = 0;
+    loop {
+        n += 1;
+        let jti = format!("after-{n}");
+        assert_eq!(
+            b.push(&id, &token, &revoke(jti.clone())).await.status(),
+            202
+        );
+        let stored = b.events(&id).await;
+        let outcome = stored
+            .iter()
+            .find(|e| e["jti"] == jti.as_str())
+            .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        if outcome == "stored" {
+            break;
+        }
+        assert!(
+            disabled_at.elapsed() < std::time::Duration::from_secs(2),
+            "b still acts on the disabled stream after 2 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.get_stream(&id).await["enabled"], false);
+    a.stop().await;
+    b.stop().await;
+}

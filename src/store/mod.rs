@@ -76,6 +76,29 @@ impl Store {
         }
     }
 
+    /// On a database shared by several replicas (PostgreSQL): a feed of the stream changes any
+    /// replica commits, with a re-read every `backstop` for a notification that was missed.
+    /// `None` on SQLite, where this process is the only writer.
+    pub fn watch_changes(
+        &self,
+        backstop: std::time::Duration,
+    ) -> Option<postgres::notify::ChangeFeed> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => {
+                Some(postgres::notify::listen(db.settings().clone(), backstop))
+            }
+        }
+    }
+
+    /// This replica's id in leases and outbox claims (PostgreSQL), for `/metrics`.
+    pub fn replica_id(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => Some(db.replica_id()),
+        }
+    }
+
     /// True when a trivial write commits (used by `/readyz`).
     pub async fn writable(&self) -> bool {
         match &self.backend {

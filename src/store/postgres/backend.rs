@@ -51,6 +51,14 @@ impl PgStore {
         })
     }
 
+    pub(in crate::store) fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    pub(in crate::store) fn settings(&self) -> &PgSettings {
+        self.pool.settings()
+    }
+
     /// PostgreSQL commits each operation itself; the counters stay at zero.
     pub(in crate::store) fn writer_stats(&self) -> &WriterStats {
         &self.stats
