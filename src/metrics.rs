@@ -45,6 +45,11 @@ struct PollLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabel {
+    replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
     stream: String,
 }
@@ -213,6 +218,18 @@ impl Metrics {
             Unit::Seconds,
             ages,
         );
+        if let Some(replica) = &snap.replica {
+            let info = Family::<ReplicaLabel, Gauge>::default();
+            info.get_or_create(&ReplicaLabel {
+                replica: replica.clone(),
+            })
+            .set(1);
+            scraped.register(
+                "ssfd_replica",
+                "This replica's id among those sharing the database (always 1)",
+                info,
+            );
+        }
         let mut out = String::new();
         // Writing to a String cannot fail; the Result is only fmt::Write's signature.
         let _ = encode_registry(&mut out, &self.registry);
@@ -232,6 +249,8 @@ pub struct Snapshot {
     pub store: Option<StoreCounts>,
     /// (stream id, seconds since its last verification) for streams verified at least once.
     pub verified_ages: Vec<(String, f64)>,
+    /// This replica's id, when several share one PostgreSQL database.
+    pub replica: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

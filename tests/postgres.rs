@@ -176,6 +176,21 @@ async fn the_same_set_pushed_to_two_replicas_at_once_is_one_row_and_one_action()
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), SETS);
+    // Each replica names itself in /metrics.
+    let metrics = |d: &TestDaemon| {
+        let url = format!("{}/metrics", d.daemon.admin_url());
+        let http = d.http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+    let id_of = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("ssfd_replica{replica=\""))
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string)
+    };
+    let (ra, rb) = (id_of(&ma), id_of(&mb));
+    assert!(ra.is_some() && rb.is_some() && ra != rb, "{ma}");
     a.stop().await;
     b.stop().await;
 }
