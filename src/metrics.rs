@@ -288,6 +288,7 @@ mod tests {
                 actions_dead: 2,
             }),
             verified_ages: vec![("s1".into(), 12.0)],
+            replica: Some("host-1".into()),
         });
         let has = |p: &str| sample(&text, p).map(str::to_string);
         assert_eq!(
@@ -329,6 +330,7 @@ mod tests {
             .as_deref(),
             Some("1")
         );
+        assert_eq!(has("ssfd_replica{replica=\"host-1\"}").as_deref(), Some("1"));
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
     }
