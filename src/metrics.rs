@@ -330,7 +330,10 @@ mod tests {
             .as_deref(),
             Some("1")
         );
-        assert_eq!(has("ssfd_replica{replica=\"host-1\"}").as_deref(), Some("1"));
+        assert_eq!(
+            has("ssfd_replica{replica=\"host-1\"}").as_deref(),
+            Some("1")
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1);
     }

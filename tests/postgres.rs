@@ -252,3 +252,45 @@ async fn a_stream_disabled_through_one_replica_stops_being_acted_on_at_the_other
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn while_postgres_is_unreachable_push_answers_503_and_recovers_without_a_restart() {
+    let pg = ssfd_testkit::pg::fresh_pg_database().await;
+    let proxy = ssfd_testkit::tcp_proxy::TcpProxy::start(ssfd_testkit::pg::server_addr()).await;
+    let tx = TestTransmitter::start().await;
+    let url = pg.url_via(proxy.addr());
+    let d = TestDaemon::start_with(move |c| c.storage.url = Some(url)).await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    let ready = |d: &TestDaemon| {
+        let url = format!("{}/readyz", d.daemon.admin_url());
+        let http = d.http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ready(&d).await, 200);
+    proxy.cut();
+    let down = d
+        .push(&id, &token, &tx.set().jti("while-down").sign())
+        .await;
+    assert_eq!(down.status(), 503);
+    assert!(
+        down.headers().contains_key("retry-after"),
+        "{:?}",
+        down.headers()
+    );
+    assert_eq!(ready(&d).await, 503);
+    proxy.restore();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ready(&d).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "not ready again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The transmitter retries the unanswered SET: stored once now.
+    let again = d
+        .push(&id, &token, &tx.set().jti("while-down").sign())
+        .await;
+    assert_eq!(again.status(), 202);
+    let stored = d.events(&id).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["jti"], "while-down");
+    d.stop().await;
+}
