@@ -468,7 +468,7 @@ async fn pending_acknowledgements_survive_a_restart() {
     tx.fail_polls(503, Duration::from_secs(3600));
     let dir = d.stop().await;
     {
-        let store = common::open_store(&dir.path().join("ssfd.db"));
+        let store = common::open_store(&dir.path().join("ssfd.db")).await;
         assert_eq!(store.pending_acks(&id).await.unwrap().len(), 2);
     }
     tx.fail_polls(503, Duration::ZERO);

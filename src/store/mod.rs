@@ -9,6 +9,7 @@
 pub mod audit;
 mod error;
 pub mod inbox;
+pub mod leases;
 pub mod ledger;
 pub mod outbox;
 pub mod poll_acks;

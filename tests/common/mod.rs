@@ -321,8 +321,18 @@ pub async fn create_stream_at(
 
 /// Opens the daemon's database through `ssfd::store` (never the file itself), for checks made
 /// while the daemon is stopped or from outside its process.
-pub fn open_store(db: &std::path::Path) -> ssfd::store::Store {
-    ssfd::store::Store::open(db).unwrap()
+/// A directory with a PostgreSQL database noted in it (see [`use_test_backend`]) opens that one.
+pub async fn open_store(db: &std::path::Path) -> ssfd::store::Store {
+    let noted = db.parent().map(|d| d.join(PG_URL_FILE));
+    match noted.and_then(|f| std::fs::read_to_string(f).ok()) {
+        Some(url) => ssfd::store::Store::open_postgres(
+            ssfd::store::postgres::PgSettings::new(&url, None).unwrap(),
+            "test-reader".into(),
+        )
+        .await
+        .unwrap(),
+        None => ssfd::store::Store::open(db).unwrap(),
+    }
 }
 
 /// Every stored event (of one stream, or of all), newest first, read through the store.
@@ -330,7 +340,7 @@ pub async fn stored_events(
     db: &std::path::Path,
     stream_id: Option<&str>,
 ) -> Vec<ssfd::store::inbox::StoredEvent> {
-    let store = open_store(db);
+    let store = open_store(db).await;
     let mut out: Vec<ssfd::store::inbox::StoredEvent> = Vec::new();
     loop {
         let page = store

@@ -35,6 +35,7 @@ impl From<PgError> for StoreError {
 #[derive(Clone)]
 pub(in crate::store) struct PgStore {
     pool: PgPool,
+    replica: Arc<super::replica::Replica>,
     replica_id: Arc<str>,
     stats: Arc<WriterStats>,
 }
@@ -45,10 +46,18 @@ impl PgStore {
     pub(in crate::store) async fn open(settings: PgSettings, replica_id: String) -> Result<Self> {
         let pool = PgPool::open(settings).await?;
         Ok(PgStore {
+            replica: Arc::new(super::replica::Replica::new(
+                replica_id.clone(),
+                pool.clone(),
+            )),
             pool,
             replica_id: replica_id.into(),
             stats: Arc::new(WriterStats::default()),
         })
+    }
+
+    pub(in crate::store) fn replica(&self) -> &super::replica::Replica {
+        &self.replica
     }
 
     pub(in crate::store) fn replica_id(&self) -> &str {
