@@ -294,3 +294,63 @@ async fn while_postgres_is_unreachable_push_answers_503_and_recovers_without_a_r
     assert_eq!(stored[0]["jti"], "while-down");
     d.stop().await;
 }
+
+/// Poll requests a replica has made for `stream`, from its `/metrics`.
+async fn poll_requests(d: &TestDaemon, stream: &str) -> u64 {
+    let url = format!("{}/metrics", d.daemon.admin_url());
+    let text = d.http.get(url).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("ssfd_poll_requests_total{{stream=\"{stream}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn one_replica_polls_a_stream_and_the_other_takes_over_when_it_stops() {
+    let pg = ssfd_testkit::pg::fresh_pg_database().await;
+    let tx = TestTransmitter::start().await;
+    tx.set_poll_hold(std::time::Duration::from_millis(100));
+    let url = pg.url.clone();
+    let a = TestDaemon::start_with(move |c| c.storage.url = Some(url)).await;
+    let body = json!({
+        "deliveryMethod": "SSF_DELIVERY_METHOD_POLL",
+        "pollEndpointUrl": tx.poll_url("f"),
+        "outboundAuthBearer": {"token": tx.static_token()},
+    });
+    let (id, _) = a.create_stream_for(&tx, body).await;
+    let url = pg.url.clone();
+    let b = TestDaemon::start_with(move |c| c.storage.url = Some(url)).await;
+    let first: Vec<String> = (0..5).map(|_| tx.enqueue_set("f", &tx.set())).collect();
+    let acked = |jtis: &[String]| {
+        let acked = tx.acked();
+        jtis.iter().all(|j| acked.contains(j))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !acked(&first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first SETs were not acked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (pa, pb) = (poll_requests(&a, &id).await, poll_requests(&b, &id).await);
+    assert!(
+        (pa > 0) != (pb > 0),
+        "exactly one replica polls: a={pa} b={pb}"
+    );
+    let (holder, other) = if pa > 0 { (a, b) } else { (b, a) };
+    holder.stop().await;
+    let second: Vec<String> = (0..5).map(|_| tx.enqueue_set("f", &tx.set())).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !acked(&second) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other replica did not take over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(poll_requests(&other, &id).await > 0);
+    assert_eq!(other.events(&id).await.len(), 10, "every SET stored once");
+    other.stop().await;
+}
