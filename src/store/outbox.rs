@@ -99,6 +99,7 @@ impl Store {
     pub async fn reset_interrupted_actions(&self, now_ms: UnixMillis) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.reset_interrupted_actions(now_ms).await,
+            Backend::Postgres(db) => db.reset_interrupted_actions(now_ms).await,
         }
     }
 
@@ -113,6 +114,7 @@ impl Store {
     ) -> Result<ClaimedActions, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.claim_due_actions(now_ms, limit).await,
+            Backend::Postgres(db) => db.claim_due_actions(now_ms, limit).await,
         }
     }
 
@@ -124,6 +126,7 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(db) => db.record_attempt_results(batch).await,
+            Backend::Postgres(db) => db.record_attempt_results(batch).await,
         }
     }
 
@@ -134,6 +137,7 @@ impl Store {
     ) -> Result<Vec<ActionRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.list_actions(filter).await,
+            Backend::Postgres(db) => db.list_actions(filter).await,
         }
     }
 
@@ -146,6 +150,7 @@ impl Store {
     ) -> Result<RetryOutcome, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.retry_action(id, now_ms).await,
+            Backend::Postgres(db) => db.retry_action(id, now_ms).await,
         }
     }
 
@@ -153,6 +158,7 @@ impl Store {
     pub async fn list_attempts(&self) -> Result<Vec<AttemptRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.list_attempts().await,
+            Backend::Postgres(db) => db.list_attempts().await,
         }
     }
 }
