@@ -120,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.storage.path);
     config.admin.token = Some(ADMIN_TOKEN.into());
     config.jwks.allow_http = true;
+    config.outbound.allow_private = true;
     config.sinks = vec![SinkConfig {
         name: "bench".into(),
         kind: SinkKind::Webhook(ssfd::config::WebhookSettings {

@@ -151,7 +151,7 @@ async fn start_daemon(bin: &Path, dir: &Path) -> anyhow::Result<(Daemon, Duratio
         &config,
         format!(
             "[server]\npush_listen = \"127.0.0.1:{push_port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
-             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[jwks]\nallow_http = true\n\
+             [storage]\npath = \"{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[jwks]\nallow_http = true\n[outbound]\nallow_private = true\n\
              [log]\nlevel = \"warn\"\n",
             dir.join("ssfd.db").display()
         ),

@@ -68,6 +68,7 @@ async fn run(total: usize) -> anyhow::Result<()> {
     config.storage.path = dir.path().join("ssfd.db");
     config.admin.token = Some(ADMIN_TOKEN.into());
     config.jwks.allow_http = true;
+    config.outbound.allow_private = true;
     config.poll.max_events = PER_ANSWER;
     let daemon = Daemon::start(config).await?;
 

@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::verify::jwks::JwksCache;
@@ -16,6 +17,8 @@ pub struct App {
     pub store: Store,
     pub registry: Registry,
     pub keys: JwksCache,
+    /// Where outbound requests may go; every HTTP client is built from it.
+    pub outbound: Outbound,
     /// SHA-256 of the admin token; the token itself is not kept.
     pub admin_token_hash: [u8; 32],
     /// Shared by the pollers and the management client: HTTP client, access tokens, counters.
@@ -27,6 +30,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Tolerances applied per stream since start (stats, warnings).
     pub tolerances: crate::compat::ToleranceLedger,
+    /// Refused push requests, noted on their stream at a bounded rate.
+    pub push_auth_failures: crate::intake::push::AuthFailures,
     /// Wrong tokens per client address, on both listeners.
     pub failed_auth: crate::http::fairness::FailedAuth,
     /// Where each step-up provider's keys are (from its OpenID configuration).
@@ -39,6 +44,7 @@ impl App {
         store: Store,
         registry: Registry,
         keys: JwksCache,
+        outbound: Outbound,
         admin_token_hash: [u8; 32],
     ) -> App {
         App {
@@ -47,11 +53,13 @@ impl App {
             registry,
             keys,
             admin_token_hash,
-            transmitters: Default::default(),
+            transmitters: crate::transmitter::Transmitters::new(outbound.clone()),
+            outbound,
             actions_ready: Notify::new(),
             started: Instant::now(),
             metrics: Metrics::new(),
             tolerances: Default::default(),
+            push_auth_failures: Default::default(),
             failed_auth: Default::default(),
             step_up_discovery: Default::default(),
         }
@@ -88,6 +96,7 @@ impl App {
 
     pub fn replace_config(&self, config: Config) {
         self.keys.reconfigure(&config.jwks);
+        self.outbound.reconfigure(&config.outbound);
         let mut slot = match self.config.write() {
             Ok(c) => c,
             Err(p) => p.into_inner(),

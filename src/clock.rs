@@ -1,6 +1,6 @@
 //! Time as ssfd stores and shows it: Unix seconds inside, RFC 3339 UTC at the edges.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, as stored in the database.
 pub type UnixSeconds = i64;
@@ -20,6 +20,17 @@ pub fn now_millis() -> UnixMillis {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// About 30 years: "never" for an expiry or a wait, and small enough to add to any `Instant`.
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `at + d` without the panic of `Instant + Duration`: a duration from a transmitter or a
+/// config file may be huge, and then the result is [`FAR_FUTURE`] away.
+pub fn instant_after(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(FAR_FUTURE))
+        .or_else(|| at.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(at)
 }
 
 /// The last second humantime (and RFC 3339's four-digit year) can show: 9999-12-31T23:59:59Z.

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::outbound::Outbound;
 use crate::registry::Registry;
 use crate::secrets::{random_token, token_hash};
 use crate::store::{Store, StoreError};
@@ -67,6 +68,8 @@ pub fn load_admin_token(config: &Config) -> Result<AdminToken, DaemonError> {
         return admin_token_from_credential(&config.admin.token_file);
     }
     let path = crate::config::resolve_secret_path(&config.admin.token_file)
+        .map_err(|e| DaemonError::AdminToken(e.to_string()))?;
+    crate::config::check_secret_file_or_fail(&path)
         .map_err(|e| DaemonError::AdminToken(e.to_string()))?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -212,7 +215,9 @@ impl Daemon {
             None => Store::open(&config.storage.path)?,
         };
         let registry = Registry::load(store.clone()).await?;
-        let keys = JwksCache::new(&config.jwks).map_err(|e| DaemonError::Http(e.to_string()))?;
+        let outbound = Outbound::new(&config.outbound);
+        let keys = JwksCache::new(&config.jwks, &outbound)
+            .map_err(|e| DaemonError::Http(e.to_string()))?;
         let tls = match &config.server.tls {
             Some(settings) => Some(Arc::new(crate::tls::Tls::load(settings)?)),
             None => None,
@@ -226,6 +231,7 @@ impl Daemon {
             store,
             registry,
             keys,
+            outbound,
             token_hash(&admin_token.token),
         ));
         let removed = app.store.removed_subjects().await?;

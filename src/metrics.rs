@@ -44,6 +44,12 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdjustLabels {
+    stream: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
     stream: String,
     result: String,
@@ -85,6 +91,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     polls: Family<PollLabels, Counter>,
     tolerances: Family<ToleranceLabels, Counter>,
+    time_adjusted: Family<AdjustLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,6 +111,7 @@ impl Metrics {
         let polls = Family::<PollLabels, Counter>::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
         let tolerances = Family::<ToleranceLabels, Counter>::default();
+        let time_adjusted = Family::<AdjustLabels, Counter>::default();
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -150,6 +158,11 @@ impl Metrics {
             tolerances.clone(),
         );
         registry.register(
+            "ssfd_event_times_adjusted",
+            "Revocation cut-offs not taken as sent, by stream and reason (milliseconds, future)",
+            time_adjusted.clone(),
+        );
+        registry.register(
             "ssfd_build_info",
             "Always 1; the label carries the version",
             build_info,
@@ -163,7 +176,18 @@ impl Metrics {
             decisions,
             polls,
             tolerances,
+            time_adjusted,
         }
+    }
+
+    /// Counts one event time read as milliseconds or clamped to the receive time.
+    pub fn event_time_adjusted(&self, stream: &str, reason: &str) {
+        self.time_adjusted
+            .get_or_create(&AdjustLabels {
+                stream: stream.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one tolerance applied on a stream; `kind` is a [`crate::compat::Tolerance`] name.

@@ -108,13 +108,15 @@ async fn serve(
     }
     let mut status = ready_status(&daemon);
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-    let mut watchdog = watchdog_interval().map(|every| {
+    let every = watchdog_interval();
+    let mut watchdog = every.map(|every| {
         tracing::info!(
             interval_ms = every.as_millis() as u64,
             "watchdog enabled; pinging"
         );
         tokio::time::interval(every)
     });
+    let mut wedged = false;
 
     let signal_name = loop {
         let event = tokio::select! {
@@ -129,7 +131,20 @@ async fn serve(
                 notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
             }
             Event::Tick => {
-                notify(&[NotifyState::Watchdog]);
+                // Alive means able to commit: a writer that is stuck (a disk that hangs, a lock
+                // held elsewhere) gets no ping, so the service manager restarts ssfd.
+                let check = every.unwrap_or(Duration::from_secs(1)) / 2;
+                let writable = tokio::time::timeout(check, daemon.app.store.writable())
+                    .await
+                    .unwrap_or(false);
+                if writable {
+                    notify(&[NotifyState::Watchdog]);
+                    if std::mem::take(&mut wedged) {
+                        tracing::info!("the store commits again; watchdog pings resumed");
+                    }
+                } else if !std::mem::replace(&mut wedged, true) {
+                    tracing::error!("the store cannot commit; not pinging the watchdog");
+                }
                 // The stream count changes through the admin API; keep the summary true.
                 let now = ready_status(&daemon);
                 if !status.starts_with(&now) {

@@ -3,15 +3,23 @@
 
 use crate::verify::jwks::check_scheme;
 
-/// An absolute http(s) URL with a host, no fragment; https unless `allow_http`. The error is
-/// the problem, for the caller to attach to the field it checked.
+/// An absolute http(s) URL with a host, no fragment, no user name or password (they would be
+/// sent to the host and shown by every log that shows the URL); https unless `allow_http`. The
+/// error is the problem, for the caller to attach to the field it checked.
 pub fn check_url(s: &str, allow_http: bool) -> Result<(), String> {
-    let Some((_, rest)) = s.split_once("://") else {
-        return Err("must be an absolute https URL".into());
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || s.contains('#') || s.chars().any(char::is_whitespace) {
-        return Err("must be an absolute https URL".into());
+    let bad = || "must be an absolute https URL".to_string();
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let url = url::Url::parse(s).map_err(|_| bad())?;
+    if url.host_str().is_none_or(str::is_empty) || url.fragment().is_some() {
+        return Err(bad());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not carry a user name or password; use outboundAuthBearer or outboundAuthOauth2"
+                .into(),
+        );
     }
     check_scheme(s, allow_http)
 }

@@ -1227,3 +1227,46 @@ async fn step_up_actions_reach_sinks_signed_with_the_requirement() {
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(actions[0]["action"], "STEP_UP");
 }
+
+#[tokio::test]
+async fn actions_of_a_sink_removed_on_reload_stay_pending() {
+    let hook = WebhookRecorder::start().await;
+    hook.answer_always(500, "");
+    let dir = Env::prepare();
+    let secret = Env::secret_path(dir.path());
+    let sinks = vec![webhook("hook", &hook.url(), &secret, 1000, 50)];
+    let env = Env::start(dir, sinks, |_| {}).await;
+    let stream = env.create_stream(json!({})).await;
+    env.push_event(
+        &stream,
+        "session-revoked",
+        payload("session-revoked"),
+        email("rita@example.com"),
+    )
+    .await;
+    wait_for("a first failed attempt", || async {
+        let list = env.actions_for(&stream).await;
+        (list.len() == 1 && list[0]["attempts"].as_i64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    // The sink goes away on a reload (removed, or renamed).
+    let mut config = (*env.daemon.app.config()).clone();
+    config.sinks.clear();
+    env.daemon.app.replace_config(config);
+    let parked = wait_for("the action to wait for its sink", || async {
+        let list = env.actions_for(&stream).await;
+        list[0]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("not in the configuration"))
+            .then(|| list[0].clone())
+    })
+    .await;
+    assert_eq!(parked["status"], "pending", "{parked}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = env.actions_for(&stream).await;
+    assert_eq!(later[0]["status"], "pending", "{}", later[0]);
+    assert_eq!(
+        later[0]["attempts"], parked["attempts"],
+        "waiting is not an attempt"
+    );
+}

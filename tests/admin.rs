@@ -671,7 +671,8 @@ async fn absurd_inputs_get_answers_not_crashes() {
     let d = TestDaemon::start().await;
     let tx = TestTransmitter::start().await;
     let (id, token) = d.create_stream_for(&tx, json!({})).await;
-    // A SET dated far beyond the year 9999 is stored and can be queried.
+    // A SET dated far beyond the year 9999 in seconds is stored and can be queried; its iat is
+    // read as milliseconds (2001), not as a revocation until the end of time.
     let set = tx
         .set()
         .iat(1_000_000_000_000)
@@ -687,7 +688,7 @@ async fn absurd_inputs_get_answers_not_crashes() {
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["revoked"], true);
-    assert_eq!(v["revokedBefore"], "9999-12-31T23:59:59Z");
+    assert_eq!(v["revokedBefore"], "2001-09-09T01:46:40Z");
     let (status, _) = d
         .api(
             Method::POST,
@@ -770,6 +771,152 @@ async fn a_disabled_poll_stream_may_wait_for_its_url() {
         .as_str()
         .unwrap()
         .starts_with("pollEndpointUrl"));
+}
+
+#[tokio::test]
+async fn a_stored_secret_never_follows_its_url_to_another_host() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let elsewhere = TestTransmitter::start().await;
+    let (id, _) = d
+        .create_stream_for(
+            &tx,
+            json!({"deliveryMethod": "SSF_DELIVERY_METHOD_POLL", "enabled": false,
+                   "pollEndpointUrl": tx.poll_url("f"),
+                   "outboundAuthBearer": {"token": "bearer-for-the-first-host"}}),
+        )
+        .await;
+    let path = format!("{STREAMS}/{id}");
+    let update = |body: Value| d.api(Method::PATCH, &path, Some(body));
+    // Only the URL, to another host: refused, and nothing changed.
+    let (status, v) = update(
+        json!({"ssfReceiverStream": {"pollEndpointUrl": elsewhere.poll_url("f")},
+                                    "updateMask": "pollEndpointUrl"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["code"], "invalid_argument");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pollEndpointUrl"),
+        "{v}"
+    );
+    assert_eq!(d.get_stream(&id).await["pollEndpointUrl"], tx.poll_url("f"));
+    // Another path on the same host keeps the token.
+    let (status, v) = update(
+        json!({"ssfReceiverStream": {"pollEndpointUrl": tx.poll_url("g")},
+                                    "updateMask": "pollEndpointUrl"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // The new host with the secret given again.
+    let (status, v) = update(json!({"ssfReceiverStream": {"pollEndpointUrl": elsewhere.poll_url("f"),
+                                      "outboundAuthBearer": {"token": "bearer-for-the-second-host"}},
+                                    "updateMask": "pollEndpointUrl,outboundAuthBearer"}))
+    .await;
+    assert_eq!(status, 200, "{v}");
+
+    // The same for an OAuth client secret and its tokenUrl.
+    let oauth = json!({"clientId": "cid", "clientSecret": "secret-for-the-first-host",
+                       "scopes": [], "tokenUrl": tx.token_url()});
+    let (status, v) = update(
+        json!({"ssfReceiverStream": {"outboundAuthBearer": null, "outboundAuthOauth2": oauth},
+                                    "updateMask": "outboundAuthBearer,outboundAuthOauth2"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let moved = json!({"clientId": "cid", "scopes": [], "tokenUrl": elsewhere.token_url()});
+    let (status, v) = update(json!({"ssfReceiverStream": {"outboundAuthOauth2": moved},
+                                    "updateMask": "outboundAuthOauth2"}))
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("outboundAuthOauth2.tokenUrl"),
+        "{v}"
+    );
+    assert_eq!(
+        d.get_stream(&id).await["outboundAuthOauth2"]["tokenUrl"],
+        tx.token_url()
+    );
+    let mut given = moved.clone();
+    given["clientSecret"] = json!("secret-for-the-second-host");
+    let (status, v) = update(json!({"ssfReceiverStream": {"outboundAuthOauth2": given},
+                                    "updateMask": "outboundAuthOauth2"}))
+    .await;
+    assert_eq!(status, 200, "{v}");
+}
+
+#[tokio::test]
+async fn urls_with_credentials_in_them_are_refused() {
+    let d = TestDaemon::start().await;
+    let (status, v) = d
+        .api(
+            Method::POST,
+            STREAMS,
+            Some(json!({"displayName": "x", "issuerUrl": "https://user:pw@tr.example.com"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with("issuerUrl"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("pw@"), "{v}");
+}
+
+#[tokio::test]
+async fn without_the_token_wrong_methods_do_not_reveal_routes() {
+    let d = TestDaemon::start().await;
+    let url = |p: &str| format!("{}{p}", d.daemon.admin_url());
+    for (method, path) in [
+        (Method::PUT, STREAMS),
+        (Method::DELETE, "/api/v1/events"),
+        (Method::GET, "/api/v1/subjects:check"),
+        (Method::PUT, "/api/v1/no-such-route"),
+    ] {
+        let resp = d
+            .http
+            .request(method.clone(), url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{method} {path}");
+        assert!(resp.headers().get("allow").is_none(), "{method} {path}");
+    }
+    // With the token, a wrong method is a plain 405.
+    let resp = d
+        .http
+        .put(url(STREAMS))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+}
+
+#[tokio::test]
+async fn an_admin_token_file_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.admin.token = None;
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    config.admin.token_file = file.clone();
+    let err = match ssfd::daemon::Daemon::start(config.clone()).await {
+        Ok(_) => panic!("started with a world-writable admin token file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("writable by group or others"), "{err}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let d = ssfd::daemon::Daemon::start(config).await.unwrap();
+    d.shutdown().await;
 }
 
 /// A query string axum cannot read (a key given twice) is an API error like any other bad

@@ -843,3 +843,53 @@ async fn subject_check_shows_the_step_up_requirement_and_its_header() {
         .stdout;
     assert_eq!(out, "NOT REVOKED  alice@example.com\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_not_sent_where_a_stray_receiver_toml_points() {
+    let dir = tempfile::tempdir().unwrap();
+    // A receiver.toml someone left in the working directory, naming a host elsewhere.
+    std::fs::write(
+        dir.path().join("receiver.toml"),
+        "[server]\nadmin_listen = \"192.0.2.1:8081\"\n",
+    )
+    .unwrap();
+    let r = run_in(
+        dir.path(),
+        &["streams", "list"],
+        &[("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("loopback"), "{r:?}");
+    let r = run_in(
+        dir.path(),
+        &["streams", "list", "--admin-url", "http://198.51.100.7:8081"],
+        &[("SSFD_ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("https"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_lift_needs_a_reason_and_reports_what_it_lifted() {
+    let h = TestDaemon::start().await;
+    let r = h
+        .ssfd(&["subject", "lift", "email:nobody@example.com"])
+        .await;
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("--reason"), "{r:?}");
+    let r = h
+        .ok(&[
+            "subject",
+            "lift",
+            "email:nobody@example.com",
+            "--reason",
+            "a test",
+        ])
+        .await;
+    assert_eq!(
+        r.stdout, "Lifted 0 revocation(s) of email:nobody@example.com.\n",
+        "{r:?}"
+    );
+}

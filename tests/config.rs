@@ -30,9 +30,10 @@ fn shipped_receiver_toml_keeps_the_defaults_it_does_not_change() {
     assert_eq!(cfg.sinks, d.sinks);
     assert_eq!(cfg.identity, d.identity);
 
-    // The two deliberate differences: http:// JWKS for the local example transmitter, and the
-    // policy example.
+    // The deliberate differences: http:// JWKS and loopback destinations for the local example
+    // transmitter, and the policy example.
     assert!(cfg.jwks.allow_http);
+    assert!(cfg.outbound.allow_private);
     let mut jwks = cfg.jwks.clone();
     jwks.allow_http = d.jwks.allow_http;
     assert_eq!(jwks, d.jwks);

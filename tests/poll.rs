@@ -512,3 +512,95 @@ async fn pending_acknowledgements_survive_a_restart() {
     }
     assert_eq!(pending_ack_rows(&d, &id).await, 0);
 }
+
+#[tokio::test]
+async fn an_answer_with_more_than_max_events_is_taken_max_events_at_a_time() {
+    let d = TestDaemon::start_with(|c| c.poll.max_events = 3).await;
+    let tx = transmitter().await;
+    tx.set_poll_ignores_max_events(true);
+    let jtis: Vec<String> = (0..10).map(|_| tx.enqueue_set("f", &tx.set())).collect();
+    let id = poll_stream(&d, &tx, "f", json!({})).await;
+    until("all 10 are acknowledged", || acked_all(&tx, &jtis)).await;
+    assert_eq!(d.events(&id).await.len(), 10);
+    for r in tx.poll_requests() {
+        let acks = r.acks().len();
+        assert!(acks <= 3, "{acks} acks in one request: {:?}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn a_poller_started_again_clears_the_error_its_predecessor_left() {
+    let d = TestDaemon::start().await;
+    let tx = transmitter().await;
+    tx.fail_polls(503, Duration::from_secs(3600));
+    let id = poll_stream(&d, &tx, "f", json!({})).await;
+    until("the failure is on the stream", || {
+        last_error(&d, &id).contains("HTTP 503")
+    })
+    .await;
+    let dir = d.stop().await;
+    tx.fail_polls(503, Duration::ZERO);
+    let config = test_config(dir.path());
+    let d = TestDaemon::start_in(dir, config).await;
+    let jti = tx.enqueue_set("f", &tx.set());
+    until("polling works again", || tx.acked().contains(&jti)).await;
+    until("the old error is cleared", || {
+        last_error(&d, &id).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_access_token_that_never_expires_does_not_stop_the_poller() {
+    // expires_in near u64::MAX once made `Instant + Duration` panic inside the poller.
+    let d = TestDaemon::start().await;
+    let tx = transmitter().await;
+    tx.set_token_lifetime(Duration::from_secs(u64::MAX));
+    let (client_id, client_secret) = tx.client_credentials();
+    let id = poll_stream(
+        &d,
+        &tx,
+        "f",
+        json!({
+            "outboundAuthBearer": null,
+            "outboundAuthOauth2": {"clientId": client_id, "clientSecret": client_secret,
+                                   "tokenUrl": tx.token_url(), "scopes": []},
+        }),
+    )
+    .await;
+    let first = tx.enqueue_set("f", &tx.set());
+    until("the first SET is acknowledged", || {
+        tx.acked().contains(&first)
+    })
+    .await;
+    let second = tx.enqueue_set("f", &tx.set());
+    until("the second SET is acknowledged", || {
+        tx.acked().contains(&second)
+    })
+    .await;
+    assert_eq!(tx.tokens_issued(), 1, "the token is reused");
+    assert_eq!(d.events(&id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_transmitter_that_ignores_acks_is_not_polled_in_a_hot_loop() {
+    let d = TestDaemon::start().await;
+    let tx = transmitter().await;
+    tx.set_poll_ignores_acks(true);
+    let good = tx.enqueue_set("f", &tx.set());
+    // And one that is rejected every time.
+    tx.enqueue_as("f", "bad-key", &tx.set().sign());
+    let id = poll_stream(&d, &tx, "f", json!({})).await;
+    until("the SET is acknowledged", || tx.acked().contains(&good)).await;
+    let from = tx.poll_requests().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polls = tx.poll_requests().len() - from;
+    // Back-off from 0.5-1 s doubling: a handful in 3 s (a hot loop made hundreds).
+    assert!(polls <= 6, "{polls} polls in 3 s");
+    assert_eq!(d.events(&id).await.len(), 1);
+    // New SETs are still taken promptly once they come.
+    tx.set_poll_ignores_acks(false);
+    let next = tx.enqueue_set("f", &tx.set());
+    until("the new SET is acknowledged", || tx.acked().contains(&next)).await;
+    assert_eq!(d.events(&id).await.len(), 2);
+}

@@ -533,10 +533,19 @@ async fn rotated_transmitter_key_is_picked_up_with_one_refresh() {
     tx.use_key("k2");
     assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
     assert_eq!(tx.jwks_fetches(), fetches + 1);
-    // Unknown kids within the cooldown do not trigger more fetches.
+    // Unknown kids within the cooldown do not trigger more fetches. No refresh ran for them,
+    // and the key may have been published since: 503 with the rest of the cooldown as
+    // Retry-After, not a final 400.
     for _ in 0..5 {
         let set = tx.sign_with_unpublished_key(&tx.set().claims());
-        assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+        let resp = d.push(&id, &token, &set).await;
+        assert_eq!(resp.status(), 503);
+        let retry: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=30).contains(&retry), "{retry}");
     }
     assert_eq!(tx.jwks_fetches(), fetches + 1);
     // The old key is still trusted while published.
@@ -784,4 +793,347 @@ async fn slow_clients_cannot_starve_others() {
     }
     drop(idle);
     drop(dribbler);
+}
+
+#[tokio::test]
+async fn an_unknown_kid_after_a_refresh_that_ran_is_invalid_key() {
+    // The conformance case: the cooldown has passed, the forced refresh runs and the key is
+    // still absent: a final 400.
+    let cooldown = std::time::Duration::from_millis(200);
+    let d = TestDaemon::start_with(|c| c.jwks.refresh_cooldown = cooldown).await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    let fetches = tx.jwks_fetches();
+    let set = tx.sign_with_unpublished_key(&tx.set().claims());
+    assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+}
+
+#[tokio::test]
+async fn html_pages_in_front_of_the_keys_are_503_not_invalid_key() {
+    // A maintenance page or a web application firewall answering 200 with HTML is not the
+    // transmitter's word on its keys: deliver again later.
+    let cooldown = std::time::Duration::from_millis(200);
+    let d = TestDaemon::start_with(|c| c.jwks.refresh_cooldown = cooldown).await;
+    let tx = TestTransmitter::start().await;
+    let (discovered, dtoken) = d.create_stream_for(&tx, json!({"jwksUrl": ""})).await;
+    let (direct, token) = d.create_stream_for(&tx, json!({})).await;
+    tx.set_page(Some((
+        "text/html",
+        "<html><body>Down for maintenance</body></html>",
+    )));
+    for (id, token) in [(&discovered, &dtoken), (&direct, &token)] {
+        let resp = d.push(id, token, &tx.set().sign()).await;
+        assert_eq!(resp.status(), 503, "{id}");
+        assert!(resp.headers().get("retry-after").is_some());
+    }
+    // Not even labelled as HTML: still not JSON, still temporary.
+    tokio::time::sleep(cooldown * 2).await;
+    tx.set_page(Some(("text/plain", "service unavailable")));
+    assert_eq!(
+        d.push(&discovered, &dtoken, &tx.set().sign())
+            .await
+            .status(),
+        503
+    );
+    let s = d.get_stream(&discovered).await;
+    assert!(
+        s["lastErrorMessage"].as_str().unwrap().contains("not JSON"),
+        "{s}"
+    );
+    tx.set_page(None);
+    tokio::time::sleep(cooldown * 2).await;
+    assert_eq!(
+        d.push(&discovered, &dtoken, &tx.set().sign())
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        d.push(&direct, &token, &tx.set().sign()).await.status(),
+        202
+    );
+    assert_eq!(stored_count(&d, &discovered).await, 1);
+}
+
+#[tokio::test]
+async fn a_forced_refresh_outlives_the_client_that_caused_it() {
+    let (d, tx, id, token) = setup().await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.add_key(KeyKind::Rs256, "k2");
+    tx.use_key("k2");
+    tx.set_jwks_delay(std::time::Duration::from_millis(600));
+    // The client gives up while the refresh is still waiting for the JWKS.
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let fetches = tx.jwks_fetches();
+    let gone = ssfd_testkit::push_set(&impatient, &d.push_url(&id), &token, &tx.set().sign()).await;
+    assert!(gone.is_err());
+    tx.set_jwks_delay(std::time::Duration::ZERO);
+    // Within the cooldown no new refresh may run, so k2 is only known if the first one
+    // finished without its client.
+    let mut status = 0;
+    for _ in 0..40 {
+        status = d
+            .push(&id, &token, &tx.set().sign())
+            .await
+            .status()
+            .as_u16();
+        if status == 202 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 202);
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+}
+
+#[tokio::test]
+async fn concurrent_unknown_kids_share_one_refresh() {
+    let (d, tx, id, token) = setup().await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.add_key(KeyKind::Rs256, "k2");
+    tx.use_key("k2");
+    tx.set_jwks_delay(std::time::Duration::from_millis(300));
+    let fetches = tx.jwks_fetches();
+    let pushes: Vec<_> = (0..6)
+        .map(|_| {
+            let (http, url, token, set) = (
+                d.http.clone(),
+                d.push_url(&id),
+                token.clone(),
+                tx.set().sign(),
+            );
+            tokio::spawn(async move {
+                ssfd_testkit::push_set(&http, &url, &token, &set)
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for p in pushes {
+        assert_eq!(p.await.unwrap(), 202);
+    }
+    assert_eq!(tx.jwks_fetches(), fetches + 1);
+}
+
+#[tokio::test]
+async fn the_stream_test_does_not_put_back_keys_whose_metadata_failed() {
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    let (id, token) = d.create_stream_for(&tx, json!({"jwksUrl": ""})).await;
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    tx.set_metadata_issuer(Some("https://impostor.example.com".into()));
+    let (status, v) = d
+        .api(
+            Method::POST,
+            &format!("/api/v1/ssf-receiver-streams/{id}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["jwksReachable"], false);
+    assert!(v["jwksError"].as_str().unwrap().contains("metadata"), "{v}");
+    // The keys found through metadata that no longer validates are gone.
+    assert_set_error(
+        d.push(&id, &token, &tx.set().sign()).await,
+        400,
+        "invalid_key",
+    )
+    .await;
+    assert_eq!(stored_count(&d, &id).await, 1);
+}
+
+#[tokio::test]
+async fn rsa_keys_of_2041_to_2047_bits_are_refused() {
+    // The size is counted in bits: a 2044-bit modulus still fills 256 bytes.
+    let d = TestDaemon::start().await;
+    let tx = TestTransmitter::start().await;
+    tx.add_key(KeyKind::Rs256Bits(2044), "short");
+    let (id, token) = d.create_stream_for(&tx, json!({})).await;
+    let set = tx.set().key("short").sign();
+    let desc = assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_key").await;
+    assert!(desc.contains("2048"), "{desc}");
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn a_control_event_beside_another_event_is_invalid_request() {
+    let (d, tx, id, token) = setup().await;
+    for control in ["verification", "stream-updated"] {
+        let set = tx
+            .set()
+            .claim(
+                "events",
+                json!({
+                    events::uri(control): {"state": "s", "status": "enabled"},
+                    events::uri("session-revoked"): {"event_timestamp": 1_700_000_000},
+                }),
+            )
+            .sign();
+        let desc = assert_set_error(d.push(&id, &token, &set).await, 400, "invalid_request").await;
+        assert!(desc.contains("only event"), "{desc}");
+    }
+    assert_eq!(stored_count(&d, &id).await, 0);
+}
+
+#[tokio::test]
+async fn refused_push_tokens_show_on_the_stream() {
+    let (d, tx, id, _token) = setup().await;
+    for _ in 0..3 {
+        assert_set_error(
+            d.push(&id, "stale-token", &tx.set().sign()).await,
+            401,
+            "authentication_failed",
+        )
+        .await;
+    }
+    let s = d.get_stream(&id).await;
+    let msg = s["lastErrorMessage"].as_str().unwrap();
+    assert!(msg.contains("bearer token"), "{s}");
+    assert!(s["lastErrorAt"].is_string());
+    // Still not counted as a rejected SET.
+    assert_eq!(d.stats(&id).await["eventsFailedCount"], 0);
+}
+
+#[tokio::test]
+async fn revocation_cut_offs_are_read_as_milliseconds_or_clamped_to_the_receive_time() {
+    let (d, tx, id, token) = setup().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let check = |email: &'static str, issued_at: String| {
+        let d = &d;
+        async move {
+            d.api(
+                Method::POST,
+                "/api/v1/subjects:check",
+                Some(
+                    json!({"subject": {"format": "email", "email": email}, "issuedAt": issued_at}),
+                ),
+            )
+            .await
+            .1
+        }
+    };
+    let revoke = |email: &str, ts: i64| {
+        tx.set()
+            .event(
+                &events::uri("session-revoked"),
+                json!({"event_timestamp": ts}),
+            )
+            .sub_id(subjects::email(email))
+            .sign()
+    };
+    let rfc = |secs: i64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64),
+        )
+        .to_string()
+    };
+    // In milliseconds: the revocation is of now, not of the year 50000.
+    assert_eq!(
+        d.push(&id, &token, &revoke("ms@example.com", now * 1000))
+            .await
+            .status(),
+        202
+    );
+    // Ten years ahead, in seconds: clamped to the receive time plus a small skew.
+    assert_eq!(
+        d.push(
+            &id,
+            &token,
+            &revoke("future@example.com", now + 10 * 365 * 24 * 3600)
+        )
+        .await
+        .status(),
+        202
+    );
+    let stored: Vec<(String, i64)> = {
+        let c = rusqlite::Connection::open(d.db_path()).unwrap();
+        let mut st = c
+            .prepare("SELECT subject_key, revoked_before FROM ledger")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    for email in ["ms@example.com", "future@example.com"] {
+        let before = check(email, rfc(now - 60)).await;
+        assert_eq!(
+            before["revoked"],
+            true,
+            "{email} {} {before} {stored:?}",
+            rfc(now - 60)
+        );
+        // A session started an hour from now is not revoked.
+        let later = check(email, rfc(now + 3600)).await;
+        assert_eq!(later["revoked"], false, "{email}: {later}");
+    }
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.daemon.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("reason=\"milliseconds\""), "{metrics}");
+    assert!(metrics.contains("reason=\"future\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_operator_lifts_a_revocation_with_a_reason_and_it_is_audited() {
+    let (d, tx, id, token) = setup().await;
+    let set = tx
+        .set()
+        .event(&events::uri("session-revoked"), json!({}))
+        .sub_id(subjects::email("lou@example.com"))
+        .sign();
+    assert_eq!(d.push(&id, &token, &set).await.status(), 202);
+    let subject = json!({"format": "email", "email": "lou@example.com"});
+    let check = || {
+        d.api(
+            Method::POST,
+            "/api/v1/subjects:check",
+            Some(json!({ "subject": subject })),
+        )
+    };
+    assert_eq!(check().await.1["revoked"], true);
+    // A reason is required.
+    let (status, v) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:lift",
+            Some(json!({ "subject": subject })),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().starts_with("reason"), "{v}");
+    assert_eq!(check().await.1["revoked"], true);
+    let (status, v) = d
+        .api(
+            Method::POST,
+            "/api/v1/subjects:lift",
+            Some(json!({"subject": subject, "reason": "revoked by a bad timestamp (INC-7)"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["lifted"], 1);
+    assert_eq!(check().await.1["revoked"], false);
+    let audit = d.daemon.app.store.audit_entries(&id).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "LIFTED" && a.detail == "revoked by a bad timestamp (INC-7)"),
+        "{audit:?}"
+    );
 }

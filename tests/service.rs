@@ -1003,3 +1003,35 @@ fn the_production_example_sink_is_valid_when_uncommented() {
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_is_not_pinged_while_the_writer_cannot_commit() {
+    // 400 ms: a ping every 200 ms while the store commits.
+    let mut svc = Service::start(Service::settings("10s"), &[("WATCHDOG_USEC", "400000")]);
+    let ready = svc.wait_ready().await;
+    let pings = |notes: &Inbox, from: usize| {
+        notes
+            .all()
+            .iter()
+            .skip(from)
+            .filter(|m| has_line(m, "WATCHDOG=1"))
+            .count()
+    };
+    svc.notes
+        .wait_from(ready + 1, "a first ping", |m| has_line(m, "WATCHDOG=1"))
+        .await;
+    // Another process holds the write lock: nothing can commit.
+    let db = rusqlite::Connection::open(svc.storage().sqlite_path()).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let from = svc.notes.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(pings(&svc.notes, from), 0, "pinged while wedged");
+    db.execute_batch("COMMIT").unwrap();
+    svc.notes
+        .wait_from(from, "pings after the lock is gone", |m| {
+            has_line(m, "WATCHDOG=1")
+        })
+        .await;
+    svc.stop().await;
+}

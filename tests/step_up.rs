@@ -352,17 +352,18 @@ async fn test_of_an_unreachable_provider() {
     assert!(a["stepUpProvider"]["lastTestedAt"].is_string());
 }
 
-fn jwks_settings() -> JwksConfig {
-    let mut c = ssfd::config::Config::default().jwks;
-    c.allow_http = true;
-    c
+/// The key settings and outbound policy of the test harness's configuration.
+fn jwks_settings() -> (JwksConfig, ssfd::outbound::Outbound) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(dir.path());
+    (config.jwks, ssfd::outbound::Outbound::new(&config.outbound))
 }
 
 #[tokio::test]
 async fn presented_tokens_are_verified_against_the_issuer_keys() {
     let op = TestOpenIdProvider::start().await;
-    let settings = jwks_settings();
-    let keys = JwksCache::new(&settings).unwrap();
+    let (settings, outbound) = jwks_settings();
+    let keys = JwksCache::new(&settings, &outbound).unwrap();
     let discovery = Discovery::default();
     let now = ssfd::clock::now_unix();
     let verify = |t: String| {

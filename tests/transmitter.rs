@@ -249,7 +249,25 @@ async fn a_foreign_issuer_in_the_answer_is_refused_and_the_stream_disabled() {
     assert_eq!(s["enabled"], false);
     assert_eq!(s["transmitterStreamId"], "");
     assert!(s["lastErrorMessage"].as_str().unwrap().contains("iss"));
-    // The push token is what it was: the refused registration rotated nothing.
+    // The transmitter holds the new push token (it answered 200 with it): both tokens stay
+    // valid, the old one as the current token, the new one for the overlap.
+    assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
+    let created = tx.stream_ids().pop().unwrap();
+    let header = tx.stream_authorization_header(&created).unwrap();
+    let new = header.strip_prefix("Bearer ").unwrap();
+    assert_ne!(new, token);
+    assert_eq!(d.push(&id, new, &tx.set().sign()).await.status(), 202);
+}
+
+#[tokio::test]
+async fn a_registration_the_transmitter_refused_rolls_the_push_token_back() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, token) = d.create_stream_for(&tx, bearer(&tx)).await;
+    tx.fail_management(Some(400));
+    let (status, v) = register(&d, &id).await;
+    assert_ne!(status, 200, "{v}");
+    // The transmitter said no: nothing new is valid, the old token is as it was.
     let stream = local(&d, &id);
     assert_eq!(stream.prev_push_token_hash, None);
     assert_eq!(d.push(&id, &token, &tx.set().sign()).await.status(), 202);
@@ -262,7 +280,16 @@ async fn a_409_takes_over_the_existing_stream() {
     let tx = transmitter(EndpointPaths::okta()).await;
     tx.set_one_stream_per_client(true);
     let existing = tx.create_stream(json!({"method": POLL}));
-    let id = unregistered_poll_stream(&d, &tx, bearer(&tx)).await;
+    // Ours: it delivers to this stream's poll URL.
+    let body = merged(
+        json!({
+            "deliveryMethod": "SSF_DELIVERY_METHOD_POLL",
+            "pollEndpointUrl": tx.poll_url(&existing),
+            "enabled": false,
+        }),
+        bearer(&tx),
+    );
+    let id = d.create_stream_for(&tx, body).await.0;
     let (status, v) = register(&d, &id).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
@@ -1013,4 +1040,50 @@ async fn the_command_line_acts_through_the_admin_api() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not_found"), "{stderr}");
+}
+
+#[tokio::test]
+async fn huge_verification_intervals_and_retry_after_never_panic() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    // Announced at registration: refused locally, with saturating arithmetic.
+    tx.set_min_verification_interval(Some(i64::MAX as u64));
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    assert_eq!(call(&d, Method::POST, &id, "/verify", None).await.0, 200);
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    // Learnt from a 429 whose Retry-After is near i64::MAX.
+    let tx = transmitter(EndpointPaths::sailpoint()).await;
+    let (id, _) = registered_poll_stream(&d, &tx).await;
+    tx.set_min_verification_interval(Some(u64::MAX));
+    assert_eq!(call(&d, Method::POST, &id, "/verify", None).await.0, 200);
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    let (status, v) = call(&d, Method::POST, &id, "/verify", None).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(call(&d, Method::GET, &id, "", None).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_409_does_not_take_over_another_receivers_stream() {
+    let d = daemon().await;
+    let tx = transmitter(EndpointPaths::okta()).await;
+    tx.set_one_stream_per_client(true);
+    let theirs = tx.create_stream(
+        json!({"method": PUSH, "endpoint_url": "https://other-receiver.example.com/ssf/push/x"}),
+    );
+    let before = tx.stream_config(&theirs).unwrap();
+    let id = unregistered_poll_stream(&d, &tx, bearer(&tx)).await;
+    let (status, v) = register(&d, &id).await;
+    assert_ne!(status, 200, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("another receiver"),
+        "{v}"
+    );
+    assert!(tx
+        .management_calls()
+        .iter()
+        .all(|c| c.method != "PUT" && c.method != "PATCH"));
+    assert_eq!(tx.stream_config(&theirs).unwrap(), before);
+    assert_eq!(local(&d, &id).transmitter_stream_id, "");
 }

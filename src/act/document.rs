@@ -45,7 +45,7 @@ pub fn build(row: &ActionRow, config: &Config) -> Result<ActionDocument, StoreEr
         StoreError::Corrupt(format!("inbox claims of action {} have no iat", row.id))
     })?;
     let toe = numeric(claims.get("toe"));
-    let event_time = super::event_time_of(payload, toe, iat);
+    let (event_time, _) = super::event_time_of(payload, toe, iat, row.received_at_ms / 1000);
     let revoke = row.action == "REVOKE_ALL";
     let mut reason = Map::new();
     for k in ["reason_admin", "reason_user"] {

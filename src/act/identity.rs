@@ -84,7 +84,7 @@ fn read_map(path: &Path) -> BTreeMap<String, String> {
 fn normalise_key(key: &str) -> String {
     match key.split_once(':') {
         Some((prefix, rest)) if prefix.eq_ignore_ascii_case("email") => {
-            format!("email:{}", rest.to_lowercase())
+            format!("email:{}", rest.to_ascii_lowercase())
         }
         _ => key.to_string(),
     }

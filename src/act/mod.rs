@@ -31,6 +31,8 @@ pub struct Decision {
     /// The event time (Unix seconds): sessions issued before it are revoked (REVOKE_ALL), or
     /// only an authentication at or after it satisfies the step-up (STEP_UP).
     pub revoked_before: i64,
+    /// Why the event's own time was not used as it stood, if it was not.
+    pub time_adjusted: Option<TimeAdjustment>,
     /// Sinks that must run for this decision (REVOKE_ALL and STEP_UP).
     pub sinks: Vec<String>,
     /// What a STEP_UP asks for (STEP_UP only).
@@ -57,28 +59,64 @@ pub struct Plan {
     pub decisions: Vec<Decision>,
 }
 
-/// The time a revocation applies from: `event_timestamp` (seconds; milliseconds tolerated and
-/// counted as `millisecond_timestamp`),
-/// else `toe`, else `iat`.
-pub fn event_time(set: &VerifiedSet, payload: &serde_json::Map<String, Value>) -> i64 {
-    event_time_of(payload, set.toe, set.iat)
+/// How far past its receive time a revocation may reach: the transmitter's clock may run a
+/// little ahead, but a cut-off in the future would revoke sessions not yet started.
+pub const MAX_FUTURE_SKEW_SECS: i64 = 300;
+/// Why an event's time was adjusted before it became a revocation cut-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeAdjustment {
+    /// The value was in milliseconds and was read as such.
+    Milliseconds,
+    /// The value was later than the receive time plus [`MAX_FUTURE_SKEW_SECS`] and was clamped.
+    Future,
 }
 
-/// [`event_time`] from the parts of a SET, for code that reads stored claims.
-pub fn event_time_of(payload: &serde_json::Map<String, Value>, toe: Option<i64>, iat: i64) -> i64 {
-    let ts = payload
-        .get("event_timestamp")
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
-    match ts {
-        // Anything past the year 5000 in seconds is a millisecond timestamp.
-        Some(t) if t > crate::verify::claims::MILLISECOND_TIMESTAMPS_FROM => t / 1000,
-        Some(t) => t,
-        None => toe.unwrap_or(iat),
+impl TimeAdjustment {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TimeAdjustment::Milliseconds => "milliseconds",
+            TimeAdjustment::Future => "future",
+        }
     }
 }
 
-/// Decides what to do with a verified SET.
-pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
+/// The time a revocation applies from: `event_timestamp`, else `toe`, else `iat`; a value in
+/// milliseconds is read as milliseconds (and counted as `millisecond_timestamp`), and the result is at most the receive time plus
+/// [`MAX_FUTURE_SKEW_SECS`], so that no SET can revoke a subject's sessions for years ahead.
+pub fn event_time(
+    set: &VerifiedSet,
+    payload: &serde_json::Map<String, Value>,
+    received_at: i64,
+) -> (i64, Option<TimeAdjustment>) {
+    event_time_of(payload, set.toe, set.iat, received_at)
+}
+
+/// [`event_time`] from the parts of a SET, for code that reads stored claims.
+pub fn event_time_of(
+    payload: &serde_json::Map<String, Value>,
+    toe: Option<i64>,
+    iat: i64,
+    received_at: i64,
+) -> (i64, Option<TimeAdjustment>) {
+    let ts = payload
+        .get("event_timestamp")
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+    let mut t = ts.or(toe).unwrap_or(iat);
+    let mut adjusted = None;
+    if t > crate::verify::claims::MILLISECOND_TIMESTAMPS_FROM {
+        t /= 1000;
+        adjusted = Some(TimeAdjustment::Milliseconds);
+    }
+    let latest = received_at.saturating_add(MAX_FUTURE_SKEW_SECS);
+    if t > latest {
+        t = latest;
+        adjusted = Some(TimeAdjustment::Future);
+    }
+    (t, adjusted)
+}
+
+/// Decides what to do with a verified SET received at `received_at` (Unix seconds).
+pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config, received_at: i64) -> Plan {
     if set.control.is_some() {
         return Plan {
             outcome: "control",
@@ -126,11 +164,13 @@ pub fn plan(stream: &Stream, set: &VerifiedSet, config: &Config) -> Plan {
         } else {
             Vec::new()
         };
+        let (revoked_before, time_adjusted) = event_time(set, &event.payload, received_at);
         decisions.push(Decision {
             event_type: event.event_type.clone(),
             action,
             reason,
-            revoked_before: event_time(set, &event.payload),
+            revoked_before,
+            time_adjusted,
             sinks,
             step_up: (action == RevocationAction::StepUp).then(|| StepUpPlan {
                 provider_id: if stream.step_up_provider_id.is_empty() {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::clock::{now_millis, UnixMillis};
+use crate::sanitize::log_text;
 use crate::store::inbox::ReplayCandidate;
 use crate::store::set::ReplayWrite;
 use crate::store::StoreError;
@@ -64,13 +65,13 @@ pub async fn replay(
                     continue;
                 }
             };
-            let plan = super::plan(stream, &set, &config);
+            let plan = super::plan(stream, &set, &config, row.received_at_ms / 1000);
             if plan.outcome == "stored" {
                 continue;
             }
             for d in &plan.decisions {
                 tracing::info!(
-                    stream = %stream.id, jti = %set.jti, event_type = %d.event_type,
+                    stream = %stream.id, jti = %log_text(&set.jti), event_type = %log_text(&d.event_type),
                     action = d.action.as_short(), reason = %d.reason, sinks = d.sinks.len(),
                     "action decided (replay)"
                 );

@@ -25,6 +25,7 @@ use super::sinks::{self, Outcome};
 use crate::app::App;
 use crate::clock::{now_millis, UnixMillis};
 use crate::config::SINK_RETRY_CAP;
+use crate::sanitize::log_text;
 use crate::store::outbox::{AttemptResult, ClaimedActions};
 use crate::store::StoreError;
 
@@ -66,7 +67,7 @@ pub fn backoff(base: Duration, failures: i64, jitter: f64) -> Duration {
 
 /// Runs until `stop` turns true; then waits for running attempts up to `[server] shutdown_grace`.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let client = match sinks::http_client() {
+    let client = match sinks::http_client(&app.outbound) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "action worker cannot build its HTTP client; no actions will run");
@@ -188,12 +189,52 @@ impl AsRef<AttemptResult> for Finished {
     }
 }
 
+/// How long an action whose sink is not configured waits before it looks again.
+const MISSING_SINK_RECHECK_MS: i64 = 60_000;
+
+/// Sends an action whose sink is not configured back to `pending`, warning once per sink name.
+fn park(row: &ActionRow, results: &mpsc::UnboundedSender<Finished>) {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = match WARNED.lock() {
+        Ok(mut w) => w.insert(row.sink.clone()),
+        Err(p) => p.into_inner().insert(row.sink.clone()),
+    };
+    if first {
+        tracing::warn!(sink = %log_text(&row.sink),
+            "actions wait for a sink that is not in the configuration (removed or renamed?); \
+             they stay pending until it returns or an operator drops them");
+    }
+    let now = now_millis();
+    let finished = Finished {
+        result: AttemptResult {
+            outbox_id: row.id,
+            attempt: row.attempt,
+            started_ms: now,
+            duration_ms: 0,
+            ok: false,
+            detail: format!(
+                "sink {:?} is not in the configuration; waiting for it",
+                row.sink
+            ),
+            status: "pending",
+            next_attempt_ms: Some(now + MISSING_SINK_RECHECK_MS),
+            parked: true,
+        },
+        row: row.clone(),
+        duration: Duration::ZERO,
+    };
+    if results.send(finished).is_err() {
+        tracing::error!(action_id = row.id, "the attempt recorder has stopped");
+    }
+}
+
 /// Runs one attempt and hands its result to the recorder. The attempt's slot is free as soon as
 /// the sink has answered: waiting for the result's commit here would tie the worker's throughput
 /// to the writer's fsync latency.
 async fn attempt(
     app: Arc<App>,
-    client: reqwest::Client,
+    client: crate::outbound::HttpClient,
     row: ActionRow,
     results: mpsc::UnboundedSender<Finished>,
 ) {
@@ -201,16 +242,16 @@ async fn attempt(
     let started_ms = now_millis();
     let started = Instant::now();
     let sink = config.sinks.iter().find(|s| s.name == row.sink);
-    // Without its sink, or with an unreadable SET, no later attempt can do better.
+    // A sink that is not configured (removed or renamed on a reload) may come back: the action
+    // waits, uncounted, and an operator may drop it.
+    if sink.is_none() {
+        park(&row, &results);
+        return;
+    }
+    // With an unreadable SET no later attempt can do better.
     let run = async {
         match sink {
-            None => (
-                Outcome::failed(format!(
-                    "sink {:?} is not in the configuration (removed?)",
-                    row.sink
-                )),
-                true,
-            ),
+            None => (Outcome::failed("no sink"), true),
             Some(sink) => match document::build(&row, &config) {
                 Ok(doc) => (sinks::run(&client, sink, &row, &doc).await, false),
                 Err(e) => (
@@ -262,6 +303,7 @@ async fn attempt(
             detail: outcome.detail,
             status: end.status,
             next_attempt_ms: end.next_attempt_ms,
+            parked: false,
         },
         row,
         duration,
@@ -292,7 +334,7 @@ async fn record_results(
         let batch = Arc::new(batch);
         match write_results(&app, batch.clone()).await {
             Ok(()) => {
-                for f in batch.iter() {
+                for f in batch.iter().filter(|f| !f.result.parked) {
                     log_attempt(f);
                     app.metrics
                         .action_result(&f.row.sink, f.result.ok, f.duration.as_secs_f64());
@@ -336,20 +378,20 @@ fn log_attempt(f: &Finished) {
     let short: String = f.result.detail.chars().take(LOG_DETAIL).collect();
     match end.status {
         "done" => tracing::info!(
-            stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
+            stream = %row.stream_id, jti = %log_text(&row.jti), event_type = %log_text(&row.event_type),
             sink = %row.sink, attempt = row.attempt, ok = true, status = "done", latency_ms,
-            detail = %short, "action attempt"
+            detail = %log_text(&short), "action attempt"
         ),
         "pending" => tracing::warn!(
-            stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
+            stream = %row.stream_id, jti = %log_text(&row.jti), event_type = %log_text(&row.event_type),
             sink = %row.sink, attempt = row.attempt, ok = false, status = "pending", latency_ms,
             retry_in_ms = end.next_attempt_ms.map(|t| t - now_millis()).unwrap_or(0),
-            error = %short, "action attempt"
+            error = %log_text(&short), "action attempt"
         ),
         _ => tracing::error!(
-            stream = %row.stream_id, jti = %row.jti, event_type = %row.event_type,
+            stream = %row.stream_id, jti = %log_text(&row.jti), event_type = %log_text(&row.event_type),
             sink = %row.sink, attempt = row.attempt, ok = false, status = "dead", latency_ms,
-            error = %short, "action attempt; no more retries"
+            error = %log_text(&short), "action attempt; no more retries"
         ),
     }
 }

@@ -166,16 +166,41 @@ fn step_up_json(verdict: &Verdict<'_>) -> Value {
     Value::Object(m)
 }
 
-pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+/// Longest reason an operator may give for lifting a revocation.
+const MAX_REASON_CHARS: usize = 500;
+
+/// `POST /api/v1/subjects:lift`: removes every revocation of a subject (a SET that should not
+/// have revoked it), audited with the operator's reason.
+pub async fn lift(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
-    Ok(json_ok(check_subject(&app, &body).await?))
+    let subject = subject_of(&body)?;
+    let reason = match body.get("reason") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ApiError::invalid("reason", "is required"))
+        }
+        Some(_) => return Err(ApiError::invalid("reason", "must be a string")),
+    };
+    if reason.chars().count() > MAX_REASON_CHARS || !crate::sanitize::is_clean(&reason) {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("must be one line of at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let keys = subject.keys.clone();
+    let lifted = app
+        .store
+        .lift_revocations(keys.clone(), reason.clone(), crate::clock::now_millis())
+        .await?;
+    tracing::warn!(subject = %crate::sanitize::log_text(&keys.join(",")), lifted,
+        reason = %crate::sanitize::log_text(&reason), "revocations lifted by an operator");
+    Ok(json_ok(json!({"lifted": lifted, "subjectKeys": keys})))
 }
 
-/// The answer of [`check`] for a parsed request body, also rendered by the console.
-pub async fn check_subject(
-    app: &App,
+/// The `subject` member of a request: an identifier object or the shorthand string.
+fn subject_of(
     body: &serde_json::Map<String, Value>,
-) -> Result<Value, ApiError> {
+) -> Result<crate::verify::subject::Subject, ApiError> {
     let subject = match body.get("subject") {
         Some(v @ Value::Object(_)) => {
             parse_subject(v).map_err(|e| ApiError::invalid("subject", e.0))?
@@ -191,14 +216,28 @@ pub async fn check_subject(
             ))
         }
     };
-    let stated_issued_at = time_field(body, "issuedAt")?;
-    let stated = stated_facts(body, stated_issued_at)?;
     if subject.keys.len() > MAX_SUBJECT_KEYS {
         return Err(ApiError::invalid(
             "subject",
             format!("names more than {MAX_SUBJECT_KEYS} identifiers"),
         ));
     }
+    Ok(subject)
+}
+
+pub async fn check(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+    let body = json_body(&body)?;
+    Ok(json_ok(check_subject(&app, &body).await?))
+}
+
+/// The answer of [`check`] for a parsed request body, also rendered by the console.
+pub async fn check_subject(
+    app: &App,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Value, ApiError> {
+    let subject = subject_of(body)?;
+    let stated_issued_at = time_field(body, "issuedAt")?;
+    let stated = stated_facts(body, stated_issued_at)?;
     let entries = app.store.check_subjects(subject.keys.clone()).await?;
     let requirements = app.store.step_up_requirements(subject.keys.clone()).await?;
     let facts = match presented_facts(app, body, &subject.keys, &requirements).await? {

@@ -240,6 +240,20 @@ async fn unknown_route(State(app): State<Arc<App>>, req: Request) -> Response {
     ApiError::not_found("route").into_response()
 }
 
+/// A known path with the wrong method: like an unknown path, nothing is told (not even the
+/// `Allow` list) without the token.
+async fn method_not_allowed(State(app): State<Arc<App>>, req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") && !has_admin_token(&app, req.headers()) {
+        return ApiError::unauthenticated().into_response();
+    }
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this method is not allowed on this path".into(),
+    }
+    .into_response()
+}
+
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.store.writable().await {
         (StatusCode::OK, "ready").into_response()
@@ -352,6 +366,7 @@ pub fn api_routes() -> Vec<Route> {
         ),
         Route::new("GET", "/api/v1/events", streams::list_events),
         Route::new("POST", "/api/v1/subjects:check", ledger::check),
+        Route::new("POST", "/api/v1/subjects:lift", ledger::lift),
         Route::new("GET", "/api/v1/actions", actions::list),
         Route::new("POST", "/api/v1/actions/{id}/retry", actions::retry),
         Route::new("POST", "/api/v1/events/replay", actions::replay),
@@ -382,16 +397,20 @@ pub fn router(app: Arc<App>) -> Router {
         require_admin_token,
     ));
     let public = add_routes(Router::new(), public_routes());
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .merge(public)
         .fallback(unknown_route)
-        .method_not_allowed_fallback(|| async {
-            ApiError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                code: "method_not_allowed",
-                message: "this method is not allowed on this path".into(),
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app);
+    // The router adds `Allow` to every wrong-method answer after its handler ran, the 401
+    // included: taken off outside it.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_response(|mut resp: Response| async move {
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().remove(header::ALLOW);
             }
-        })
-        .with_state(app)
+            resp
+        }))
 }

@@ -157,8 +157,74 @@ fn url_field(field: &str, v: &Value, allow_http: bool) -> Result<String, ApiErro
 }
 
 /// An absolute http(s) URL with a host, no fragment; https unless `allow_http`.
+/// Credentials in the URL itself (`https://user:pw@host`) are refused: they would be sent to
+/// the host in the clear of every log that shows the URL.
 pub fn check_url(field: &str, s: &str, allow_http: bool) -> Result<(), ApiError> {
     crate::url_check::check_url(s, allow_http).map_err(|m| ApiError::invalid(field, m))
+}
+
+/// The origin (scheme, host, port) of a URL, for deciding whether a secret would go to a new
+/// host; an empty or unparsable URL has none.
+fn origin(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+/// A stored write-only secret is never carried over to a new host: when the URL it is sent to
+/// moves to another origin, the client must give the secret again (ssfd cannot tell whether the
+/// new host is meant to have it).
+fn check_secrets_follow_urls(
+    before: &Stream,
+    after: &Stream,
+    bearer_given: bool,
+    secret_given: bool,
+) -> Result<(), ApiError> {
+    if let (Some(OutboundAuth::Bearer { token: old }), Some(OutboundAuth::Bearer { token: new })) =
+        (&before.outbound_auth, &after.outbound_auth)
+    {
+        let moved = [
+            (
+                "pollEndpointUrl",
+                &before.poll_endpoint_url,
+                &after.poll_endpoint_url,
+            ),
+            ("issuerUrl", &before.issuer_url, &after.issuer_url),
+        ]
+        .into_iter()
+        .find(|(_, b, a)| !b.is_empty() && origin(b) != origin(a));
+        if let Some((field, _, _)) = moved {
+            if old == new && !bearer_given {
+                return Err(ApiError::invalid(
+                    field,
+                    "moves to another host: give outboundAuthBearer.token again (the stored token \
+                     is never sent to a new host)",
+                ));
+            }
+        }
+    }
+    if let (
+        Some(OutboundAuth::Oauth2 {
+            client_secret: old,
+            token_url: old_url,
+            ..
+        }),
+        Some(OutboundAuth::Oauth2 {
+            client_secret: new,
+            token_url: new_url,
+            ..
+        }),
+    ) = (&before.outbound_auth, &after.outbound_auth)
+    {
+        if old == new && !secret_given && origin(old_url) != origin(new_url) {
+            return Err(ApiError::invalid(
+                "outboundAuthOauth2.tokenUrl",
+                "moves to another host: give outboundAuthOauth2.clientSecret again (the stored \
+                 secret is never sent to a new host)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn action_field(field: &str, v: &Value) -> Result<RevocationAction, ApiError> {
@@ -203,6 +269,8 @@ pub fn apply_fields(
     allow_http: bool,
 ) -> Result<Option<String>, ApiError> {
     let mut push_token = None;
+    let before = stream.clone();
+    let (mut bearer_given, mut secret_given) = (false, false);
     let set = |name: &str| {
         fields.iter().any(|f| f == name) && body.get(name).is_some_and(|v| !v.is_null())
     };
@@ -273,6 +341,7 @@ pub fn apply_fields(
                         Some(t) => string_field("outboundAuthBearer.token", t)?,
                         None => String::new(),
                     };
+                    bearer_given |= !token.is_empty();
                     let token = if token.is_empty() {
                         // Write-only: a client echoing the record back cannot send it.
                         match &stream.outbound_auth {
@@ -306,6 +375,7 @@ pub fn apply_fields(
                     };
                     let client_id = get("clientId")?;
                     let mut client_secret = get("clientSecret")?;
+                    secret_given |= !client_secret.is_empty();
                     let token_url = get("tokenUrl")?;
                     let scopes = match o.get("scopes") {
                         None | Some(Value::Null) => Vec::new(),
@@ -409,6 +479,7 @@ pub fn apply_fields(
             }
         }
     }
+    check_secrets_follow_urls(&before, stream, bearer_given, secret_given)?;
     Ok(push_token)
 }
 

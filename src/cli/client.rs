@@ -130,6 +130,29 @@ pub fn parse_base_url(raw: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
+/// The admin token goes in the clear only to this machine: over plain http the URL must name a
+/// loopback address (or `localhost`); anywhere else it must be https. A `./receiver.toml` in
+/// the working directory, or a mistyped URL, then cannot make the CLI hand the token to another
+/// host on the way.
+pub fn check_token_destination(url: &Url) -> Result<(), ClientError> {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() == "https" || loopback {
+        Ok(())
+    } else {
+        Err(ClientError::BadUrl {
+            url: url.to_string(),
+            reason: "the admin token is only sent over https, or over http to a loopback \
+                     address; use an https URL for a daemon on another host"
+                .to_string(),
+        })
+    }
+}
+
 fn check_token(token: String, origin: &str) -> Result<String, ClientError> {
     if token.is_empty() {
         return Err(ClientError::NoToken(format!("{origin} is empty")));
@@ -189,6 +212,7 @@ impl AdminClient {
                 parse_base_url(&url)?
             }
         };
+        check_token_destination(&base)?;
         let token = if let Some(file) = &target.token_file {
             check_token(read_secret(file)?, &file.display().to_string())?
         } else if let Some(t) = target.token_env.as_deref().filter(|t| !t.trim().is_empty()) {
@@ -351,6 +375,18 @@ fn api_error(url: &str, status: StatusCode, body: &[u8]) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_goes_only_to_loopback_or_over_https() {
+        let ok = |u: &str| check_token_destination(&parse_base_url(u).unwrap()).is_ok();
+        assert!(ok("http://127.0.0.1:8081"));
+        assert!(ok("http://[::1]:8081"));
+        assert!(ok("localhost:8081"));
+        assert!(ok("https://ssfd.internal.example:8443"));
+        assert!(!ok("http://10.1.2.3:8081"));
+        assert!(!ok("http://ssfd.internal.example:8081"));
+        assert!(!ok("203.0.113.9:80"));
+    }
 
     #[test]
     fn wildcard_listen_addresses_are_reached_on_loopback() {

@@ -1,6 +1,7 @@
 //! `ssfd subject check`: ask the revocation ledger whether a subject's session was revoked, and
 //! whether it must step up, the same question applications ask through
-//! `POST /api/v1/subjects:check`.
+//! `POST /api/v1/subjects:check`; `ssfd subject lift`
+//! removes a subject's revocations (audited, with a reason) through `subjects:lift`.
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
@@ -39,6 +40,25 @@ Examples:
   ssfd subject check '{\"format\":\"opaque\",\"id\":\"u-123\"}' --json"
     )]
     Check(CheckArgs),
+    #[command(
+        about = "Lift every revocation of a subject (audited, with a reason)",
+        long_about = "Remove every revocation of a subject from the ledger, for a revocation that \
+should never have happened (a transmitter's wrong timestamp, the wrong user). Each removed entry \
+leaves an audit row with the reason. Sinks that already ran are not undone.
+
+Examples:
+  ssfd subject lift alice@example.com --reason 'bad event_timestamp from the IdP (INC-42)'"
+    )]
+    Lift(LiftArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LiftArgs {
+    /// The subject: an email address, a shorthand such as `email:alice@example.com`, or JSON.
+    pub subject: String,
+    /// Why the revocations are lifted; kept in the audit trail.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
 }
 
 #[derive(Args, Debug)]
@@ -73,7 +93,27 @@ pub struct CheckArgs {
 }
 
 pub async fn run(cmd: SubjectCommand, api: &AdminClient, out: &mut Out<'_>) -> anyhow::Result<()> {
-    let SubjectCommand::Check(a) = cmd;
+    let a = match cmd {
+        SubjectCommand::Check(a) => a,
+        SubjectCommand::Lift(l) => {
+            let answer = api
+                .post(
+                    &["api", "v1", "subjects:lift"],
+                    &json!({"subject": l.subject, "reason": l.reason}),
+                )
+                .await?;
+            if out.json {
+                return out.print_json(&answer);
+            }
+            let lifted = answer.get("lifted").and_then(Value::as_u64).unwrap_or(0);
+            writeln!(
+                out.w,
+                "Lifted {lifted} revocation(s) of {}.",
+                clean(&l.subject)
+            )?;
+            return Ok(());
+        }
+    };
     let mut body = Map::new();
     body.insert("subject".into(), json!(a.subject));
     if let Some(t) = &a.issued_at {

@@ -32,7 +32,9 @@ use toml::Spanned;
 use crate::stream::RevocationAction;
 
 pub use self::error::ConfigError;
-pub use self::secret::{read_secret, resolve_secret_path, CREDENTIAL_PREFIX};
+pub use self::secret::{
+    check_secret_file_or_fail, read_secret, resolve_secret_path, CREDENTIAL_PREFIX,
+};
 pub use self::values::{
     MAX_BODY_LIMIT, PER_ADDRESS_LIMIT_RANGE, POLL_MAX_EVENTS_RANGE, SINK_MAX_ATTEMPTS_RANGE,
 };
@@ -53,6 +55,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub admin: AdminConfig,
     pub jwks: JwksConfig,
+    pub outbound: OutboundConfig,
     pub poll: PollConfig,
     /// Event-type URI or short name (`"device-compliance-change"`) -> action.
     #[serde(with = "policy_table")]
@@ -473,6 +476,15 @@ impl Default for JwksConfig {
     }
 }
 
+/// `[outbound]`: where ssfd's own HTTP requests may go.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Permit loopback, private, link-local and unique-local destinations (local trials).
+    #[serde(with = "values::boolean")]
+    pub allow_private: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PollConfig {
@@ -788,6 +800,35 @@ name = "local-sessions"
 argv = ["/usr/local/libexec/revoke-sessions"]
 timeout = "10s"
 "#;
+
+    #[test]
+    fn huge_durations_are_config_errors() {
+        let m = assert_fails("[jwks]\nttl = \"300000000000y\"\n", 2, "jwks.ttl");
+        assert!(m.contains("10 years"), "{m}");
+        assert_fails(
+            "[server]\npush_token_overlap = \"3651d\"\n",
+            2,
+            "server.push_token_overlap",
+        );
+        assert!(parse("[jwks]\nttl = \"3650d\"\n").is_ok());
+    }
+
+    #[test]
+    fn outbound_allow_private() {
+        assert!(!Config::default().outbound.allow_private);
+        assert!(
+            parse("[outbound]\nallow_private = true\n")
+                .unwrap()
+                .outbound
+                .allow_private
+        );
+        assert_fails(
+            "[outbound]\nallow_private = 1\n",
+            2,
+            "outbound.allow_private",
+        );
+        assert_fails("[outbound]\nallow = true\n", 2, "outbound.allow");
+    }
 
     #[test]
     fn empty_text_is_the_default() {

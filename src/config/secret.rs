@@ -20,6 +20,7 @@ pub fn resolve_secret_path(p: &Path) -> Result<PathBuf, ConfigError> {
 /// file written with `echo` holds the same secret as one written without a newline.
 pub fn read_secret(p: &Path) -> Result<String, ConfigError> {
     let resolved = resolve_secret_path(p)?;
+    check_secret_file_or_fail(&resolved)?;
     let text = std::fs::read_to_string(&resolved).map_err(|source| ConfigError::Read {
         path: resolved.clone(),
         source,
@@ -32,6 +33,25 @@ pub fn read_secret(p: &Path) -> Result<String, ConfigError> {
         });
     }
     Ok(secret.to_string())
+}
+
+/// [`crate::secrets::check_secret_file`] as a configuration error; a missing file is left to
+/// the read that follows (which names it), a warning is logged.
+pub fn check_secret_file_or_fail(path: &Path) -> Result<(), ConfigError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    match crate::secrets::check_secret_file(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(warning)) => {
+            tracing::warn!("{warning}");
+            Ok(())
+        }
+        Err(message) => Err(ConfigError::Value {
+            key: path.display().to_string(),
+            message,
+        }),
+    }
 }
 
 pub(super) fn resolve_secret_path_in(

@@ -98,8 +98,16 @@ fn read_duration(s: &str, allow_zero: bool) -> Result<Duration, String> {
     if d.is_zero() && !allow_zero {
         return Err("must be longer than zero".to_string());
     }
+    // Every duration is added to a clock somewhere; beyond this it means nothing and only
+    // risks an overflow.
+    if d > MAX_DURATION {
+        return Err("must be at most 10 years (\"3650d\")".to_string());
+    }
     Ok(d)
 }
+
+/// Longest duration any key accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 const DURATION: &str = "a duration such as \"30s\" or \"1h\"";
 
@@ -239,8 +247,9 @@ pub fn check_http_url(s: &str) -> Result<reqwest::Url, String> {
 pub mod http_url {
     use super::*;
 
+    /// Printed (`check-config`) with user name, password and query redacted.
     pub fn serialize<S: Serializer>(u: &str, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(u)
+        s.serialize_str(&crate::outbound::redact_url(u))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::clock::{now_millis, now_unix};
 use crate::compat::{self, Tolerance};
 use crate::metrics;
+use crate::sanitize::log_text;
 use crate::store::inbox::NewInboxRow;
 use crate::store::set::{ControlWrite, SetStored, SetWrite};
 use crate::store::StoreError;
@@ -50,8 +51,12 @@ pub enum IntakeError {
     #[error(transparent)]
     Rejected(#[from] SetError),
     /// Keys could not be fetched: not the SET's fault; the transmitter should deliver again.
-    #[error("keys unavailable: {0}")]
-    Unavailable(String),
+    #[error("keys unavailable: {message}")]
+    Unavailable {
+        message: String,
+        /// When delivering again may succeed, if known.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The database could not commit: not acknowledged; the transmitter should deliver again.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -92,9 +97,12 @@ pub async fn receive_tolerating(
                     metrics::OUTCOME_ACCEPTED
                 },
             );
+            // Verified is not harmless: a transmitter's strings reach the log without line breaks
+            // or control characters.
             tracing::info!(
-                stream = %stream.id, jti = %receipt.jti, txn = set_info.txn.as_deref().unwrap_or(""),
-                event_type = %set_info.event_types, subject = %set_info.subject,
+                stream = %stream.id, jti = %log_text(&receipt.jti),
+                txn = %log_text(set_info.txn.as_deref().unwrap_or("")),
+                event_type = %log_text(&set_info.event_types), subject = %log_text(&set_info.subject),
                 outcome = if receipt.duplicate { "duplicate" } else { set_info.outcome },
                 tolerances = %compat::joined(&set_info.tolerances),
                 delivery = delivery.as_str(), latency_ms, "SET accepted"
@@ -112,7 +120,7 @@ pub async fn receive_tolerating(
                     tracing::info!(
                         stream = %stream.id, jti = %peek.jti, txn = %peek.txn, iss = %peek.iss,
                         event_type = %peek.event_types, subject = "", outcome = "rejected",
-                        err = e.code.as_str(), description = %e.description,
+                        err = e.code.as_str(), description = %log_text(&e.description),
                         delivery = delivery.as_str(), latency_ms, "SET rejected"
                     )
                 }
@@ -192,6 +200,8 @@ struct SetInfo {
     event_types: String,
     subject: String,
     outcome: &'static str,
+    /// Cut-offs not taken as sent: (reason, the cut-off used).
+    time_adjusted: Vec<(&'static str, i64)>,
 }
 
 async fn receive_inner(
@@ -207,9 +217,15 @@ async fn receive_inner(
             note_rejection(app, &stream.id, &e).await;
             return Err(e.into());
         }
-        Err(VerifyFailure::KeysUnavailable(m)) => {
-            note_error(app, &stream.id, &m, false).await;
-            return Err(IntakeError::Unavailable(m));
+        Err(VerifyFailure::KeysUnavailable {
+            message,
+            retry_after,
+        }) => {
+            note_error(app, &stream.id, &message, false).await;
+            return Err(IntakeError::Unavailable {
+                message,
+                retry_after,
+            });
         }
     };
     for t in transport {
@@ -218,7 +234,7 @@ async fn receive_inner(
         }
     }
     let config = app.config();
-    let mut plan = act::plan(stream, &set, &config);
+    let mut plan = act::plan(stream, &set, &config, now_unix());
     // SSF §8.1.3.3: events about a subject removed from the stream may still arrive; they are
     // acknowledged and logged, never acted on.
     if !plan.decisions.is_empty() && app.transmitters.is_removed(&stream.id, &set.subject_keys()) {
@@ -239,6 +255,11 @@ async fn receive_inner(
         event_types: set.event_types().join(","),
         subject: set.subject_keys().first().cloned().unwrap_or_default(),
         outcome: plan.outcome,
+        time_adjusted: plan
+            .decisions
+            .iter()
+            .filter_map(|d| d.time_adjusted.map(|a| (a.as_str(), d.revoked_before)))
+            .collect(),
     };
     let write = set_write(
         &stream.id,
@@ -357,9 +378,17 @@ async fn after_store(
             for d in &write.decisions {
                 app.metrics.decision(d.action);
                 tracing::info!(
-                    stream = %stream.id, jti = %jti, event_type = %d.event_type,
+                    stream = %stream.id, jti = %log_text(&jti), event_type = %log_text(&d.event_type),
                     action = d.action, reason = %d.reason,
-                    subject = %info.subject, sinks = d.sinks.len(), "action decided"
+                    subject = %log_text(&info.subject), sinks = d.sinks.len(), "action decided"
+                );
+            }
+            for (adjusted, revoked_before) in &info.time_adjusted {
+                app.metrics.event_time_adjusted(&stream.id, adjusted);
+                tracing::warn!(
+                    stream = %stream.id, jti = %log_text(&jti), adjusted = *adjusted,
+                    revoked_before = *revoked_before,
+                    "the event time was not usable as sent; the revocation cut-off was adjusted"
                 );
             }
             Ok((
@@ -385,7 +414,7 @@ async fn note_rejection(app: &Arc<App>, stream_id: &str, e: &SetError) {
 }
 
 /// Records a problem on the stream (`lastErrorAt`/`lastErrorMessage`, and the rejected-SET count).
-async fn note_error(app: &Arc<App>, stream_id: &str, message: &str, rejected_set: bool) {
+pub(crate) async fn note_error(app: &Arc<App>, stream_id: &str, message: &str, rejected_set: bool) {
     let now = now_unix();
     let written = app
         .store

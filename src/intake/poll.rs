@@ -25,6 +25,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Longest `Retry-After` honoured; a larger value is taken as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// How often the supervisor looks for pollers that died.
+const SUPERVISOR_TICK: Duration = Duration::from_secs(1);
 /// Time allowed for the acknowledgement-only request sent when a poller stops.
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a replica's poll lease lasts without a renewal: another replica takes a stream over
@@ -97,6 +99,9 @@ struct Running {
 pub async fn supervise(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut versions = app.registry.subscribe();
     let mut running: HashMap<String, Running> = HashMap::new();
+    // A poller that died (a panic) is noticed on this tick and started again.
+    let mut tick = tokio::time::interval(SUPERVISOR_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         versions.borrow_and_update();
         reconcile(&app, &mut running).await;
@@ -104,6 +109,7 @@ pub async fn supervise(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             biased;
             _ = stop.wait_for(|s| *s) => break,
             changed = versions.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
         }
     }
     let all: Vec<Running> = running.into_values().collect();
@@ -123,6 +129,18 @@ async fn reconcile(app: &Arc<App>, running: &mut HashMap<String, Running>) {
         .into_iter()
         .filter_map(|s| wanted(&s).map(|f| (s.id.clone(), (s, f))))
         .collect();
+    let dead: Vec<String> = running
+        .iter()
+        .filter(|(_, r)| r.task.is_finished())
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in dead {
+        if let Some(r) = running.remove(&id) {
+            if let Err(e) = r.task.await {
+                tracing::error!(stream = %id, error = %e, "poller died; starting it again");
+            }
+        }
+    }
     let stale: Vec<String> = running
         .iter()
         .filter(|(id, r)| desired.get(*id).map(|d| &d.1) != Some(&r.fingerprint))
@@ -154,6 +172,14 @@ async fn reconcile(app: &Arc<App>, running: &mut HashMap<String, Running>) {
     }
     app.transmitters
         .set_running_pollers(running.keys().cloned().collect::<Vec<_>>());
+}
+
+/// What came of the SETs of one answer.
+struct Taken {
+    /// False when some could not be judged now (keys or store unavailable).
+    intact: bool,
+    /// SETs stored for the first time.
+    fresh: usize,
 }
 
 /// One poll answer (RFC 8936 §2.3).
@@ -191,12 +217,18 @@ struct Poller {
     /// Rejected SETs to report, by the key they were delivered under.
     errs: BTreeMap<String, (ErrCode, String)>,
     failures: u32,
+    /// Answers in a row that held SETs but none new (duplicates or rejected ones).
+    stale_answers: u32,
     /// The lastErrorMessage this poller wrote, cleared once polling works again.
     error_written: Option<String>,
 }
 
 impl Poller {
     fn new(app: Arc<App>, stream: Arc<Stream>, f: &Fingerprint) -> Poller {
+        // A poller started again (after a restart, an edit or a crash) clears the error its
+        // predecessor left once polling works.
+        let inherited = Some(stream.last_error_message.clone())
+            .filter(|m| m.starts_with("poll") || m.starts_with("token"));
         Poller {
             app,
             id: stream.id.clone(),
@@ -207,7 +239,8 @@ impl Poller {
             acked: HashSet::new(),
             errs: BTreeMap::new(),
             failures: 0,
-            error_written: None,
+            stale_answers: 0,
+            error_written: inherited,
         }
     }
 
@@ -261,19 +294,32 @@ impl Poller {
                     self.confirmed().await;
                     self.recovered().await;
                     let delivered = answer.sets.len();
-                    let intact = self.take(answer.sets).await;
-                    if !intact {
+                    let taken = self.take(answer.sets).await;
+                    if !taken.intact {
                         // Keys or the database are unavailable: the transmitter will deliver
                         // these again; asking at once would only fail again.
                         self.failures += 1;
                         Some(backoff_delay(self.failures, None, rand::random()))
+                    } else if answer.more_available || taken.fresh > 0 {
+                        self.failures = 0;
+                        self.stale_answers = 0;
+                        None
+                    } else if delivered > 0 {
+                        // Only SETs already stored or rejected: a transmitter that ignores acks
+                        // would be asked again at once, for ever. Back off instead (the acks and
+                        // errors go with the next request) and say so once.
+                        self.failures = 0;
+                        self.stale_answers += 1;
+                        if self.stale_answers == 1 {
+                            tracing::warn!(stream = %self.id, delivered,
+                                "the transmitter delivered only SETs already acknowledged or \
+                                 rejected; polling with back-off until it delivers new ones");
+                        }
+                        Some(backoff_delay(self.stale_answers, None, rand::random()))
                     } else {
                         self.failures = 0;
-                        if answer.more_available || delivered > 0 {
-                            None
-                        } else {
-                            self.interval
-                        }
+                        self.stale_answers = 0;
+                        self.interval
                     }
                 }
                 Err(f) => {
@@ -360,15 +406,15 @@ impl Poller {
         let with_errs = !self.errs.is_empty();
         let resp = client::send(&self.app, &stream, "poll", timeout, |c| {
             let req = c
-                .post(&self.endpoint)
+                .post(&self.endpoint)?
                 .header(reqwest::header::ACCEPT, "application/json")
                 .json(body);
             // RFC 8936 §2.6: error descriptions are English.
-            if with_errs {
+            Ok(if with_errs {
                 req.header(reqwest::header::CONTENT_LANGUAGE, "en-US")
             } else {
                 req
-            }
+            })
         })
         .await?;
         let status = resp.status().as_u16();
@@ -392,12 +438,24 @@ impl Poller {
                 retry_after,
             });
         }
-        let bytes = read_limited(resp, "poll", MAX_ANSWER_BYTES).await?;
+        // What was asked for bounds what is read: maxEvents SETs of at most max_body each.
+        let asked = body
+            .get("maxEvents")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(usize::MAX as u64) as usize;
+        let per_set = self.app.config().server.max_body_bytes + 1024;
+        let limit = asked
+            .max(1)
+            .saturating_mul(per_set)
+            .saturating_add(64 * 1024)
+            .min(MAX_ANSWER_BYTES);
+        let bytes = read_limited(resp, "poll", limit).await?;
         let doc: Value = serde_json::from_slice(&bytes).map_err(|_| PollFailure {
             message: "poll: the answer is not valid JSON".into(),
             retry_after: None,
         })?;
-        let sets = match doc.get("sets") {
+        let mut sets = match doc.get("sets") {
             Some(Value::Object(m)) => m.clone(),
             None | Some(Value::Null) => Map::new(),
             Some(_) => {
@@ -407,12 +465,24 @@ impl Poller {
                 })
             }
         };
+        let mut more_available = doc
+            .get("moreAvailable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if sets.len() > asked {
+            // Only what was asked for is taken; the rest stays unacknowledged, so the
+            // transmitter delivers it again.
+            tracing::warn!(stream = %self.id, delivered = sets.len(), max_events = asked,
+                "the transmitter sent more SETs than maxEvents; taking maxEvents of them");
+            let extra: Vec<String> = sets.keys().skip(asked).cloned().collect();
+            for k in extra {
+                sets.remove(&k);
+            }
+            more_available = asked > 0;
+        }
         Ok(Answer {
             sets,
-            more_available: doc
-                .get("moreAvailable")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            more_available,
         })
     }
 
@@ -432,16 +502,32 @@ impl Poller {
     }
 
     /// Hands every delivered SET to `receive`, concurrently so that the store can commit them in
-    /// one batch. Returns false when some could not be judged now (keys or store unavailable).
-    async fn take(&mut self, sets: Map<String, Value>) -> bool {
+    /// one batch.
+    async fn take(&mut self, sets: Map<String, Value>) -> Taken {
+        let mut taken = Taken {
+            intact: true,
+            fresh: 0,
+        };
         if sets.is_empty() {
-            return true;
+            return taken;
         }
         let Some(stream) = self.app.registry.get(&self.id) else {
-            return false;
+            taken.intact = false;
+            return taken;
         };
         let mut tasks = JoinSet::new();
         for (key, value) in sets {
+            let max_body = self.app.config().server.max_body_bytes;
+            if value.as_str().is_some_and(|t| t.len() > max_body) {
+                self.errs.insert(
+                    key,
+                    (
+                        ErrCode::InvalidRequest,
+                        format!("the SET is larger than {max_body} bytes"),
+                    ),
+                );
+                continue;
+            }
             let Some(token) = value.as_str().map(String::from) else {
                 self.errs.insert(
                     key,
@@ -454,7 +540,7 @@ impl Poller {
             };
             if let Some(jti) = peek_jti(&token) {
                 if jti != key {
-                    tracing::info!(stream = %self.id, key = %key, "SET rejected: delivered under a key that is not its jti");
+                    tracing::info!(stream = %self.id, key = %crate::sanitize::log_text(&key), "SET rejected: delivered under a key that is not its jti");
                     self.errs.insert(
                         key,
                         (
@@ -471,21 +557,25 @@ impl Poller {
                 (key, result)
             });
         }
-        let mut intact = true;
         while let Some(joined) = tasks.join_next().await {
             let Ok((key, result)) = joined else {
-                intact = false;
+                taken.intact = false;
                 continue;
             };
             match result {
-                Ok(_) => self.add_ack(key),
+                Ok(receipt) => {
+                    taken.fresh += usize::from(!receipt.duplicate);
+                    self.add_ack(key)
+                }
                 Err(IntakeError::Rejected(e)) => {
                     self.errs.insert(key, (e.code, e.description));
                 }
-                Err(IntakeError::Unavailable(_)) | Err(IntakeError::Store(_)) => intact = false,
+                Err(IntakeError::Unavailable { .. }) | Err(IntakeError::Store(_)) => {
+                    taken.intact = false
+                }
             }
         }
-        intact
+        taken
     }
 
     async fn record_failure(&mut self, message: &str) {

@@ -21,8 +21,9 @@ use crate::http::fairness::ClientAddr;
 use crate::secrets::{bearer_token, token_matches};
 use crate::verify::ErrCode;
 
-/// Seconds a transmitter is asked to wait before delivering again after a 503.
-const RETRY_AFTER_SECS: &str = "30";
+/// Seconds a transmitter is asked to wait before delivering again after a 503, when nothing
+/// better is known.
+const RETRY_AFTER_SECS: u64 = 30;
 
 /// Time a client has to send the whole body once its headers arrived.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -32,6 +33,38 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ssf/push/{stream_id}", post(push))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(app)
+}
+
+/// How often a stream's refused push requests are logged and recorded on the stream.
+const AUTH_FAILURE_NOTE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Refused push requests per stream, noted at most once per [`AUTH_FAILURE_NOTE_EVERY`].
+#[derive(Default)]
+pub struct AuthFailures {
+    /// Stream id -> (when last noted, refusals since then).
+    by_stream:
+        std::sync::Mutex<std::collections::HashMap<String, (Option<std::time::Instant>, u64)>>,
+}
+
+impl AuthFailures {
+    /// Counts a refusal; returns the count to report when it is time to note it.
+    pub fn due(&self, stream_id: &str) -> Option<u64> {
+        let mut map = match self.by_stream.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let entry = map.entry(stream_id.to_string()).or_insert((None, 0));
+        entry.1 += 1;
+        if entry
+            .0
+            .is_some_and(|t| t.elapsed() < AUTH_FAILURE_NOTE_EVERY)
+        {
+            return None;
+        }
+        let refused = entry.1;
+        *entry = (Some(std::time::Instant::now()), 0);
+        Some(refused)
+    }
 }
 
 /// The RFC 8935 §2.3 error answer: JSON `{err, description}` with `Content-Language`.
@@ -51,35 +84,32 @@ pub fn set_error_response(status: StatusCode, code: ErrCode, description: &str) 
 }
 
 fn is_set_media_type(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
+    let Some(media) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
     else {
         return false;
     };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/secevent+jwt" || essence == "application/jwt"
+    // `mime` compares type and subtype case-insensitively and keeps parameters apart.
+    media.type_() == mime::APPLICATION
+        && matches!(media.subtype().as_str(), "secevent" | "jwt")
+        && match media.subtype().as_str() {
+            "secevent" => media.suffix().is_some_and(|s| s == "jwt"),
+            _ => media.suffix().is_none(),
+        }
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // to_bytes fails for a length-limit breach or for a broken connection; only the first
-        // deserves 413.
-        let too_large = std::error::Error::source(&e)
-            .map(|s| s.to_string().contains("length limit"))
-            .unwrap_or(false)
-            || e.to_string().contains("length limit");
-        if too_large {
-            StatusCode::PAYLOAD_TOO_LARGE.into_response()
-        } else {
-            StatusCode::BAD_REQUEST.into_response()
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        // A length-limit breach deserves 413; a broken connection does not.
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(StatusCode::PAYLOAD_TOO_LARGE.into_response())
         }
-    })
+        Err(_) => Err(StatusCode::BAD_REQUEST.into_response()),
+    }
 }
 
 async fn push(
@@ -142,6 +172,21 @@ async fn answer(
         app.auth_failed(client);
         app.metrics
             .set_outcome(&stream.id, ErrCode::AuthenticationFailed.as_str());
+        if let Some(refused) = app.push_auth_failures.due(&stream.id) {
+            // A transmitter with a stale token loses every SET: the operator must see it, but
+            // an attacker must not be able to flood the log or the database with it.
+            tracing::warn!(stream = %stream.id, refused,
+                "push requests refused: missing or invalid bearer token");
+            super::note_error(
+                &app,
+                &stream.id,
+                &format!(
+                    "push: {refused} request(s) refused for a missing or invalid bearer token"
+                ),
+                false,
+            )
+            .await;
+        }
         return set_error_response(
             StatusCode::UNAUTHORIZED,
             ErrCode::AuthenticationFailed,
@@ -178,13 +223,20 @@ async fn answer(
         Err(IntakeError::Rejected(e)) => {
             set_error_response(StatusCode::BAD_REQUEST, e.code, &e.description)
         }
-        Err(IntakeError::Unavailable(_)) | Err(IntakeError::Store(_)) => {
-            let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-            resp
-        }
+        Err(IntakeError::Unavailable { retry_after, .. }) => unavailable(
+            retry_after
+                .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+                .unwrap_or(RETRY_AFTER_SECS)
+                .clamp(1, 3600),
+        ),
+        Err(IntakeError::Store(_)) => unavailable(RETRY_AFTER_SECS),
     }
+}
+
+/// 503 with `Retry-After` (delta-seconds): not the SET's fault, deliver it again.
+fn unavailable(retry_after_secs: u64) -> Response {
+    let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp
 }

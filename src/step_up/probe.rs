@@ -105,7 +105,7 @@ pub fn acr_values_check(provider: &Provider, meta: &Map<String, Value>) -> Check
 /// Runs every check against the provider.
 pub async fn run(
     keys: &JwksCache,
-    http: &reqwest::Client,
+    http: &crate::outbound::HttpClient,
     provider: &Provider,
     allow_http: bool,
 ) -> Report {
@@ -182,7 +182,7 @@ pub async fn run(
 }
 
 async fn client_credentials_check(
-    http: &reqwest::Client,
+    http: &crate::outbound::HttpClient,
     provider: &Provider,
     meta: &Map<String, Value>,
     allow_http: bool,

@@ -104,8 +104,8 @@ pub fn jwks_uri_of(
 
 fn key_error(e: KeyError) -> TokenError {
     match e {
-        KeyError::Unavailable(m) => TokenError::Unavailable(format!(
-            "the step-up provider's keys cannot be fetched: {m}"
+        KeyError::Unavailable { message, .. } => TokenError::Unavailable(format!(
+            "the step-up provider's keys cannot be fetched: {message}"
         )),
         KeyError::MetadataInvalid(m) => TokenError::Unavailable(format!(
             "the step-up provider's configuration cannot be used: {m}"
@@ -208,9 +208,9 @@ pub async fn verify(
     match check_signature(keys, &source, &parsed).await {
         Ok(()) => {}
         Err(VerifyFailure::Rejected(e)) => return Err(TokenError::Invalid(e.description)),
-        Err(VerifyFailure::KeysUnavailable(m)) => {
+        Err(VerifyFailure::KeysUnavailable { message, .. }) => {
             discovery.forget(issuer_url);
-            return Err(key_error(KeyError::Unavailable(m)));
+            return Err(key_error(KeyError::unavailable(message, None)));
         }
     }
     if parsed.payload.get("iss").and_then(Value::as_str) != Some(issuer_url) {

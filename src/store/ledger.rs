@@ -27,4 +27,19 @@ impl Store {
             Backend::Postgres(db) => db.check_subjects(keys).await,
         }
     }
+
+    /// Lifts every revocation of any of `keys` in one transaction: each ledger entry is
+    /// removed and leaves an audit row (`action` `LIFTED`, `detail` the operator's reason).
+    /// Returns how many entries were lifted.
+    pub async fn lift_revocations(
+        &self,
+        keys: Vec<String>,
+        reason: String,
+        at_ms: UnixMillis,
+    ) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.lift_revocations(keys, reason, at_ms).await,
+            Backend::Postgres(db) => db.lift_revocations(keys, reason, at_ms).await,
+        }
+    }
 }

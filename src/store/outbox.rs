@@ -44,6 +44,9 @@ pub struct AttemptResult {
     /// `done`, `pending` (a retry is due at `next_attempt_ms`) or `dead`.
     pub status: &'static str,
     pub next_attempt_ms: Option<UnixMillis>,
+    /// Not an attempt at all (its sink is not configured now): the action goes back to
+    /// `pending` at `next_attempt_ms`, no attempt is recorded and none is counted.
+    pub parked: bool,
 }
 
 /// One attempt on record.

@@ -130,7 +130,20 @@ mod tests {
     #[tokio::test]
     async fn providers_round_trip_page_update_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        round_trip_page_update_and_delete(Store::open(&dir.path().join("t.db")).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn providers_round_trip_page_update_and_delete_on_postgres() {
+        let db = ssfd_testkit::pg::fresh_pg_database().await;
+        let settings = crate::store::postgres::PgSettings::new(&db.url, None).unwrap();
+        round_trip_page_update_and_delete(
+            Store::open_postgres(settings, "r1".into()).await.unwrap(),
+        )
+        .await;
+    }
+
+    async fn round_trip_page_update_and_delete(store: Store) {
         let a = provider(
             "a",
             10,

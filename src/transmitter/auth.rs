@@ -1,6 +1,7 @@
 //! Outbound credentials: the `Authorization` header ssfd presents to a transmitter, from a static
 //! bearer token or an OAuth 2.0 client-credentials grant (client_secret_post), with the access
-//! token cached per stream and fetched again after a 401.
+//! token cached per stream and destination origin and fetched again after a 401. A token is only
+//! ever presented to the origin it was obtained for.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::{describe, read_limited, TransmitterError, MANAGEMENT_TIMEOUT};
+use crate::outbound::{HttpClient, OutboundError};
 use crate::stream::{OutboundAuth, Stream};
 
 /// Scopes asked for when a stream names none (CAEP interoperability profile, without RFC 9728).
@@ -26,10 +28,10 @@ struct CachedToken {
     renew_at: Instant,
 }
 
-/// Access tokens by stream id.
+/// Access tokens by stream id and the origin (scheme, host, port) they are presented to.
 #[derive(Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<String, CachedToken>>,
+    entries: Mutex<HashMap<(String, String), CachedToken>>,
     fetched: std::sync::atomic::AtomicU64,
 }
 
@@ -75,7 +77,7 @@ pub fn scope_param(scopes: &[String]) -> String {
 }
 
 impl TokenCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedToken>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), CachedToken>> {
         match self.entries.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -89,15 +91,17 @@ impl TokenCache {
 
     /// Forgets a stream's token (after a 401, or when the stream goes away).
     pub fn invalidate(&self, stream_id: &str) {
-        self.lock().remove(stream_id);
+        self.lock().retain(|(id, _), _| id != stream_id);
     }
 
-    /// The `Authorization` value for a call on behalf of `stream`, or `None` when the stream has
-    /// no outbound credentials.
+    /// The `Authorization` value for a call on behalf of `stream` to `target`, or `None` when
+    /// the stream has no outbound credentials. An OAuth token obtained for one origin is never
+    /// sent to another: each origin gets a token of its own.
     pub async fn header(
         &self,
-        http: &reqwest::Client,
+        http: &HttpClient,
         stream: &Stream,
+        target: &reqwest::Url,
     ) -> Result<Option<String>, TransmitterError> {
         let (client_id, client_secret, scopes, token_url) = match &stream.outbound_auth {
             None => return Ok(None),
@@ -110,7 +114,8 @@ impl TokenCache {
             }) => (client_id, client_secret, scopes, token_url),
         };
         let credentials = credentials_hash(client_id, client_secret, scopes, token_url);
-        if let Some(t) = self.lock().get(&stream.id) {
+        let key = (stream.id.clone(), target.origin().ascii_serialization());
+        if let Some(t) = self.lock().get(&key) {
             if t.credentials == credentials && t.renew_at > Instant::now() {
                 return Ok(Some(format!("Bearer {}", t.access_token)));
             }
@@ -122,11 +127,11 @@ impl TokenCache {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let header = format!("Bearer {access_token}");
         self.lock().insert(
-            stream.id.clone(),
+            key,
             CachedToken {
                 credentials,
                 access_token,
-                renew_at: Instant::now() + renew_after(lifetime),
+                renew_at: crate::clock::instant_after(Instant::now(), renew_after(lifetime)),
             },
         );
         Ok(Some(header))
@@ -136,7 +141,7 @@ impl TokenCache {
 /// One client-credentials grant (RFC 6749 §4.4), the secret in the form body; `scope` is left
 /// out when `None`. Returns the access token and its lifetime.
 pub(crate) async fn fetch_token(
-    http: &reqwest::Client,
+    http: &HttpClient,
     client_id: &str,
     client_secret: &str,
     scope: Option<&str>,
@@ -153,6 +158,7 @@ pub(crate) async fn fetch_token(
     }
     let resp = http
         .post(token_url)
+        .map_err(|e| TransmitterError::failed(STEP, format!("tokenUrl: {e}")))?
         .header(reqwest::header::ACCEPT, "application/json")
         .form(&form)
         .timeout(MANAGEMENT_TIMEOUT)
@@ -212,7 +218,7 @@ pub(crate) async fn fetch_token(
 /// Sends a request on behalf of `stream` with its credentials. After a 401 with OAuth
 /// credentials, the token is fetched again and the request sent once more.
 pub async fn send<F>(
-    http: &reqwest::Client,
+    http: &HttpClient,
     tokens: &TokenCache,
     stream: &Stream,
     step: &'static str,
@@ -220,17 +226,25 @@ pub async fn send<F>(
     build: F,
 ) -> Result<reqwest::Response, TransmitterError>
 where
-    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    F: Fn(&HttpClient) -> Result<reqwest::RequestBuilder, OutboundError>,
 {
     let oauth = matches!(stream.outbound_auth, Some(OutboundAuth::Oauth2 { .. }));
     let mut retried = false;
     loop {
-        let mut req = build(http).timeout(timeout);
-        if let Some(h) = tokens.header(http, stream).await? {
-            req = req.header(reqwest::header::AUTHORIZATION, h);
+        let (client, req) = build(http)
+            .map_err(|e| TransmitterError::failed(step, e.to_string()))?
+            .timeout(timeout)
+            .build_split();
+        let mut req = req.map_err(|_| TransmitterError::failed(step, "not a valid request"))?;
+        if let Some(h) = tokens.header(http, stream, req.url()).await? {
+            let value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
+                TransmitterError::failed(step, "the credential cannot be sent in a header")
+            })?;
+            req.headers_mut()
+                .insert(reqwest::header::AUTHORIZATION, value);
         }
-        let resp = req
-            .send()
+        let resp = client
+            .execute(req)
             .await
             .map_err(|e| TransmitterError::failed(step, describe(&e)))?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED && oauth && !retried {

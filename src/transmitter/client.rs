@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::clock::now_unix;
 use crate::compat::Tolerance;
 use crate::event_type;
+use crate::outbound::{HttpClient, OutboundError};
 use crate::store::StoreError;
 use crate::stream::{RevocationAction, Stream, TRANSMITTER_STATUSES};
 use crate::verify::jwks::{issuer_matches, KeySource};
@@ -332,12 +333,57 @@ pub async fn register(app: &Arc<App>, id: &str) -> Result<Arc<Stream>, Transmitt
         Ok(cfg) => adopt(app, &stream, cfg).await,
         Err(e) => Err(e),
     };
-    if outcome.is_err() {
-        if let Some((before, installed)) = rotation {
+    if let (Err(e), Some((before, installed))) = (&outcome, rotation) {
+        if transmitter_said_no(e) {
             undo_rotation(app, id, before, installed).await;
+        } else {
+            // The transmitter may hold the new token (it answered 2xx, or the answer was lost):
+            // both stay valid until the next registration settles it.
+            keep_both_tokens(app, id, before, installed).await;
         }
     }
     outcome
+}
+
+/// Whether a failed registration is known not to have reached the transmitter's records: it
+/// answered with an error status, or ssfd refused before asking.
+fn transmitter_said_no(e: &TransmitterError) -> bool {
+    matches!(
+        e,
+        TransmitterError::Status { .. }
+            | TransmitterError::RateLimited { .. }
+            | TransmitterError::TooSoon { .. }
+            | TransmitterError::NotRegistered
+            | TransmitterError::NotFound
+            | TransmitterError::PushToken(_)
+    )
+}
+
+/// The old push token stays the current one; the new one, which the transmitter may have
+/// taken, stays valid for `[server] push_token_overlap`.
+async fn keep_both_tokens(app: &App, id: &str, before: PushTokens, installed: [u8; 32]) {
+    let overlap = app.config().server.push_token_overlap;
+    let until = crate::clock::now_unix()
+        .saturating_add(i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX));
+    let kept = app
+        .registry
+        .modify(id, |s: &mut Stream| -> Result<(), StoreError> {
+            if s.push_token_hash == Some(installed) {
+                s.push_token_hash = before.current;
+                s.prev_push_token_hash = Some(installed);
+                s.prev_push_token_expires_at = Some(until);
+            }
+            Ok(())
+        })
+        .await;
+    match kept {
+        Ok(_) => tracing::warn!(stream = %id,
+            "registration did not complete, but the transmitter may hold the new push token: \
+             both tokens stay valid; register again to settle it"),
+        Err(e) => {
+            tracing::error!(stream = %id, error = %e, "could not keep both push tokens after an unsettled registration")
+        }
+    }
 }
 
 async fn create_or_replace(
@@ -349,9 +395,9 @@ async fn create_or_replace(
     // The SSE draft: one stream per credential, and POST replaces it.
     if stream.is_legacy() && stream.transmitter_stream_id.is_empty() {
         let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
-            c.post(config_url)
+            Ok(c.post(config_url)?
                 .header(reqwest::header::ACCEPT, "application/json")
-                .json(body)
+                .json(body))
         })
         .await?;
         return match resp.status().as_u16() {
@@ -374,9 +420,9 @@ async fn create_or_replace(
         return replace(app, stream, config_url, &existing, body).await;
     }
     let resp = send(app, stream, "create", MANAGEMENT_TIMEOUT, |c| {
-        c.post(config_url)
+        Ok(c.post(config_url)?
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(body)
+            .json(body))
     })
     .await?;
     match resp.status().as_u16() {
@@ -396,8 +442,8 @@ async fn create_or_replace(
 /// streams (creation then goes ahead).
 async fn find_own(app: &App, stream: &Stream, config_url: &str, body: &Value) -> Option<String> {
     let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
-        c.get(config_url)
-            .header(reqwest::header::ACCEPT, "application/json")
+        Ok(c.get(config_url)?
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await
     .ok()?;
@@ -458,8 +504,8 @@ async fn pick_existing(
     config_url: &str,
 ) -> Result<String, TransmitterError> {
     let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
-        c.get(config_url)
-            .header(reqwest::header::ACCEPT, "application/json")
+        Ok(c.get(config_url)?
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await?;
     if !resp.status().is_success() {
@@ -474,15 +520,30 @@ async fn pick_existing(
         v @ Value::Object(_) => vec![parse_config(v, "read")?],
         _ => Vec::new(),
     };
+    // Only this stream's own: the one it registered before, or one that delivers to this
+    // stream's URL. Any other may belong to another receiver of the same client.
+    let ours = if stream.is_push() {
+        Some(stream.push_endpoint_url(&app.config().server.public_base_url))
+    } else {
+        Some(stream.poll_endpoint_url.clone()).filter(|u| !u.is_empty())
+    };
     candidates
         .iter()
-        .find(|c| c.stream_id == stream.transmitter_stream_id)
-        .or_else(|| candidates.first())
+        .find(|c| {
+            !stream.transmitter_stream_id.is_empty() && c.stream_id == stream.transmitter_stream_id
+        })
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|c| ours.is_some() && c.endpoint_url == ours)
+        })
         .map(|c| c.stream_id.clone())
         .ok_or_else(|| {
             TransmitterError::failed(
                 "read",
-                "the transmitter answered 409 to create but lists no existing stream",
+                "the transmitter answered 409 to create, and none of its streams is this one \
+                 (registered before, or delivering to this stream's URL); not taking over a \
+                 stream that may be another receiver's",
             )
         })
 }
@@ -499,17 +560,17 @@ async fn replace(
     full["stream_id"] = json!(transmitter_id);
     let mut step = "replace";
     let mut resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
-        c.put(config_url)
+        Ok(c.put(config_url)?
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(&full)
+            .json(&full))
     })
     .await?;
     if matches!(resp.status().as_u16(), 405 | 501) {
         step = "update";
         resp = send(app, stream, step, MANAGEMENT_TIMEOUT, |c| {
-            c.patch(config_url)
+            Ok(c.patch(config_url)?
                 .header(reqwest::header::ACCEPT, "application/json")
-                .json(&full)
+                .json(&full))
         })
         .await?;
     }
@@ -529,9 +590,9 @@ async fn read_config(
 ) -> Result<StreamConfig, TransmitterError> {
     let query = id_query(Some(transmitter_id).filter(|id| !id.is_empty()));
     let resp = send(app, stream, "read", MANAGEMENT_TIMEOUT, |c| {
-        c.get(config_url)
+        Ok(c.get(config_url)?
             .query(&query)
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await?;
     if !resp.status().is_success() {
@@ -643,12 +704,19 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
     let now = now_unix();
     let limit = app.transmitters.verify_limit(id);
     let last: Option<i64> = app.store.last_verification_request(id).await?;
-    let min = limit.min_interval.map(|d| d.as_secs() as i64).unwrap_or(0);
-    let earliest = last.map(|t| t + min).unwrap_or(0).max(limit.not_before);
+    // A transmitter may announce any u64; the arithmetic saturates instead of overflowing.
+    let min = limit
+        .min_interval
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let earliest = last
+        .map(|t| t.saturating_add(min))
+        .unwrap_or(0)
+        .max(limit.not_before);
     if now < earliest {
         return Err(TransmitterError::TooSoon {
-            wait_secs: (earliest - now) as u64,
-            min_interval_secs: min.max(0) as u64,
+            wait_secs: earliest.saturating_sub(now).unsigned_abs(),
+            min_interval_secs: min.unsigned_abs(),
         });
     }
     let state = crate::secrets::random_token();
@@ -658,7 +726,7 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
         body["stream_id"] = json!(tid);
     }
     let sent = send(app, &stream, "verify", MANAGEMENT_TIMEOUT, |c| {
-        c.post(&verify_url).json(&body)
+        Ok(c.post(&verify_url)?.json(&body))
     })
     .await;
     let failure = match sent {
@@ -669,7 +737,8 @@ pub async fn verify(app: &Arc<App>, id: &str) -> Result<VerificationRequested, T
                 retry_after_secs, ..
             } = &e
             {
-                let until = now_unix() + *retry_after_secs as i64;
+                let until =
+                    now_unix().saturating_add(i64::try_from(*retry_after_secs).unwrap_or(i64::MAX));
                 app.transmitters
                     .update_verify_limit(id, |l| l.not_before = until);
             }
@@ -699,7 +768,7 @@ pub async fn send<F>(
     build: F,
 ) -> Result<reqwest::Response, TransmitterError>
 where
-    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    F: Fn(&HttpClient) -> Result<reqwest::RequestBuilder, OutboundError>,
 {
     let http = app.transmitters.http()?;
     auth::send(
@@ -759,9 +828,9 @@ pub async fn read_status(app: &Arc<App>, id: &str) -> Result<TransmitterStatus, 
     let tid = registered_id(&stream)?.unwrap_or_default().to_string();
     let url = require(endpoints(app, &stream).await?.status, "status_endpoint")?;
     let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
-        c.get(&url)
+        Ok(c.get(&url)?
             .query(&id_query(Some(tid.as_str()).filter(|t| !t.is_empty())))
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await?;
     if !resp.status().is_success() {
@@ -790,9 +859,9 @@ pub async fn update_status(
         body["reason"] = json!(reason);
     }
     let resp = send(app, &stream, "status", MANAGEMENT_TIMEOUT, |c| {
-        c.post(&url)
+        Ok(c.post(&url)?
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(&body)
+            .json(&body))
     })
     .await?;
     let st = match resp.status().as_u16() {
@@ -819,8 +888,8 @@ pub async fn delete_remote(app: &Arc<App>, id: &str) -> Result<(), TransmitterEr
         "configuration_endpoint",
     )?;
     let resp = send(app, &stream, "delete", MANAGEMENT_TIMEOUT, |c| {
-        c.delete(&url)
-            .query(&id_query(Some(tid.as_str()).filter(|t| !t.is_empty())))
+        Ok(c.delete(&url)?
+            .query(&id_query(Some(tid.as_str()).filter(|t| !t.is_empty()))))
     })
     .await?;
     match resp.status().as_u16() {
@@ -863,7 +932,7 @@ pub async fn change_subject(
         body["verified"] = json!(true);
     }
     let resp = send(app, &stream, step, MANAGEMENT_TIMEOUT, |c| {
-        c.post(&url).json(&body)
+        Ok(c.post(&url)?.json(&body))
     })
     .await?;
     if !resp.status().is_success() {
@@ -891,9 +960,9 @@ pub async fn remote_config(app: &Arc<App>, id: &str) -> Result<Value, Transmitte
     )?;
     let query = id_query(Some(tid.as_str()).filter(|t| !t.is_empty()));
     let resp = send(app, &stream, "read", MANAGEMENT_TIMEOUT, |c| {
-        c.get(&url)
+        Ok(c.get(&url)?
             .query(&query)
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json"))
     })
     .await?;
     if !resp.status().is_success() {

@@ -64,39 +64,20 @@ fn excerpt_suffix(excerpt: &str) -> String {
     }
 }
 
-/// Describes a transport failure without the URL (which may carry a query the operator did not
-/// mean to show) and without anything from the request.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "the request timed out".into()
-    } else if e.is_connect() {
-        "the transmitter could not be reached".into()
-    } else if e.is_body() || e.is_decode() {
-        "the answer could not be read".into()
-    } else {
-        "the request failed".into()
-    }
-}
+pub(crate) use crate::outbound::describe;
 
 /// Reads a body up to `limit` bytes.
 pub(crate) async fn read_limited(
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     step: &'static str,
     limit: usize,
 ) -> Result<Vec<u8>, TransmitterError> {
-    if resp.content_length().is_some_and(|n| n as usize > limit) {
-        return Err(TransmitterError::failed(step, "the answer is too large"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+    crate::outbound::read_body(resp, limit)
         .await
-        .map_err(|e| TransmitterError::failed(step, describe(&e)))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(TransmitterError::failed(step, "the answer is too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| match e {
+            crate::outbound::BodyError::TooLarge(_) => {
+                TransmitterError::failed(step, "the answer is too large")
+            }
+            crate::outbound::BodyError::Transport(m) => TransmitterError::failed(step, m),
+        })
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::auth::TokenCache;
 use super::error::TransmitterError;
+use crate::outbound::{ClientLimits, HttpClient, Outbound, Redirects};
 
 /// Counters the metrics endpoint reads.
 #[derive(Debug, Default)]
@@ -39,7 +40,8 @@ pub(crate) struct VerifyLimit {
 /// State shared by the poller, the management client and the health check. Lives in
 /// [`crate::app::App`].
 pub struct Transmitters {
-    http: Mutex<Option<reqwest::Client>>,
+    outbound: Outbound,
+    http: Mutex<Option<HttpClient>>,
     pub tokens: TokenCache,
     pub health: HealthStats,
     limits: Mutex<HashMap<String, VerifyLimit>>,
@@ -55,7 +57,15 @@ pub struct Transmitters {
 
 impl Default for Transmitters {
     fn default() -> Self {
+        Transmitters::new(Outbound::default())
+    }
+}
+
+impl Transmitters {
+    /// The shared state, its clients following `outbound`.
+    pub fn new(outbound: Outbound) -> Transmitters {
         Transmitters {
+            outbound,
             http: Mutex::new(None),
             tokens: TokenCache::default(),
             health: HealthStats::default(),
@@ -79,16 +89,19 @@ impl Transmitters {
     /// The HTTP client for every call to a transmitter, built on first use. Redirects are not
     /// followed: a management or poll endpoint that redirects would receive credentials meant
     /// for another URL.
-    pub fn http(&self) -> Result<reqwest::Client, TransmitterError> {
+    pub fn http(&self) -> Result<HttpClient, TransmitterError> {
         let mut slot = lock(&self.http);
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("ssfd/", env!("CARGO_PKG_VERSION")))
-            .build()
+        // Every request sets its own total time; this is the bound for one that does not.
+        let limits = ClientLimits {
+            connect_timeout: Duration::from_secs(10),
+            timeout: super::MANAGEMENT_TIMEOUT,
+        };
+        let client = self
+            .outbound
+            .client(&limits, Redirects::None)
             .map_err(|_| TransmitterError::failed("http", "the HTTP client cannot be built"))?;
         *slot = Some(client.clone());
         Ok(client)

@@ -273,6 +273,18 @@ fn control_event(
     tolerate: &mut impl FnMut(Tolerance),
 ) -> Result<Option<ControlEvent>, SetError> {
     let find = |t: &str| events.iter().find(|e| e.event_type == t);
+    let is_control = |e: &SetEvent| {
+        e.event_type == VERIFICATION
+            || e.event_type == STREAM_UPDATED
+            || (stream.is_legacy() && e.event_type == SSE_VERIFICATION)
+    };
+    // A control event is about the stream, the others about a subject: one SET cannot be both,
+    // and acting on half of it would be a guess (SSF §8.1.4, RFC 8417 §2.2).
+    if events.len() > 1 && events.iter().any(is_control) {
+        return Err(SetError::request(
+            "a verification or stream-updated event must be the only event of its SET",
+        ));
+    }
     if let Some(e) = find(SSE_VERIFICATION).filter(|_| stream.is_legacy()) {
         // The SSE draft's verification names no stream: it is matched on `state` alone.
         tolerate(Tolerance::LegacyVerification);

@@ -69,6 +69,10 @@ pub enum VerifyFailure {
     Rejected(#[from] SetError),
     /// The keys needed to judge the SET could not be fetched: answer 503 with `Retry-After`
     /// (push) or leave it unacknowledged (poll); the transmitter will deliver it again.
-    #[error("keys unavailable: {0}")]
-    KeysUnavailable(String),
+    #[error("keys unavailable: {message}")]
+    KeysUnavailable {
+        message: String,
+        /// When the keys will be fetched again, if known.
+        retry_after: Option<std::time::Duration>,
+    },
 }

@@ -2,22 +2,32 @@
 //! TTL, a rate-limited forced refresh for unknown `kid`s, and a stale set kept when a refresh fails.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use josekit::jwk::Jwk;
 use josekit::jws::JwsVerifier;
 use serde_json::Value;
 
 use super::jws::Alg;
+use crate::clock::instant_after;
 use crate::compat::Tolerance;
 use crate::config::JwksConfig;
+use crate::outbound::{
+    describe, read_body, redact_url, ClientLimits, HttpClient, Outbound, OutboundError, Redirects,
+};
 use crate::stream::{CompatibilityProfile, Stream};
 
 /// Largest JWKS or metadata document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// Most keys accepted in one JWKS.
 pub const MAX_KEYS: usize = 100;
+/// Most keys tried for a token without a `kid`: each try is a signature check.
+pub const MAX_CANDIDATES_WITHOUT_KID: usize = 4;
+/// Smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
 /// Bounds on a `Cache-Control: max-age` the transmitter asks for.
 const MIN_TTL: Duration = Duration::from_secs(30);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -86,8 +96,8 @@ pub fn issuer_matches(
 }
 
 /// What one document fetch produced: the body, or a status other than 2xx.
-enum Fetched {
-    Document(Vec<u8>, Option<Duration>),
+enum FetchedDocument {
+    Body(Vec<u8>, Option<Duration>),
     Status(u16),
 }
 
@@ -96,12 +106,36 @@ pub enum KeyError {
     /// No key fits the token, even after a refresh: `invalid_key`.
     #[error("{0}")]
     NoKey(String),
-    /// The keys could not be fetched and nothing cached fits: 503, deliver again later.
-    #[error("{0}")]
-    Unavailable(String),
+    /// The keys could not be fetched and nothing cached fits: 503, deliver again later, after
+    /// `retry_after` when known.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The transmitter metadata failed validation (SSF §7.2.4): the keys must not be used.
     #[error("{0}")]
     MetadataInvalid(String),
+}
+
+impl KeyError {
+    pub fn unavailable(message: impl Into<String>, retry_after: Option<Duration>) -> KeyError {
+        KeyError::Unavailable {
+            message: message.into(),
+            retry_after,
+        }
+    }
+
+    /// The same error, saying when a fetch will be tried again.
+    fn retry_in(self, wait: Duration) -> KeyError {
+        match self {
+            KeyError::Unavailable { message, .. } => KeyError::Unavailable {
+                message,
+                retry_after: Some(wait),
+            },
+            other => other,
+        }
+    }
 }
 
 /// One usable public key of a JWKS, with verifiers built on first use per algorithm.
@@ -125,6 +159,9 @@ impl PublicKey {
             if let Some(v) = cache.get(&alg) {
                 return Ok(v.clone());
             }
+        }
+        if self.kty == "RSA" && rsa_modulus_bits(&self.jwk).is_none_or(|b| b < MIN_RSA_BITS) {
+            return Err("the signing key is an RSA key shorter than 2048 bits".to_string());
         }
         let built: Result<Arc<dyn JwsVerifier>, josekit::JoseError> = match alg {
             Alg::Rs256 => josekit::jws::RS256
@@ -179,17 +216,18 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Keys that could have signed a token with this `kid` and `alg`. Without a `kid`, every key
-    /// of the right type is a candidate.
+    /// Keys that could have signed a token with this `kid` and `alg`. Without a `kid`, the first
+    /// [`MAX_CANDIDATES_WITHOUT_KID`] keys of the right type are candidates, so that a token
+    /// cannot make ssfd check its signature against every key of a large set.
     pub fn candidates(&self, kid: Option<&str>, alg: Alg) -> Vec<Arc<PublicKey>> {
-        self.keys
-            .iter()
-            .filter(|k| match kid {
-                Some(kid) => k.kid.as_deref() == Some(kid),
-                None => k.fits(alg),
-            })
-            .cloned()
-            .collect()
+        let matching = self.keys.iter().filter(|k| match kid {
+            Some(kid) => k.kid.as_deref() == Some(kid),
+            None => k.fits(alg),
+        });
+        match kid {
+            Some(_) => matching.cloned().collect(),
+            None => matching.take(MAX_CANDIDATES_WITHOUT_KID).cloned().collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -204,7 +242,13 @@ impl KeySet {
 struct Cached {
     set: Arc<KeySet>,
     expires: Instant,
+    /// When this set was fetched: a set fetched after a SET arrived is a refresh that ran for it.
+    fetched: Instant,
 }
+
+/// The outcome of one fetch, shared by every caller that waited for it.
+type Fetched = Result<(Arc<KeySet>, Instant), KeyError>;
+type Flight = Shared<BoxFuture<'static, Fetched>>;
 
 #[derive(Default)]
 struct SourceState {
@@ -213,204 +257,345 @@ struct SourceState {
     /// The error of the latest fetch, if it failed (cleared by a successful fetch). It is
     /// answered again, without fetching, until the cooldown has passed.
     last_error: Option<(Instant, KeyError)>,
+    /// The fetch running now, if any: concurrent callers wait for the same one.
+    flight: Option<Flight>,
+}
+
+/// What a fetch needs, shared with the detached fetch tasks.
+struct Fetcher {
+    http: HttpClient,
+    settings: Mutex<JwksConfig>,
+    fetches: AtomicU64,
+    failures: AtomicU64,
 }
 
 /// The keys of every transmitter ssfd talks to.
 pub struct JwksCache {
-    http: reqwest::Client,
-    settings: Mutex<JwksConfig>,
-    sources: Mutex<HashMap<KeySource, Arc<tokio::sync::Mutex<SourceState>>>>,
-    fetches: std::sync::atomic::AtomicU64,
-    failures: std::sync::atomic::AtomicU64,
+    fetcher: Arc<Fetcher>,
+    sources: Mutex<HashMap<KeySource, Arc<Mutex<SourceState>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 impl JwksCache {
-    pub fn new(settings: &JwksConfig) -> Result<JwksCache, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
-            .redirect(no_downgrade(settings.allow_http))
-            .user_agent(concat!("ssfd/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(settings: &JwksConfig, outbound: &Outbound) -> Result<JwksCache, OutboundError> {
+        let http = outbound.client(
+            &ClientLimits {
+                connect_timeout: settings.connect_timeout,
+                timeout: settings.timeout,
+            },
+            Redirects::Follow {
+                max: 3,
+                allow_http: settings.allow_http,
+            },
+        )?;
         Ok(JwksCache {
-            http,
-            settings: Mutex::new(settings.clone()),
+            fetcher: Arc::new(Fetcher {
+                http,
+                settings: Mutex::new(settings.clone()),
+                fetches: Default::default(),
+                failures: Default::default(),
+            }),
             sources: Mutex::new(HashMap::new()),
-            fetches: Default::default(),
-            failures: Default::default(),
         })
     }
 
     /// Applies new settings (TTL, cooldown, allow_http) on a configuration reload.
     pub fn reconfigure(&self, settings: &JwksConfig) {
-        if let Ok(mut s) = self.settings.lock() {
-            *s = settings.clone();
-        }
+        *lock(&self.fetcher.settings) = settings.clone();
     }
 
     fn settings(&self) -> JwksConfig {
-        match self.settings.lock() {
-            Ok(s) => s.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.fetcher.settings()
     }
 
     /// (fetches, failures) since start, for metrics.
     pub fn fetch_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.fetches.load(Relaxed), self.failures.load(Relaxed))
+        (
+            self.fetcher.fetches.load(Relaxed),
+            self.fetcher.failures.load(Relaxed),
+        )
     }
 
-    fn state(&self, source: &KeySource) -> Arc<tokio::sync::Mutex<SourceState>> {
-        let mut map = match self.sources.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        map.entry(source.clone()).or_default().clone()
+    fn state(&self, source: &KeySource) -> Arc<Mutex<SourceState>> {
+        lock(&self.sources)
+            .entry(source.clone())
+            .or_default()
+            .clone()
     }
 
     /// Forgets cached keys of a source (after a stream's URLs change).
     pub fn forget(&self, source: &KeySource) {
-        if let Ok(mut map) = self.sources.lock() {
-            map.remove(source);
-        }
+        lock(&self.sources).remove(source);
     }
 
-    /// The current key set, fetching it when absent or expired. A failed refresh keeps serving
-    /// the stale set.
-    pub async fn key_set(&self, source: &KeySource) -> Result<Arc<KeySet>, KeyError> {
-        let state = self.state(source);
-        let mut st = state.lock().await;
-        if let Some(c) = &st.cached {
-            if c.expires > Instant::now() {
-                return Ok(c.set.clone());
-            }
+    /// The running fetch of a source, or a new one. The fetch is a task of its own, so a caller
+    /// that goes away (a push client disconnecting) cannot cancel it, and its outcome lands in
+    /// the cache whoever waits for it.
+    fn flight(
+        &self,
+        source: &KeySource,
+        state: &Arc<Mutex<SourceState>>,
+        st: &mut SourceState,
+    ) -> Flight {
+        if let Some(f) = &st.flight {
+            return f.clone();
         }
-        // Nothing usable and a fetch just failed: do not hammer the transmitter on every push.
-        if st.cached.is_none() {
-            let cooldown = self.settings().refresh_cooldown;
-            if let Some((at, e)) = &st.last_error {
-                if at.elapsed() < cooldown {
-                    return Err(e.clone());
+        let fetcher = self.fetcher.clone();
+        let task_state = state.clone();
+        let task_source = source.clone();
+        // The task locks the state only after this function returns (the caller holds it), so
+        // it always finds its own flight to clear.
+        let task = tokio::spawn(async move {
+            let result = fetcher.fetch(&task_source).await;
+            let mut st = lock(&task_state);
+            st.flight = None;
+            fetcher.apply(&task_source, &mut st, result)
+        });
+        let flight = async move {
+            task.await.unwrap_or_else(|_| {
+                Err(KeyError::unavailable(
+                    "the key refresh stopped unexpectedly",
+                    None,
+                ))
+            })
+        }
+        .boxed()
+        .shared();
+        st.flight = Some(flight.clone());
+        flight
+    }
+
+    /// The current key set and when it was fetched, fetching it when absent or expired. A failed
+    /// refresh keeps serving the stale set, unless the metadata failed validation.
+    async fn key_set(&self, source: &KeySource) -> Fetched {
+        let state = self.state(source);
+        let flight = {
+            let mut st = lock(&state);
+            if let Some(c) = &st.cached {
+                if c.expires > Instant::now() {
+                    return Ok((c.set.clone(), c.fetched));
+                }
+            }
+            // Nothing usable and a fetch just failed: do not hammer the transmitter on every
+            // push.
+            if st.cached.is_none() {
+                let cooldown = self.settings().refresh_cooldown;
+                if let Some((at, e)) = &st.last_error {
+                    let elapsed = at.elapsed();
+                    if elapsed < cooldown {
+                        return Err(e.clone().retry_in(cooldown - elapsed));
+                    }
+                }
+            }
+            self.flight(source, &state, &mut st)
+        };
+        match flight.await {
+            Ok(fetched) => Ok(fetched),
+            Err(e) => {
+                let st = lock(&state);
+                match &st.cached {
+                    Some(c) if !matches!(e, KeyError::MetadataInvalid(_)) => {
+                        Ok((c.set.clone(), c.fetched))
+                    }
+                    _ => Err(e.retry_in(self.settings().refresh_cooldown)),
                 }
             }
         }
-        self.refresh_locked(source, &mut st).await
     }
 
-    /// Fetches the keys now, whatever the cache holds (the stream `test` call).
+    /// Fetches the keys now, whatever the cache holds (the stream `test` call), sharing a fetch
+    /// already running. A probe reports a failure rather than the stale keys; the stale keys
+    /// stay cached for SETs unless the metadata failed validation.
     pub async fn refresh(&self, source: &KeySource) -> Result<Arc<KeySet>, KeyError> {
         let state = self.state(source);
-        let mut st = state.lock().await;
-        // A probe must report a failure rather than the stale keys.
-        let stale = st.cached.take();
-        let result = self.refresh_locked(source, &mut st).await;
-        if result.is_err() {
-            st.cached = stale;
-        }
-        result
+        let flight = {
+            let mut st = lock(&state);
+            self.flight(source, &state, &mut st)
+        };
+        flight.await.map(|(set, _)| set)
     }
 
-    /// Candidate keys for a token; refreshes once (at most once per cooldown) when the `kid` is
-    /// unknown.
+    /// Candidate keys for a token. An unknown `kid` forces one refresh (at most one per
+    /// cooldown). `invalid_key` only when a refresh ran after the SET arrived and still has no
+    /// fitting key; whenever ssfd could not get a fresh, valid key set it is `Unavailable` (503,
+    /// deliver again), because a transmitter drops a SET answered 400.
     pub async fn candidates(
         &self,
         source: &KeySource,
         kid: Option<&str>,
         alg: Alg,
     ) -> Result<Vec<Arc<PublicKey>>, KeyError> {
-        let set = self.key_set(source).await?;
+        let arrived = Instant::now();
+        let (set, fetched) = self.key_set(source).await?;
         let found = set.candidates(kid, alg);
         if !found.is_empty() {
             return Ok(found);
         }
+        if fetched >= arrived {
+            return Err(no_key(kid, alg));
+        }
         let cooldown = self.settings().refresh_cooldown;
         let state = self.state(source);
-        let mut st = state.lock().await;
-        // Another request may have refreshed while we waited for the lock.
-        if let Some(c) = &st.cached {
-            if !Arc::ptr_eq(&c.set, &set) {
-                let found = c.set.candidates(kid, alg);
-                if !found.is_empty() {
-                    return Ok(found);
-                }
-            }
-        }
-        let may_force = st.last_forced.is_none_or(|t| t.elapsed() >= cooldown);
-        if may_force {
-            st.last_forced = Some(Instant::now());
-            match self.refresh_locked(source, &mut st).await {
-                Ok(set) => {
-                    let found = set.candidates(kid, alg);
+        let flight = {
+            let mut st = lock(&state);
+            // Another request may have refreshed meanwhile.
+            if let Some(c) = &st.cached {
+                if !Arc::ptr_eq(&c.set, &set) {
+                    let found = c.set.candidates(kid, alg);
                     if !found.is_empty() {
                         return Ok(found);
                     }
+                    if c.fetched >= arrived {
+                        return Err(no_key(kid, alg));
+                    }
                 }
-                Err(KeyError::MetadataInvalid(m)) => return Err(KeyError::MetadataInvalid(m)),
-                Err(_) => {}
             }
+            if let Some((at, e)) = &st.last_error {
+                if *at >= arrived {
+                    return Err(cannot_fetch(e, cooldown));
+                }
+            }
+            match (&st.flight, st.last_forced) {
+                (Some(f), _) => f.clone(),
+                (None, Some(t)) if t.elapsed() < cooldown => {
+                    // The cached set may simply predate the key: not the SET's fault.
+                    let wait = cooldown - t.elapsed();
+                    return Err(KeyError::unavailable(
+                        format!(
+                            "{}; the keys may be refreshed again in {} s",
+                            no_key(kid, alg),
+                            ceil_secs(wait)
+                        ),
+                        Some(wait),
+                    ));
+                }
+                (None, _) => {
+                    st.last_forced = Some(Instant::now());
+                    self.flight(source, &state, &mut st)
+                }
+            }
+        };
+        match flight.await {
+            Ok((set, _)) => {
+                let found = set.candidates(kid, alg);
+                if found.is_empty() {
+                    Err(no_key(kid, alg))
+                } else {
+                    Ok(found)
+                }
+            }
+            Err(KeyError::MetadataInvalid(m)) => Err(KeyError::MetadataInvalid(m)),
+            Err(e) => Err(cannot_fetch(&e, cooldown)),
         }
-        // An unknown key while the JWKS cannot be fetched is not the SET's fault (docs/push.md#answers):
-        // 503, so that the transmitter delivers it again once the keys can be read.
-        match &st.last_error {
-            Some((_, KeyError::MetadataInvalid(m))) => {
-                return Err(KeyError::MetadataInvalid(m.clone()))
-            }
-            Some((_, e)) => {
-                return Err(KeyError::Unavailable(format!(
-                    "no cached key fits and the keys cannot be fetched: {e}"
-                )))
-            }
-            None => {}
-        }
-        Err(KeyError::NoKey(match kid {
-            Some(kid) => format!("no key with kid {kid:?} in the transmitter's JWKS"),
-            None => format!("no {} key in the transmitter's JWKS", alg.key_type()),
-        }))
     }
 
-    async fn refresh_locked(
+    /// Reads the transmitter metadata and returns its `jwks_uri` after checking that the
+    /// metadata `issuer` is the configured issuer.
+    pub async fn discover_jwks_uri(
+        &self,
+        source: &KeySource,
+        settings: &JwksConfig,
+    ) -> Result<String, KeyError> {
+        self.fetcher.discover_jwks_uri(source, settings).await
+    }
+
+    /// Fetches and validates the transmitter metadata of a stream (SSF §7.2): from
+    /// `metadata_url` when set, else from the issuer's well-known path; LEGACY_SSE tries the
+    /// SSE draft path after a 404 there.
+    pub async fn metadata(
+        &self,
+        source: &KeySource,
+        allow_http: bool,
+    ) -> Result<Metadata, KeyError> {
+        self.fetcher.metadata(source, allow_http).await
+    }
+
+    /// Fetches an OpenID provider's configuration (`issuer` + `/.well-known/openid-configuration`,
+    /// OpenID Connect Discovery §4) as a JSON object. The caller compares its `issuer`.
+    pub async fn openid_configuration(
+        &self,
+        issuer_url: &str,
+        allow_http: bool,
+    ) -> Result<serde_json::Map<String, Value>, KeyError> {
+        self.fetcher
+            .openid_configuration(issuer_url, allow_http)
+            .await
+    }
+}
+
+fn no_key(kid: Option<&str>, alg: Alg) -> KeyError {
+    KeyError::NoKey(match kid {
+        Some(kid) => format!(
+            "no key with kid {:?} in the transmitter's JWKS",
+            crate::sanitize::log_text(kid)
+        ),
+        None => format!("no {} key in the transmitter's JWKS", alg.key_type()),
+    })
+}
+
+fn cannot_fetch(e: &KeyError, cooldown: Duration) -> KeyError {
+    KeyError::unavailable(
+        format!("no cached key fits and the keys cannot be fetched: {e}"),
+        Some(cooldown),
+    )
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl Fetcher {
+    fn settings(&self) -> JwksConfig {
+        lock(&self.settings).clone()
+    }
+
+    /// Records a fetch's outcome in the source state.
+    fn apply(
         &self,
         source: &KeySource,
         st: &mut SourceState,
-    ) -> Result<Arc<KeySet>, KeyError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.fetches.fetch_add(1, Relaxed);
-        match self.fetch(source).await {
+        result: Result<(KeySet, Duration), KeyError>,
+    ) -> Fetched {
+        let now = Instant::now();
+        match result {
             Ok((set, ttl)) => {
                 let set = Arc::new(set);
                 st.cached = Some(Cached {
                     set: set.clone(),
-                    expires: Instant::now() + ttl,
+                    expires: instant_after(now, ttl),
+                    fetched: now,
                 });
                 st.last_error = None;
-                Ok(set)
+                Ok((set, now))
             }
             Err(e) => {
                 self.failures.fetch_add(1, Relaxed);
-                st.last_error = Some((Instant::now(), e.clone()));
-                let retry_in = self.settings().refresh_cooldown;
+                st.last_error = Some((now, e.clone()));
                 match (&e, &mut st.cached) {
                     // Metadata that fails validation must not be used, stale or not.
-                    (KeyError::MetadataInvalid(_), _) => {
-                        st.cached = None;
-                        Err(e)
-                    }
+                    (KeyError::MetadataInvalid(_), _) => st.cached = None,
                     (_, Some(c)) => {
-                        tracing::warn!(issuer = %source.issuer_url, error = %e,
+                        tracing::warn!(issuer = %redact_url(&source.issuer_url), error = %e,
                             "JWKS refresh failed; keeping the cached keys");
                         // Serve the stale keys and try again after the cooldown, not on every
                         // request.
-                        c.expires = Instant::now() + retry_in;
-                        Ok(c.set.clone())
+                        c.expires = instant_after(now, self.settings().refresh_cooldown);
                     }
-                    (_, None) => Err(e),
+                    (_, None) => {}
                 }
+                Err(e)
             }
         }
     }
 
     async fn fetch(&self, source: &KeySource) -> Result<(KeySet, Duration), KeyError> {
+        self.fetches.fetch_add(1, Relaxed);
         let settings = self.settings();
         let jwks_url = if source.jwks_url.is_empty() {
             self.discover_jwks_uri(source, &settings).await?
@@ -418,18 +603,16 @@ impl JwksCache {
             source.jwks_url.clone()
         };
         check_scheme(&jwks_url, settings.allow_http)
-            .map_err(|m| KeyError::Unavailable(format!("jwksUrl {m}")))?;
+            .map_err(|m| KeyError::unavailable(format!("jwksUrl {m}"), None))?;
         let (body, max_age) = self.get_document(&jwks_url).await?;
         let ttl = max_age
             .map(|a| a.clamp(MIN_TTL, MAX_TTL))
             .unwrap_or(settings.ttl);
-        let set = parse_jwks(&body).map_err(KeyError::Unavailable)?;
+        let set = parse_jwks(&body).map_err(|m| KeyError::unavailable(m, None))?;
         Ok((set, ttl))
     }
 
-    /// Reads the transmitter metadata and returns its `jwks_uri` after checking that the
-    /// metadata `issuer` is the configured issuer.
-    pub async fn discover_jwks_uri(
+    async fn discover_jwks_uri(
         &self,
         source: &KeySource,
         settings: &JwksConfig,
@@ -450,21 +633,14 @@ impl JwksCache {
         }
     }
 
-    /// Fetches and validates the transmitter metadata of a stream (SSF §7.2): from
-    /// `metadata_url` when set, else from the issuer's well-known path; LEGACY_SSE tries the
-    /// SSE draft path after a 404 there.
-    pub async fn metadata(
-        &self,
-        source: &KeySource,
-        allow_http: bool,
-    ) -> Result<Metadata, KeyError> {
+    async fn metadata(&self, source: &KeySource, allow_http: bool) -> Result<Metadata, KeyError> {
         let issuer_url = source.issuer_url.as_str();
         let mut candidates = Vec::new();
         if source.metadata_url.is_empty() {
             check_scheme(issuer_url, allow_http)
-                .map_err(|m| KeyError::Unavailable(format!("issuerUrl {m}")))?;
+                .map_err(|m| KeyError::unavailable(format!("issuerUrl {m}"), None))?;
             let url = metadata_url(issuer_url)
-                .ok_or_else(|| KeyError::Unavailable("issuerUrl is not a valid URL".into()))?;
+                .ok_or_else(|| KeyError::unavailable("issuerUrl is not a valid URL", None))?;
             candidates.push((url, None));
             if source.profile.is_legacy() {
                 if let Some(url) = sse_metadata_url(issuer_url) {
@@ -473,42 +649,58 @@ impl JwksCache {
             }
         } else {
             check_scheme(&source.metadata_url, allow_http)
-                .map_err(|m| KeyError::Unavailable(format!("metadataUrl {m}")))?;
+                .map_err(|m| KeyError::unavailable(format!("metadataUrl {m}"), None))?;
             candidates.push((source.metadata_url.clone(), None));
         }
         let mut found = None;
         let count = candidates.len();
         for (i, (url, tolerance)) in candidates.into_iter().enumerate() {
             match self.fetch_document(&url).await? {
-                Fetched::Document(body, _) => {
-                    found = Some((body, tolerance));
+                FetchedDocument::Body(body, _) => {
+                    found = Some((body, tolerance, url));
                     break;
                 }
-                Fetched::Status(404) if i + 1 < count => continue,
-                Fetched::Status(404)
+                FetchedDocument::Status(404) if i + 1 < count => continue,
+                FetchedDocument::Status(404)
                     if !source.profile.is_legacy() && source.metadata_url.is_empty() =>
                 {
-                    return Err(KeyError::Unavailable(format!(
-                        "fetching {url} failed: HTTP 404 (a pre-1.0 SSE transmitter serves \
+                    return Err(KeyError::unavailable(
+                        format!(
+                            "fetching {} failed: HTTP 404 (a pre-1.0 SSE transmitter serves \
                          /.well-known/sse-configuration: set compatibilityProfile LEGACY_SSE, \
-                         or point metadataUrl at its metadata)"
-                    )))
+                         or point metadataUrl at its metadata)",
+                            redact_url(&url)
+                        ),
+                        None,
+                    ))
                 }
-                Fetched::Status(status) => {
-                    return Err(KeyError::Unavailable(format!(
-                        "fetching {url} failed: HTTP {status}"
-                    )))
+                FetchedDocument::Status(status) => {
+                    return Err(KeyError::unavailable(
+                        format!("fetching {} failed: HTTP {status}", redact_url(&url)),
+                        None,
+                    ))
                 }
             }
         }
-        let Some((body, path_tolerance)) = found else {
-            return Err(KeyError::Unavailable("no metadata URL to fetch".into()));
+        let Some((body, path_tolerance, url)) = found else {
+            return Err(KeyError::unavailable("no metadata URL to fetch", None));
         };
+        // Not JSON at all is a page in front of the transmitter (maintenance, a firewall), not
+        // the transmitter's word: deliver again later.
         let meta = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(m)) => m,
-            _ => {
+            Ok(_) => {
                 return Err(KeyError::MetadataInvalid(
                     "transmitter metadata could not be validated: not a JSON object".into(),
+                ))
+            }
+            Err(_) => {
+                return Err(KeyError::unavailable(
+                    format!(
+                        "the transmitter metadata at {} is not JSON",
+                        redact_url(&url)
+                    ),
+                    None,
                 ))
             }
         };
@@ -525,15 +717,13 @@ impl JwksCache {
         })
     }
 
-    /// Fetches an OpenID provider's configuration (`issuer` + `/.well-known/openid-configuration`,
-    /// OpenID Connect Discovery §4) as a JSON object. The caller compares its `issuer`.
-    pub async fn openid_configuration(
+    async fn openid_configuration(
         &self,
         issuer_url: &str,
         allow_http: bool,
     ) -> Result<serde_json::Map<String, Value>, KeyError> {
         check_scheme(issuer_url, allow_http)
-            .map_err(|m| KeyError::Unavailable(format!("issuerUrl {m}")))?;
+            .map_err(|m| KeyError::unavailable(format!("issuerUrl {m}"), None))?;
         let url = openid_configuration_url(issuer_url);
         let (body, _) = self.get_document(&url).await?;
         match serde_json::from_slice::<Value>(&body) {
@@ -546,78 +736,52 @@ impl JwksCache {
 
     async fn get_document(&self, url: &str) -> Result<(Vec<u8>, Option<Duration>), KeyError> {
         match self.fetch_document(url).await? {
-            Fetched::Document(body, max_age) => Ok((body, max_age)),
-            Fetched::Status(status) => Err(KeyError::Unavailable(format!(
-                "fetching {url} failed: HTTP {status}"
-            ))),
+            FetchedDocument::Body(body, max_age) => Ok((body, max_age)),
+            FetchedDocument::Status(status) => Err(KeyError::unavailable(
+                format!("fetching {} failed: HTTP {status}", redact_url(url)),
+                None,
+            )),
         }
     }
 
-    async fn fetch_document(&self, url: &str) -> Result<Fetched, KeyError> {
-        let unavailable = |m: String| KeyError::Unavailable(m);
-        let mut resp = self
+    async fn fetch_document(&self, url: &str) -> Result<FetchedDocument, KeyError> {
+        let shown = redact_url(url);
+        let unavailable = |m: String| KeyError::unavailable(m, None);
+        let resp = self
             .http
             .get(url)
+            .map_err(|e| unavailable(format!("fetching {shown} refused: {e}")))?
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| unavailable(format!("fetching {url} failed: {}", short_error(&e))))?;
+            .map_err(|e| unavailable(format!("fetching {shown} failed: {}", describe(&e))))?;
         if !resp.status().is_success() {
-            return Ok(Fetched::Status(resp.status().as_u16()));
+            return Ok(FetchedDocument::Status(resp.status().as_u16()));
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n as usize > MAX_DOCUMENT_BYTES)
-        {
-            return Err(unavailable(format!("{url} is larger than 256 KiB")));
+        if is_html(resp.headers()) {
+            return Err(unavailable(format!(
+                "{shown} answered an HTML page, not JSON"
+            )));
         }
         let max_age = resp
             .headers()
             .get("cache-control")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_max_age);
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
+        let body = read_body(resp, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| unavailable(format!("reading {url} failed: {}", short_error(&e))))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(unavailable(format!("{url} is larger than 256 KiB")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Fetched::Document(body, max_age))
+            .map_err(|e| unavailable(format!("reading {shown} failed: {e}")))?;
+        Ok(FetchedDocument::Body(body, max_age))
     }
 }
 
-fn short_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        // Without the URL, which the caller already names.
-        e.to_string()
-            .split(" for url")
-            .next()
-            .unwrap_or("request failed")
-            .to_string()
-    }
-}
-
-/// Follows at most three redirects, never from https to http unless `allow_http`: a redirect
-/// must not weaken what `check_scheme` enforced for the first URL.
-fn no_downgrade(allow_http: bool) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 3 {
-            attempt.error("too many redirects")
-        } else if check_scheme(attempt.url().as_str(), allow_http).is_err() {
-            attempt.error("redirect to a non-https URL")
-        } else {
-            attempt.follow()
-        }
-    })
+/// A `text/html` answer (a maintenance page, a web application firewall).
+fn is_html(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.type_() == mime::TEXT && m.subtype() == mime::HTML)
 }
 
 /// `https` is required unless `allow_http`.
@@ -635,18 +799,16 @@ pub fn check_scheme(url: &str, allow_http: bool) -> Result<(), String> {
 /// SSF §7.2.1: insert `/.well-known/ssf-configuration` between host and path, after removing a
 /// terminating `/` from the path.
 pub fn metadata_url(issuer_url: &str) -> Option<String> {
-    let (scheme, rest) = issuer_url.split_once("://")?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if host.is_empty() {
+    let mut url = url::Url::parse(issuer_url).ok()?;
+    if url.host_str().is_none_or(str::is_empty) || url.cannot_be_a_base() {
         return None;
     }
-    let path = path.trim_end_matches('/');
-    Some(format!(
-        "{scheme}://{host}/.well-known/ssf-configuration{path}"
-    ))
+    // An issuer has no query or fragment; one that does is not made into a different URL.
+    url.set_query(None);
+    url.set_fragment(None);
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&format!("/.well-known/ssf-configuration{path}"));
+    Some(url.to_string())
 }
 
 /// OpenID Connect Discovery §4: the configuration lives at the issuer with
@@ -683,6 +845,17 @@ fn parse_max_age(v: &str) -> Option<Duration> {
             None
         }
     })
+}
+
+/// The size of an RSA key's modulus in bits, counted from its most significant set bit.
+fn rsa_modulus_bits(jwk: &Jwk) -> Option<usize> {
+    use base64::Engine;
+    let n = jwk.parameter("n")?.as_str()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n.trim_end_matches('='))
+        .ok()?;
+    let first = bytes.iter().position(|b| *b != 0)?;
+    Some((bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize)
 }
 
 /// Parses a JWKS document, keeping the signature keys and enforcing the key-count limit.
@@ -740,6 +913,10 @@ mod tests {
             Some("https://tr.example.com/.well-known/ssf-configuration/issuer1")
         );
         assert_eq!(metadata_url("nonsense"), None);
+        assert_eq!(
+            metadata_url("https://tr.example.com:8443/a/b/?x=1").as_deref(),
+            Some("https://tr.example.com:8443/.well-known/ssf-configuration/a/b")
+        );
     }
 
     #[test]
@@ -800,6 +977,24 @@ mod tests {
         assert!(check_scheme("http://x", false).is_err());
         assert!(check_scheme("http://x", true).is_ok());
         assert!(check_scheme("ftp://x", true).is_err());
+    }
+
+    #[test]
+    fn tokens_without_a_kid_try_a_bounded_number_of_keys() {
+        let keys: Vec<Value> = (0..10)
+            .map(|_| {
+                let jwk = Jwk::generate_ec_key(josekit::jwk::alg::ec::EcCurve::P256).unwrap();
+                let mut public: serde_json::Map<String, Value> = jwk.as_ref().clone();
+                public.remove("d");
+                Value::Object(public)
+            })
+            .collect();
+        let set = parse_jwks(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), 10);
+        assert_eq!(
+            set.candidates(None, Alg::Es256).len(),
+            MAX_CANDIDATES_WITHOUT_KID
+        );
     }
 
     #[test]

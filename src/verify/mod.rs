@@ -44,7 +44,13 @@ pub async fn check_signature(
         .map_err(|e| match e {
             KeyError::NoKey(m) => VerifyFailure::Rejected(SetError::key(m)),
             KeyError::MetadataInvalid(m) => VerifyFailure::Rejected(SetError::key(m)),
-            KeyError::Unavailable(m) => VerifyFailure::KeysUnavailable(m),
+            KeyError::Unavailable {
+                message,
+                retry_after,
+            } => VerifyFailure::KeysUnavailable {
+                message,
+                retry_after,
+            },
         })?;
     let mut last_problem = None;
     for key in candidates {

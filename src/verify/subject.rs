@@ -256,7 +256,9 @@ fn simple_keys(
             if !is_addr_spec(email) {
                 return Err(err(&child(path, "email"), "not an email address"));
             }
-            format!("email:{}", email.to_lowercase())
+            // ASCII case only: Unicode folding merges distinct addresses (the Kelvin sign
+            // U+212A lower-cases to `k`, so `\u{212a}@x` would become `k@x`).
+            format!("email:{}", email.to_ascii_lowercase())
         }
         Kind::PhoneNumber => {
             let phone = required(obj, "phone_number", path)?;
@@ -601,6 +603,19 @@ mod tests {
 
     fn error_of(v: Value) -> String {
         parse_subject(&v).unwrap_err().0
+    }
+
+    #[test]
+    fn emails_fold_ascii_case_only() {
+        let key = |e: &str| {
+            parse_subject(&serde_json::json!({"format": "email", "email": e}))
+                .unwrap()
+                .keys[0]
+                .clone()
+        };
+        assert_eq!(key("Alice@Example.COM"), "email:alice@example.com");
+        assert_ne!(key("\u{212a}@example.com"), key("k@example.com"));
+        assert_ne!(key("\u{130}@example.com"), key("i\u{307}@example.com"));
     }
 
     #[test]

@@ -147,6 +147,10 @@ pub(crate) struct Mgmt {
     pub feeds: HashMap<String, Feed>,
     pub poll_failure: Option<(u16, Instant, Option<u64>)>,
     pub poll_hold: Duration,
+    /// Deliver the whole queue whatever `maxEvents` asks for (a misbehaving transmitter).
+    pub ignore_max_events: bool,
+    /// Keep acknowledged and rejected SETs queued (a transmitter that ignores `ack`).
+    pub ignore_acks: bool,
     pub polls: Vec<crate::poll::PollRequest>,
     pub acked: Vec<String>,
     pub set_errs: BTreeMap<String, Value>,
@@ -184,6 +188,8 @@ impl Mgmt {
             feeds: HashMap::new(),
             poll_failure: None,
             poll_hold: Duration::from_secs(5),
+            ignore_max_events: false,
+            ignore_acks: false,
             polls: Vec::new(),
             acked: Vec::new(),
             set_errs: BTreeMap::new(),
@@ -297,7 +303,10 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     }
     let access = format!("at-{}", random_jti());
     let lifetime = m.token_lifetime;
-    m.issued.insert(access.clone(), Instant::now() + lifetime);
+    let expires = Instant::now()
+        .checked_add(lifetime)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
+    m.issued.insert(access.clone(), expires);
     json_response(
         StatusCode::OK,
         json!({"access_token": access, "token_type": "Bearer", "expires_in": lifetime.as_secs()})

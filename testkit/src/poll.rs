@@ -132,6 +132,7 @@ async fn poll(
     let doc: Option<Value> = serde_json::from_slice(&body).ok().filter(Value::is_object);
     let index;
     let hold;
+    let ignore_max;
     {
         let mut m = shared.mgmt();
         index = m.polls.len();
@@ -189,22 +190,29 @@ async fn poll(
                 })
                 .unwrap_or_default()
         };
+        let keep = m.ignore_acks;
         for jti in acks {
-            m.feed(&feed).remove(&jti);
+            if !keep {
+                m.feed(&feed).remove(&jti);
+            }
             m.acked.push(jti);
         }
         if let Some(errs) = doc["setErrs"].as_object() {
             for (key, err) in errs {
-                m.feed(&feed).remove(key);
+                if !keep {
+                    m.feed(&feed).remove(key);
+                }
                 m.set_errs.insert(key.clone(), err.clone());
             }
         }
         hold = m.poll_hold;
+        ignore_max = m.ignore_max_events;
     }
     let doc = doc.unwrap_or_default();
     let max = doc["maxEvents"]
         .as_u64()
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .filter(|_| !ignore_max)
         .unwrap_or(usize::MAX);
     let immediately = doc["returnImmediately"].as_bool().unwrap_or(false);
     let deadline = tokio::time::Instant::now() + hold;
@@ -301,6 +309,16 @@ impl TestTransmitter {
     /// How long a long poll is held when nothing is queued (default 5 s).
     pub fn set_poll_hold(&self, hold: Duration) {
         self.with_feeds(|m| m.poll_hold = hold);
+    }
+
+    /// Keep delivering acknowledged and rejected SETs (or honour `ack` and `setErrs` again).
+    pub fn set_poll_ignores_acks(&self, ignore: bool) {
+        self.with_feeds(|m| m.ignore_acks = ignore);
+    }
+
+    /// Deliver everything queued in one answer, whatever `maxEvents` says (or obey it again).
+    pub fn set_poll_ignores_max_events(&self, ignore: bool) {
+        self.with_feeds(|m| m.ignore_max_events = ignore);
     }
 
     /// Every poll request answers `status` for `duration` from now.

@@ -61,8 +61,19 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+fn page_response((content_type, body): (String, String)) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
 async fn metadata(State(shared): State<Arc<Shared>>) -> Response {
     shared.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+    if let Some(page) = shared.served_page() {
+        return page_response(page);
+    }
     let (status, document) = shared.served_metadata();
     if status != StatusCode::OK {
         return json_response(status, r#"{"error":"metadata unavailable"}"#.to_owned());
@@ -73,6 +84,12 @@ async fn metadata(State(shared): State<Arc<Shared>>) -> Response {
 async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
     shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
     let served = shared.served_jwks();
+    if !served.delay.is_zero() {
+        tokio::time::sleep(served.delay).await;
+    }
+    if let Some(page) = served.page {
+        return page_response(page);
+    }
     if served.status != StatusCode::OK {
         return json_response(served.status, r#"{"error":"jwks unavailable"}"#.to_owned());
     }

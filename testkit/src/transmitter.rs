@@ -76,6 +76,10 @@ struct State {
     unpublished: Option<Arc<SigningKey>>,
     jwks_status: StatusCode,
     jwks_body: Option<String>,
+    /// (content type, body) served by both discovery endpoints instead of their documents.
+    page: Option<(String, String)>,
+    /// How long the JWKS endpoint waits before answering.
+    jwks_delay: Duration,
     jwks_cache_control: Option<String>,
     metadata_status: StatusCode,
     metadata_issuer: Option<String>,
@@ -88,6 +92,8 @@ pub(crate) struct ServedJwks {
     pub status: StatusCode,
     pub document: Value,
     pub raw_body: Option<String>,
+    pub page: Option<(String, String)>,
+    pub delay: Duration,
     pub cache_control: Option<String>,
 }
 
@@ -134,6 +140,10 @@ impl Shared {
             self.addr,
             server::jwks_path(&self.issuer_path)
         )
+    }
+
+    pub(crate) fn served_page(&self) -> Option<(String, String)> {
+        self.lock().page.clone()
     }
 
     pub(crate) fn served_metadata(&self) -> (StatusCode, Value) {
@@ -203,6 +213,8 @@ impl Shared {
             status: state.jwks_status,
             document: json!({ "keys": keys }),
             raw_body: state.jwks_body.clone(),
+            page: state.page.clone(),
+            delay: state.jwks_delay,
             cache_control: state.jwks_cache_control.clone(),
         }
     }
@@ -338,6 +350,8 @@ impl TestTransmitter {
                 unpublished: None,
                 jwks_status: StatusCode::OK,
                 jwks_body: None,
+                page: None,
+                jwks_delay: Duration::ZERO,
                 jwks_cache_control: None,
                 metadata_status: StatusCode::OK,
                 metadata_issuer: None,
@@ -582,6 +596,20 @@ impl TestTransmitter {
     /// malformed JSON; `None` restores the real key set.
     pub fn set_jwks_body(&self, body: Option<String>) {
         self.with_state(|state| state.jwks_body = body);
+    }
+
+    /// Serves this page (content type, body) with status 200 from the metadata and JWKS
+    /// endpoints instead of their documents, as a maintenance page or a web application
+    /// firewall in front of a transmitter does; `None` serves the documents again.
+    pub fn set_page(&self, page: Option<(&str, &str)>) {
+        self.with_state(|state| {
+            state.page = page.map(|(t, b)| (t.to_owned(), b.to_owned()));
+        });
+    }
+
+    /// Makes the JWKS endpoint wait this long before answering (zero: answer at once).
+    pub fn set_jwks_delay(&self, delay: Duration) {
+        self.with_state(|state| state.jwks_delay = delay);
     }
 
     /// A `Cache-Control` header for JWKS answers, e.g. `max-age=60`; `None` sends none.

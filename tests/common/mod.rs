@@ -166,6 +166,7 @@ pub fn receiver_toml(s: &DaemonSettings) -> String {
          {storage}\n\
          [admin]\n{admin}\n\n\
          [jwks]\nallow_http = true\n\n\
+         [outbound]\nallow_private = true\n\n\
          [log]\n{log}\n\
          {extra}",
         push = s.push_listen,

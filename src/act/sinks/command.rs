@@ -14,6 +14,8 @@ use tokio::process::Command;
 use super::{printable, Outcome, SinkSettings, DETAIL_LIMIT};
 use crate::act::attempt::{ActionDocument, ActionRow};
 use crate::config::values;
+use crate::outbound::HttpClient;
+use crate::sanitize::env_value;
 
 /// `type = "command"`: the program and its arguments, run without a shell.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -31,7 +33,7 @@ impl SinkSettings for CommandSettings {
 impl CommandSettings {
     pub async fn attempt(
         &self,
-        _client: &reqwest::Client,
+        _client: &HttpClient,
         timeout: Duration,
         row: &ActionRow,
         doc: &ActionDocument,
@@ -121,12 +123,16 @@ pub async fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env("SSFD_SUBJECT", &doc.subject_key)
-        .env("SSFD_LOCAL_USER", doc.local_user.as_deref().unwrap_or(""))
-        .env("SSFD_EVENT_TYPE", &row.event_type)
-        .env("SSFD_IDEMPOTENCY_KEY", &row.idempotency_key)
+        // Values from a SET are one clean line each (the document on stdin has them as sent).
+        .env("SSFD_SUBJECT", env_value(&doc.subject_key))
+        .env(
+            "SSFD_LOCAL_USER",
+            env_value(doc.local_user.as_deref().unwrap_or("")),
+        )
+        .env("SSFD_EVENT_TYPE", env_value(&row.event_type))
+        .env("SSFD_IDEMPOTENCY_KEY", env_value(&row.idempotency_key))
         .env("SSFD_STREAM_ID", &row.stream_id)
-        .env("SSFD_JTI", &row.jti)
+        .env("SSFD_JTI", env_value(&row.jti))
         .env("SSFD_ATTEMPT", row.attempt.to_string())
         // Its own process group, so that a timeout can end its children as well.
         .process_group(0)

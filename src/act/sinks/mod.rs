@@ -10,6 +10,8 @@ pub mod webhook;
 
 use std::time::Duration;
 
+use crate::outbound::{ClientLimits, HttpClient, Outbound, OutboundError, Redirects};
+
 use serde::de::{self, MapAccess};
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +56,7 @@ macro_rules! sink_kinds {
 
             async fn attempt(
                 &self,
-                client: &reqwest::Client,
+                client: &HttpClient,
                 timeout: Duration,
                 row: &ActionRow,
                 doc: &ActionDocument,
@@ -118,7 +120,7 @@ impl Outcome {
 
 /// Runs one attempt of an action on a sink.
 pub async fn run(
-    client: &reqwest::Client,
+    client: &HttpClient,
     sink: &SinkConfig,
     row: &ActionRow,
     doc: &ActionDocument,
@@ -126,13 +128,17 @@ pub async fn run(
     sink.kind.attempt(client, sink.timeout, row, doc).await
 }
 
-/// The HTTP client every webhook attempt shares, so connections to a sink are reused.
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        // A signed POST must not be replayed to wherever a redirect points.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("ssfd/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The HTTP client every webhook attempt shares, so connections to a sink are reused. A signed
+/// POST must not be replayed to wherever a redirect points, so redirects are not followed; each
+/// attempt sets its own timeout.
+pub fn http_client(outbound: &Outbound) -> Result<HttpClient, OutboundError> {
+    outbound.client(
+        &ClientLimits {
+            connect_timeout: std::time::Duration::from_secs(10),
+            timeout: crate::config::SINK_RETRY_CAP,
+        },
+        Redirects::None,
+    )
 }
 
 /// Cuts `text` to [`DETAIL_LIMIT`] bytes on a character boundary, saying so when it cuts.

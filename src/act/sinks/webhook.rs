@@ -13,6 +13,7 @@ use crate::act::attempt::{ActionDocument, ActionRow};
 use crate::clock::now_unix;
 use crate::config::secret::read_secret;
 use crate::config::values;
+use crate::outbound::{describe, HttpClient};
 
 /// `type = "webhook"`: where to POST, and the file of the HMAC key that signs each request.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -34,7 +35,7 @@ impl SinkSettings for WebhookSettings {
 impl WebhookSettings {
     pub async fn attempt(
         &self,
-        client: &reqwest::Client,
+        client: &HttpClient,
         timeout: Duration,
         row: &ActionRow,
         doc: &ActionDocument,
@@ -57,7 +58,7 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
 }
 
 pub async fn deliver(
-    client: &reqwest::Client,
+    client: &HttpClient,
     url: &str,
     secret_file: &Path,
     timeout: Duration,
@@ -71,11 +72,17 @@ pub async fn deliver(
     };
     let timestamp = now_unix().to_string();
     let sig = signature(secret.as_bytes(), &timestamp, &doc.body);
-    let sent = client
-        .post(url)
+    let req = match client.post(url) {
+        Ok(r) => r,
+        Err(e) => return Outcome::failed(format!("request refused: {e}")),
+    };
+    let sent = req
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("Idempotency-Key", &row.idempotency_key)
+        .header(
+            "Idempotency-Key",
+            crate::sanitize::header_value(&row.idempotency_key),
+        )
         .header("X-Ssfd-Timestamp", &timestamp)
         .header("X-Ssfd-Signature", sig)
         .body(doc.body.clone())
@@ -87,7 +94,7 @@ pub async fn deliver(
         Err(e) if e.is_timeout() => {
             return Outcome::failed(format!("no answer within {}s", timeout.as_secs_f64()))
         }
-        Err(e) => return Outcome::failed(format!("request failed: {}", e.without_url())),
+        Err(e) => return Outcome::failed(format!("request failed: {}", describe(&e))),
     };
     let status = resp.status();
     let mut body = Vec::new();

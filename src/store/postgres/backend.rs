@@ -263,6 +263,15 @@ impl PgStore {
         Ok(ledger::entries_for(&**self.client().await?, &keys).await?)
     }
 
+    pub(in crate::store) async fn lift_revocations(
+        &self,
+        keys: Vec<String>,
+        reason: String,
+        at_ms: UnixMillis,
+    ) -> Result<usize> {
+        Ok(ledger::lift(&**self.client().await?, &keys, &reason, at_ms).await?)
+    }
+
     pub(in crate::store) async fn audit_entries(&self, stream_id: &str) -> Result<Vec<AuditEntry>> {
         let c = self.client().await?;
         let rows = c

@@ -3,6 +3,7 @@
 use tokio_postgres::GenericClient;
 
 use super::PgError;
+use crate::clock::UnixMillis;
 use crate::store::ledger::{LedgerEntry, MAX_ENTRIES};
 
 /// The entries naming any of `keys`, latest `revoked_before` first (ties: newest entry first),
@@ -32,6 +33,28 @@ pub async fn entries_for<C: GenericClient>(
         .collect()
 }
 
+/// Lifts every revocation of any of `keys` in one statement (so in one transaction): each
+/// ledger entry is removed and leaves an audit row (`action` `LIFTED`, `detail` the reason), as
+/// the SQLite backend does. Returns how many entries were lifted.
+pub async fn lift<C: GenericClient>(
+    client: &C,
+    keys: &[String],
+    reason: &str,
+    at_ms: UnixMillis,
+) -> Result<usize, PgError> {
+    let lifted = client
+        .execute(
+            "WITH gone AS (
+                 DELETE FROM ledger WHERE subject_key = ANY($1)
+                 RETURNING stream_id, jti, event_type, subject_key)
+             INSERT INTO audit (at_ms, stream_id, jti, event_type, subject, action, detail)
+             SELECT $3, stream_id, jti, event_type, subject_key, 'LIFTED', $2 FROM gone",
+            &[&keys, &reason, &at_ms],
+        )
+        .await?;
+    Ok(lifted as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{PgPool, PgSettings};
@@ -57,5 +80,27 @@ mod tests {
         let jtis: Vec<&str> = found.iter().map(|e| e.jti.as_str()).collect();
         assert_eq!(jtis, ["j2", "j1"]);
         assert!(entries_for(&**c, &[]).await.unwrap().is_empty());
+        assert_eq!(lift(&**c, &keys, "false positive", 99).await.unwrap(), 2);
+        assert!(entries_for(&**c, &keys).await.unwrap().is_empty());
+        let audit = c
+            .query(
+                "SELECT subject, detail FROM audit WHERE action = 'LIFTED' AND at_ms = 99
+                  ORDER BY subject",
+                &[],
+            )
+            .await
+            .unwrap();
+        let lifted: Vec<(String, String)> = audit.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(
+            lifted,
+            [
+                ("email:a@b".to_string(), "false positive".to_string()),
+                ("iss_sub:i:a".to_string(), "false positive".to_string())
+            ]
+        );
+        let others = entries_for(&**c, &["email:other".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(others.len(), 1);
     }
 }

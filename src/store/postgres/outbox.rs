@@ -105,8 +105,28 @@ pub async fn record_attempts<C: GenericClient>(
               WHERE id = $1 AND status = 'running' AND claimed_by = $2",
         )
         .await?;
+    // Not an attempt (its sink is not configured now): back to pending, nothing recorded or
+    // counted, as on SQLite.
+    let park = client
+        .prepare(
+            "UPDATE outbox SET status = 'pending',
+                    next_attempt_ms = COALESCE($3, next_attempt_ms), last_error = $4,
+                    attempts = GREATEST(attempts - 1, 0), claimed_by = NULL,
+                    lease_until_ms = NULL
+              WHERE id = $1 AND status = 'running' AND claimed_by = $2",
+        )
+        .await?;
     let mut changed = 0;
     for r in results {
+        if r.parked {
+            changed += client
+                .execute(
+                    &park,
+                    &[&r.outbox_id, &holder, &r.next_attempt_ms, &r.detail],
+                )
+                .await? as usize;
+            continue;
+        }
         client
             .execute(
                 &insert,
@@ -231,6 +251,7 @@ mod tests {
             detail: "204".into(),
             status: "done",
             next_attempt_ms: None,
+            parked: false,
         }
     }
 

@@ -90,7 +90,16 @@ pub(in crate::store) fn record_attempts<'a>(
                 finished_at_ms = ?4, last_error = ?5
           WHERE id = ?1 AND status = 'running'",
     )?;
+    let mut park = c.prepare_cached(
+        "UPDATE outbox SET status = 'pending', next_attempt_ms = ?2, last_error = ?3,
+                attempts = MAX(attempts - 1, 0)
+          WHERE id = ?1 AND status = 'running'",
+    )?;
     for f in batch {
+        if f.parked {
+            park.execute(params![f.outbox_id, f.next_attempt_ms, f.detail])?;
+            continue;
+        }
         insert.execute(params![
             f.outbox_id,
             f.attempt,
