@@ -810,7 +810,7 @@ async fn subject_check_shows_the_step_up_requirement_and_its_header() {
         .set()
         .event(
             ssfd_testkit::events::CREDENTIAL_CHANGE,
-            ssfd_testkit::events::default_payload("credential-change", None, 1_800_000_000),
+            ssfd_testkit::events::default_payload("credential-change", None, 1_700_000_000),
         )
         .sub_id(ssfd_testkit::subjects::email("alice@example.com"))
         .sign();
@@ -825,7 +825,7 @@ async fn subject_check_shows_the_step_up_requirement_and_its_header() {
         out.starts_with("NOT REVOKED  alice@example.com\n\nSTEP-UP REQUIRED\n"),
         "{out}"
     );
-    assert_eq!(field(&out, "Since"), "2027-01-15T08:00:00Z");
+    assert_eq!(field(&out, "Since"), "2023-11-14T22:13:20Z");
     assert_eq!(
         field(&out, "WWW-Authenticate"),
         "Bearer error=\"insufficient_user_authentication\", \
@@ -837,7 +837,7 @@ async fn subject_check_shows_the_step_up_requirement_and_its_header() {
             "check",
             "alice@example.com",
             "--auth-time",
-            "2027-01-15T08:00:01Z",
+            "2023-11-14T22:13:21Z",
         ])
         .await
         .stdout;

@@ -16,10 +16,12 @@ async fn line_breaks_from_a_set_stay_out_of_logs_and_command_environments() {
         "printf '%s|%s|%s' \"$SSFD_JTI\" \"$SSFD_SUBJECT\" \"$SSFD_IDEMPOTENCY_KEY\" > {}",
         out.display()
     );
-    let extra = format!(
-        "[log]\nlevel = \"info\"\n[[sink]]\ntype = \"command\"\nname = \"cmd\"\nargv = [\"/bin/sh\", \"-c\", {script:?}]\n"
+    let mut settings = common::DaemonSettings::child_process(dir.path());
+    settings.log_keys = "level = \"info\"\n".to_string();
+    settings.extra = format!(
+        "[[sink]]\ntype = \"command\"\nname = \"cmd\"\nargv = [\"/bin/sh\", \"-c\", {script:?}]\n"
     );
-    let daemon = ChildDaemon::spawn(dir.path(), &extra).await;
+    let daemon = ChildDaemon::spawn_settings(dir.path(), &settings).await;
     let tx = TestTransmitter::start().await;
     let http = ssfd_testkit::http_client();
     let (id, token) = create_stream_at(&http, &daemon.admin_url(), &tx).await;
