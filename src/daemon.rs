@@ -30,6 +30,8 @@ pub enum DaemonError {
     },
     #[error("admin token: {0}")]
     AdminToken(String),
+    #[error("{0}")]
+    Storage(String),
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("TLS: {0}")]
@@ -159,6 +161,37 @@ async fn bind(
     Ok((listener, local))
 }
 
+/// How often a replica re-reads every stream in case a change notification was missed.
+const CHANGE_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Applies stream changes other replicas commit to this replica's registry (and so to its
+/// push path, pollers and health checks) until shutdown.
+async fn follow_changes(
+    app: Arc<App>,
+    feed: crate::store::postgres::notify::ChangeFeed,
+    mut stop: watch::Receiver<bool>,
+) {
+    use crate::store::postgres::notify::Change;
+    let mut changes = feed.subscribe();
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            _ = stop.changed() => return,
+        };
+        let reloaded = match change {
+            Ok(Change::Stream(id)) => app.registry.reload(Some(&id)).await,
+            // Lagged behind the feed, or a backstop tick: re-read everything.
+            Ok(Change::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                app.registry.reload(None).await
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if let Err(e) = reloaded {
+            tracing::warn!(error = %e, "could not re-read streams after a change; the next tick retries");
+        }
+    }
+}
+
 impl Daemon {
     /// Starts everything; returns once both listeners are bound and the store is open.
     pub async fn start(config: Config) -> Result<Daemon, DaemonError> {
@@ -168,7 +201,19 @@ impl Daemon {
             // for the first API call.
             tracing::warn!(path = %path.display(), "created a new admin token file (mode 0600)");
         }
-        let store = Store::open(&config.storage.path)?;
+        let store = match &config.storage.url {
+            Some(url) => {
+                let settings = crate::store::postgres::PgSettings::new(
+                    url,
+                    config.storage.password_file.as_deref(),
+                )
+                .map_err(|e| DaemonError::Storage(e.to_string()))?;
+                let replica = crate::store::postgres::replica::new_replica_id();
+                tracing::info!(database = settings.target(), replica = %replica, "using PostgreSQL");
+                Store::open_postgres(settings, replica).await?
+            }
+            None => Store::open(&config.storage.path)?,
+        };
         let registry = Registry::load(store.clone()).await?;
         let outbound = Outbound::new(&config.outbound);
         let keys = JwksCache::new(&config.jwks, &outbound)
@@ -221,6 +266,9 @@ impl Daemon {
         ));
         if let Some(tls) = &tls {
             tasks.spawn(tls.clone().watch(shutdown.subscribe()));
+        }
+        if let Some(feed) = app.store.watch_changes(CHANGE_BACKSTOP) {
+            tasks.spawn(follow_changes(app.clone(), feed, shutdown.subscribe()));
         }
         tasks.spawn(act::worker::run(app.clone(), shutdown.subscribe()));
         // Pollers start, restart and stop with their streams; on shutdown they send their last

@@ -62,6 +62,11 @@ struct ToleranceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabel {
+    replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
     stream: String,
 }
@@ -283,6 +288,18 @@ impl Metrics {
             Unit::Seconds,
             ages,
         );
+        if let Some(replica) = &snap.replica {
+            let info = Family::<ReplicaLabel, Gauge>::default();
+            info.get_or_create(&ReplicaLabel {
+                replica: replica.clone(),
+            })
+            .set(1);
+            scraped.register(
+                "ssfd_replica",
+                "This replica's id among those sharing the database (always 1)",
+                info,
+            );
+        }
         let mut out = String::new();
         // Writing to a String cannot fail; the Result is only fmt::Write's signature.
         let _ = encode_registry(&mut out, &self.registry);
@@ -302,6 +319,8 @@ pub struct Snapshot {
     pub store: Option<StoreCounts>,
     /// (stream id, seconds since its last verification) for streams verified at least once.
     pub verified_ages: Vec<(String, f64)>,
+    /// This replica's id, when several share one PostgreSQL database.
+    pub replica: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -340,6 +359,7 @@ mod tests {
                 actions_dead: 2,
             }),
             verified_ages: vec![("s1".into(), 12.0)],
+            replica: Some("host-1".into()),
         });
         let has = |p: &str| sample(&text, p).map(str::to_string);
         assert_eq!(
@@ -383,6 +403,10 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             ))
             .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            has("ssfd_replica{replica=\"host-1\"}").as_deref(),
             Some("1")
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

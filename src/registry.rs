@@ -108,6 +108,50 @@ impl Registry {
         Ok(Some(stream))
     }
 
+    /// Re-reads one stream (`Some(id)`) or every stream (`None`) from the database, after
+    /// another replica changed it; a deleted or unknown stream leaves the index.
+    pub async fn reload(&self, id: Option<&str>) -> Result<(), StoreError> {
+        match id {
+            Some(id) => {
+                let fresh = self.store.get_stream(id).await?;
+                match fresh {
+                    Some(s) => self.put(Arc::new(s)),
+                    None => {
+                        let mut map = match self.live.write() {
+                            Ok(g) => g,
+                            Err(p) => p.into_inner(),
+                        };
+                        map.remove(id);
+                        drop(map);
+                        self.version.send_modify(|v| *v += 1);
+                    }
+                }
+            }
+            None => {
+                let rows = self.store.load_live_streams().await?;
+                let fresh: HashMap<String, Arc<Stream>> = rows
+                    .into_iter()
+                    .map(|s| (s.id.clone(), Arc::new(s)))
+                    .collect();
+                let mut map = match self.live.write() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                // Only a real difference wakes the pollers and health checks.
+                let changed = map.len() != fresh.len()
+                    || fresh
+                        .iter()
+                        .any(|(k, v)| map.get(k).is_none_or(|cur| **cur != **v));
+                if changed {
+                    *map = fresh;
+                    drop(map);
+                    self.version.send_modify(|v| *v += 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Updates the cached copy after a targeted UPDATE made elsewhere (intake bookkeeping) has
     /// committed. Read, change and replace happen under one write lock, so a concurrent delete,
     /// rotation or update is never overwritten with an older copy.

@@ -306,6 +306,14 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<&'static str> {
         new.storage.path = old.storage.path.clone();
         kept.push("storage.path");
     }
+    if new.storage.url != old.storage.url {
+        new.storage.url = old.storage.url.clone();
+        kept.push("storage.url");
+    }
+    if new.storage.password_file != old.storage.password_file {
+        new.storage.password_file = old.storage.password_file.clone();
+        kept.push("storage.password_file");
+    }
     if new.admin.token != old.admin.token {
         new.admin.token = old.admin.token.clone();
         kept.push("admin.token");

@@ -979,6 +979,11 @@ async fn after_kill_9_every_action_completes_exactly_once() {
     let secret = Env::secret_path(dir.path());
     let hook_addr = common::free_addr();
     let mut settings = common::DaemonSettings::child_process(dir.path());
+    // SQLite whatever the test backend: a restarted process takes over its own running actions
+    // at once there. On PostgreSQL the restarted process is a new replica, which retries a dead
+    // one's claims only after their lease (tests/postgres.rs and store::postgres::outbox cover
+    // that with short leases).
+    settings.storage = common::TestStorage::Sqlite(dir.path().join("ssfd.db"));
     settings.log_keys = "level = \"off\"\n".into();
     settings.extra = format!(
         r#"[[sink]]

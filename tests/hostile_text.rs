@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_stream_at, ChildDaemon, DaemonSettings};
+use common::{create_stream_at, ChildDaemon};
 use ssfd_testkit::{events, subjects, TestTransmitter};
 
 #[tokio::test]
@@ -16,8 +16,8 @@ async fn line_breaks_from_a_set_stay_out_of_logs_and_command_environments() {
         "printf '%s|%s|%s' \"$SSFD_JTI\" \"$SSFD_SUBJECT\" \"$SSFD_IDEMPOTENCY_KEY\" > {}",
         out.display()
     );
-    let mut settings = DaemonSettings::child_process(dir.path());
-    settings.log_keys = "level = \"info\"\n".into();
+    let mut settings = common::DaemonSettings::child_process(dir.path());
+    settings.log_keys = "level = \"info\"\n".to_string();
     settings.extra = format!(
         "[[sink]]\ntype = \"command\"\nname = \"cmd\"\nargv = [\"/bin/sh\", \"-c\", {script:?}]\n"
     );

@@ -485,7 +485,7 @@ async fn pending_acknowledgements_survive_a_restart() {
     tx.fail_polls(503, Duration::from_secs(3600));
     let dir = d.stop().await;
     {
-        let store = common::storage_settings(dir.path()).open();
+        let store = common::storage_settings(dir.path()).open().await;
         assert_eq!(store.pending_acks(&id).await.unwrap().len(), 2);
     }
     tx.fail_polls(503, Duration::ZERO);

@@ -1055,16 +1055,19 @@ async fn revocation_cut_offs_are_read_as_milliseconds_or_clamped_to_the_receive_
         .status(),
         202
     );
-    let stored: Vec<(String, i64)> = {
-        let c = rusqlite::Connection::open(d.db_path()).unwrap();
-        let mut st = c
-            .prepare("SELECT subject_key, revoked_before FROM ledger")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
-    };
+    let stored: Vec<(String, i64)> = d
+        .storage()
+        .open()
+        .await
+        .check_subjects(vec![
+            "email:ms@example.com".into(),
+            "email:future@example.com".into(),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.jti, e.revoked_before))
+        .collect();
     for email in ["ms@example.com", "future@example.com"] {
         let before = check(email, rfc(now - 60)).await;
         assert_eq!(

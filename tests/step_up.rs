@@ -344,7 +344,6 @@ async fn test_of_an_unreachable_provider() {
     assert_eq!(a["passed"], false);
     let (result, detail) = result_of(&a, "discovery");
     assert_eq!(result, "FAILED");
-    // Refused and timed out read alike, so a probe does not tell which ports are open.
     assert!(detail.contains("could not be reached"), "{detail}");
     for check in ["issuer", "jwks", "acrValues", "clientCredentials"] {
         assert_eq!(result_of(&a, check).0, "SKIPPED", "{check}");

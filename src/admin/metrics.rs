@@ -47,6 +47,7 @@ pub async fn snapshot(app: &App) -> Snapshot {
         db_commits: app.store.writer_stats().commits.load(Ordering::Relaxed),
         store,
         verified_ages,
+        replica: app.store.replica_id().map(str::to_string),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod client;
+pub mod db;
 pub mod events;
 pub mod logging;
 pub mod step_up;
@@ -157,6 +158,18 @@ Examples:
   ssfd step-up test 3f9c2a..."
     )]
     StepUp(step_up::StepUpCommand),
+
+    #[command(
+        subcommand,
+        name = "db",
+        about = "Database operations (move SQLite to PostgreSQL)",
+        long_about = "Database operations run beside a stopped daemon.
+
+Example:
+  ssfd db migrate-to 'postgres://ssfd@db.example/ssfd?sslmode=require' \\
+      --password-file /etc/ssfd/pg.password"
+    )]
+    Db(db::DbCommand),
 
     #[command(
         about = "Validate a configuration file and print the effective configuration",
@@ -331,6 +344,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?)
         }
         Command::CheckConfig => check_config(&global),
+        Command::Db(c) => {
+            let config = match client::config_path(global.config.as_deref()) {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let mut stdout = std::io::stdout().lock();
+            db::run(c, &config, &mut stdout)?;
+            Ok(stdout.flush()?)
+        }
         Command::Version => {
             let version = env!("CARGO_PKG_VERSION");
             let mut out = std::io::stdout().lock();

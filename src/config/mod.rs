@@ -259,18 +259,98 @@ impl TryFrom<TlsKeys> for TlsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "StorageKeys")]
 pub struct StorageConfig {
-    #[serde(with = "values::path")]
+    /// The SQLite database file; unused when `url` is set.
     pub path: PathBuf,
+    /// A PostgreSQL connection string (`postgres://`, `postgresql://` or libpq `key=value`
+    /// settings); when set, the database is PostgreSQL. Never holds a password.
+    pub url: Option<String>,
+    /// The PostgreSQL password; may be `credential:NAME` (see [`resolve_secret_path`]).
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("./ssfd.db"),
+            url: None,
+            password_file: None,
         }
+    }
+}
+
+/// `[storage]` as written, with places, for the rules that span its keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageKeys {
+    path: Option<Spanned<PathValue>>,
+    url: Option<Spanned<String>>,
+    password_file: Option<Spanned<SecretPathValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct PathValue(#[serde(with = "values::path")] PathBuf);
+
+impl TryFrom<StorageKeys> for StorageConfig {
+    type Error = String;
+
+    fn try_from(keys: StorageKeys) -> Result<StorageConfig, String> {
+        if let (Some(_), Some(u)) = (&keys.path, &keys.url) {
+            return Err(error::at(
+                "storage.url",
+                u.span(),
+                "cannot be used with storage.path: storage.path is the SQLite file, storage.url \
+                 a PostgreSQL database; keep one of them",
+            ));
+        }
+        let url = match keys.url {
+            Some(u) => {
+                let span = u.span();
+                let url = u.into_inner();
+                crate::store::postgres::check_url(&url)
+                    .map_err(|m| error::at("storage.url", span, m))?;
+                Some(url.trim().to_string())
+            }
+            None => None,
+        };
+        let password_file = match keys.password_file {
+            Some(p) if url.is_none() => {
+                return Err(error::at(
+                    "storage.password_file",
+                    p.span(),
+                    "is only used with storage.url (PostgreSQL)",
+                ))
+            }
+            Some(p) => Some(p.into_inner().0),
+            None => None,
+        };
+        Ok(StorageConfig {
+            path: keys
+                .path
+                .map_or_else(|| StorageConfig::default().path, |p| p.into_inner().0),
+            url,
+            password_file,
+        })
+    }
+}
+
+impl Serialize for StorageConfig {
+    // The one database in use: the SQLite path or the PostgreSQL URL (both would not parse back).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_struct("StorageConfig", 2)?;
+        match &self.url {
+            Some(url) => {
+                t.serialize_field("url", url)?;
+                if let Some(p) = &self.password_file {
+                    t.serialize_field("password_file", &p.display().to_string())?;
+                }
+            }
+            None => t.serialize_field("path", &self.path.display().to_string())?,
+        }
+        t.end()
     }
 }
 
@@ -1192,6 +1272,63 @@ rule = "email_local_part"
             PathBuf::from("credential:admin-token")
         );
         assert_eq!(cfg.admin.token, None);
+    }
+
+    #[test]
+    fn storage_url_selects_postgres() {
+        let cfg = parse(
+            "[storage]\nurl = \"host=/run/postgresql user=ssfd dbname=ssfd sslmode=require\"\n\
+             password_file = \"credential:pg-password\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.storage.url.as_deref(),
+            Some("host=/run/postgresql user=ssfd dbname=ssfd sslmode=require")
+        );
+        assert_eq!(
+            cfg.storage.password_file,
+            Some(PathBuf::from("credential:pg-password"))
+        );
+        let shown = cfg.redacted_toml();
+        assert!(!shown.contains("path = "), "{shown}");
+        assert_eq!(parse(&shown).unwrap().storage, cfg.storage);
+        let url = parse("[storage]\nurl = \"postgresql://ssfd@db.example/ssfd\"\n").unwrap();
+        assert_eq!(url.storage.password_file, None);
+    }
+
+    #[test]
+    fn storage_url_errors_name_the_key() {
+        let m = assert_fails(
+            "[storage]\npath = \"/var/lib/ssfd/ssfd.db\"\nurl = \"postgres://ssfd@db/ssfd\"\n",
+            3,
+            "storage.url",
+        );
+        assert!(m.contains("storage.path"), "{m}");
+        let m = assert_fails(
+            "[storage]\nurl = \"postgres://ssfd:hunter2@db/ssfd\"\n",
+            2,
+            "storage.url",
+        );
+        assert!(m.contains("password_file") && !m.contains("hunter2"), "{m}");
+        assert_fails("[storage]\nurl = \"mysql://u@db/x\"\n", 2, "storage.url");
+        assert_fails(
+            "[storage]\nurl = \"host=db user=u colour=x\"\n",
+            2,
+            "storage.url",
+        );
+        assert_fails("[storage]\nurl = 5\n", 2, "storage.url");
+        let m = assert_fails(
+            "[storage]\npassword_file = \"/pw\"\n",
+            2,
+            "storage.password_file",
+        );
+        assert!(m.contains("storage.url"), "{m}");
+        assert_fails(
+            "[storage]\nurl = \"postgres://u@db/x\"\npassword_file = \"credential:a/b\"\n",
+            3,
+            "storage.password_file",
+        );
+        assert_fails("[storage]\npath = \"a\"\nsize = 3\n", 3, "storage.size");
     }
 
     #[test]

@@ -29,6 +29,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 const SUPERVISOR_TICK: Duration = Duration::from_secs(1);
 /// Time allowed for the acknowledgement-only request sent when a poller stops.
 const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a replica's poll lease lasts without a renewal: another replica takes a stream over
+/// this long after its poller died.
+const POLL_LEASE_TTL: Duration = Duration::from_secs(10);
 /// Largest poll answer read (10,000 SETs of several KiB each fit).
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// LEGACY_SSE streams poll without holding (SSE draft transmitters refuse long polls), this
@@ -241,16 +244,41 @@ impl Poller {
         }
     }
 
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    async fn load_pending_acks(&mut self) {
         match self.app.store.pending_acks(&self.id).await {
             Ok(jtis) => jtis.into_iter().for_each(|j| self.add_ack(j)),
             Err(e) => {
                 tracing::error!(stream = %self.id, error = %e, "could not load pending acknowledgements")
             }
         }
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        // With several replicas on one database, only the holder of this lease polls and
+        // acknowledges; the pending acks are rows, so the next holder sends them.
+        let lease = format!("poll:{}", self.id);
+        let mut holding = false;
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if !self.app.store.holds_lease(&lease, POLL_LEASE_TTL) {
+                if holding {
+                    tracing::warn!(stream = %self.id, "poll lease lost; another replica polls");
+                }
+                holding = false;
+                self.acks.clear();
+                self.acked.clear();
+                self.errs.clear();
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = self.app.store.lease_acquired(&lease) => {}
+                }
+                continue;
+            }
+            if !holding {
+                holding = true;
+                self.load_pending_acks().await;
             }
             if let Some(s) = self.app.registry.get(&self.id) {
                 self.stream = s;
@@ -313,7 +341,10 @@ impl Poller {
                 }
             }
         }
-        self.flush().await;
+        if holding {
+            self.flush().await;
+        }
+        self.app.store.release_lease(&lease).await;
     }
 
     fn add_ack(&mut self, jti: String) {

@@ -23,6 +23,7 @@ impl Store {
     pub async fn audit_entries(&self, stream_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.audit_entries(stream_id).await,
+            Backend::Postgres(db) => db.audit_entries(stream_id).await,
         }
     }
 }

@@ -67,6 +67,7 @@ impl Store {
     pub async fn list_events(&self, filter: EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.list_events(filter).await,
+            Backend::Postgres(db) => db.list_events(filter).await,
         }
     }
 
@@ -84,6 +85,10 @@ impl Store {
                 db.replay_candidates(stream_id, after_seq, since_ms, limit)
                     .await
             }
+            Backend::Postgres(db) => {
+                db.replay_candidates(stream_id, after_seq, since_ms, limit)
+                    .await
+            }
         }
     }
     /// SETs `stream_id` received in each of the `hours` whole hours up to `now_ms`, oldest
@@ -96,6 +101,7 @@ impl Store {
     ) -> Result<Vec<u64>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.events_per_hour(stream_id, now_ms, hours).await,
+            Backend::Postgres(db) => db.events_per_hour(stream_id, now_ms, hours).await,
         }
     }
 }

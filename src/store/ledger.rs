@@ -24,6 +24,7 @@ impl Store {
     pub async fn check_subjects(&self, keys: Vec<String>) -> Result<Vec<LedgerEntry>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.check_subjects(keys).await,
+            Backend::Postgres(db) => db.check_subjects(keys).await,
         }
     }
 
@@ -38,6 +39,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.lift_revocations(keys, reason, at_ms).await,
+            Backend::Postgres(db) => db.lift_revocations(keys, reason, at_ms).await,
         }
     }
 }

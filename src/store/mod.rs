@@ -9,9 +9,11 @@
 pub mod audit;
 mod error;
 pub mod inbox;
+pub mod leases;
 pub mod ledger;
 pub mod outbox;
 pub mod poll_acks;
+pub mod postgres;
 pub mod set;
 pub mod stats;
 pub mod step_up;
@@ -36,6 +38,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::backend::PgStore),
 }
 
 impl Store {
@@ -47,10 +50,24 @@ impl Store {
         })
     }
 
+    /// Connects to the PostgreSQL database `settings` name and migrates it (once, however many
+    /// replicas start at the same moment). `replica_id` names this replica in outbox claims.
+    pub async fn open_postgres(
+        settings: postgres::PgSettings,
+        replica_id: String,
+    ) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(
+                postgres::backend::PgStore::open(settings, replica_id).await?,
+            ),
+        })
+    }
+
     /// Commit counters of the writer, for the metrics endpoint.
     pub fn writer_stats(&self) -> &WriterStats {
         match &self.backend {
             Backend::Sqlite(db) => db.writer_stats(),
+            Backend::Postgres(db) => db.writer_stats(),
         }
     }
 
@@ -58,6 +75,30 @@ impl Store {
     pub fn description(&self) -> String {
         match &self.backend {
             Backend::Sqlite(db) => format!("SQLite {}", db.path().display()),
+            Backend::Postgres(db) => format!("PostgreSQL {}", db.target()),
+        }
+    }
+
+    /// On a database shared by several replicas (PostgreSQL): a feed of the stream changes any
+    /// replica commits, with a re-read every `backstop` for a notification that was missed.
+    /// `None` on SQLite, where this process is the only writer.
+    pub fn watch_changes(
+        &self,
+        backstop: std::time::Duration,
+    ) -> Option<postgres::notify::ChangeFeed> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => {
+                Some(postgres::notify::listen(db.settings().clone(), backstop))
+            }
+        }
+    }
+
+    /// This replica's id in leases and outbox claims (PostgreSQL), for `/metrics`.
+    pub fn replica_id(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(db) => Some(db.replica_id()),
         }
     }
 
@@ -65,6 +106,7 @@ impl Store {
     pub async fn writable(&self) -> bool {
         match &self.backend {
             Backend::Sqlite(db) => db.writable().await,
+            Backend::Postgres(db) => db.writable().await,
         }
     }
 }

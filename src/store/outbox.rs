@@ -102,6 +102,7 @@ impl Store {
     pub async fn reset_interrupted_actions(&self, now_ms: UnixMillis) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.reset_interrupted_actions(now_ms).await,
+            Backend::Postgres(db) => db.reset_interrupted_actions(now_ms).await,
         }
     }
 
@@ -116,6 +117,7 @@ impl Store {
     ) -> Result<ClaimedActions, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.claim_due_actions(now_ms, limit).await,
+            Backend::Postgres(db) => db.claim_due_actions(now_ms, limit).await,
         }
     }
 
@@ -127,6 +129,7 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(db) => db.record_attempt_results(batch).await,
+            Backend::Postgres(db) => db.record_attempt_results(batch).await,
         }
     }
 
@@ -137,6 +140,7 @@ impl Store {
     ) -> Result<Vec<ActionRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.list_actions(filter).await,
+            Backend::Postgres(db) => db.list_actions(filter).await,
         }
     }
 
@@ -149,6 +153,7 @@ impl Store {
     ) -> Result<RetryOutcome, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.retry_action(id, now_ms).await,
+            Backend::Postgres(db) => db.retry_action(id, now_ms).await,
         }
     }
 
@@ -156,6 +161,7 @@ impl Store {
     pub async fn list_attempts(&self) -> Result<Vec<AttemptRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.list_attempts().await,
+            Backend::Postgres(db) => db.list_attempts().await,
         }
     }
 }

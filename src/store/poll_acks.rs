@@ -8,6 +8,7 @@ impl Store {
     pub async fn pending_acks(&self, stream_id: &str) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.pending_acks(stream_id).await,
+            Backend::Postgres(db) => db.pending_acks(stream_id).await,
         }
     }
 
@@ -19,6 +20,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.delete_pending_acks(stream_id, jtis).await,
+            Backend::Postgres(db) => db.delete_pending_acks(stream_id, jtis).await,
         }
     }
 }

@@ -87,6 +87,7 @@ impl Store {
     pub async fn store_set(&self, write: SetWrite) -> Result<(SetStored, SetWrite), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.store_set(write).await,
+            Backend::Postgres(db) => db.store_set(write).await,
         }
     }
 
@@ -96,6 +97,7 @@ impl Store {
     pub async fn replay_set(&self, write: ReplayWrite) -> Result<Option<usize>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.replay_set(write).await,
+            Backend::Postgres(db) => db.replay_set(write).await,
         }
     }
 }

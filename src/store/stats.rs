@@ -14,6 +14,7 @@ impl Store {
     pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.outbox_counts().await,
+            Backend::Postgres(db) => db.outbox_counts().await,
         }
     }
 }

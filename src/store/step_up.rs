@@ -25,12 +25,14 @@ impl Store {
     pub async fn upsert_step_up_provider(&self, provider: Provider) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.upsert_step_up_provider(provider).await,
+            Backend::Postgres(db) => db.upsert_step_up_provider(provider).await,
         }
     }
 
     pub async fn step_up_provider(&self, id: &str) -> Result<Option<Provider>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.step_up_provider(id).await,
+            Backend::Postgres(db) => db.step_up_provider(id).await,
         }
     }
 
@@ -43,6 +45,7 @@ impl Store {
     ) -> Result<Vec<Provider>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.list_step_up_providers(after, limit).await,
+            Backend::Postgres(db) => db.list_step_up_providers(after, limit).await,
         }
     }
 
@@ -60,6 +63,7 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(db) => db.update_step_up_provider(id, edit).await,
+            Backend::Postgres(db) => db.update_step_up_provider(id, edit).await,
         }
     }
 
@@ -67,6 +71,7 @@ impl Store {
     pub async fn delete_step_up_provider(&self, id: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.delete_step_up_provider(id).await,
+            Backend::Postgres(db) => db.delete_step_up_provider(id).await,
         }
     }
 
@@ -78,12 +83,14 @@ impl Store {
     ) -> Result<Option<Provider>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.mark_step_up_provider_tested(id, at).await,
+            Backend::Postgres(db) => db.mark_step_up_provider_tested(id, at).await,
         }
     }
 
     pub async fn step_up_provider_exists(&self, id: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.step_up_provider_exists(id).await,
+            Backend::Postgres(db) => db.step_up_provider_exists(id).await,
         }
     }
 
@@ -95,6 +102,7 @@ impl Store {
     ) -> Result<Vec<Requirement>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.step_up_requirements(keys).await,
+            Backend::Postgres(db) => db.step_up_requirements(keys).await,
         }
     }
 }
@@ -122,7 +130,20 @@ mod tests {
     #[tokio::test]
     async fn providers_round_trip_page_update_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        round_trip_page_update_and_delete(Store::open(&dir.path().join("t.db")).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn providers_round_trip_page_update_and_delete_on_postgres() {
+        let db = ssfd_testkit::pg::fresh_pg_database().await;
+        let settings = crate::store::postgres::PgSettings::new(&db.url, None).unwrap();
+        round_trip_page_update_and_delete(
+            Store::open_postgres(settings, "r1".into()).await.unwrap(),
+        )
+        .await;
+    }
+
+    async fn round_trip_page_update_and_delete(store: Store) {
         let a = provider(
             "a",
             10,

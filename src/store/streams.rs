@@ -21,6 +21,7 @@ impl Store {
     pub async fn load_live_streams(&self) -> Result<Vec<Stream>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.load_live_streams().await,
+            Backend::Postgres(db) => db.load_live_streams().await,
         }
     }
 
@@ -28,6 +29,7 @@ impl Store {
     pub async fn get_stream(&self, id: &str) -> Result<Option<Stream>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.get_stream(id).await,
+            Backend::Postgres(db) => db.get_stream(id).await,
         }
     }
 
@@ -35,6 +37,7 @@ impl Store {
     pub async fn upsert_stream(&self, stream: Stream) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.upsert_stream(stream).await,
+            Backend::Postgres(db) => db.upsert_stream(stream).await,
         }
     }
 
@@ -48,6 +51,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.record_stream_error(id, at, message, rejected_set).await,
+            Backend::Postgres(db) => db.record_stream_error(id, at, message, rejected_set).await,
         }
     }
 
@@ -56,6 +60,7 @@ impl Store {
     pub async fn clear_stream_error_if(&self, id: &str, message: &str) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.clear_stream_error_if(id, message).await,
+            Backend::Postgres(db) => db.clear_stream_error_if(id, message).await,
         }
     }
 
@@ -63,6 +68,7 @@ impl Store {
     pub async fn stream_counts(&self, id: &str) -> Result<StreamCounts, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.stream_counts(id).await,
+            Backend::Postgres(db) => db.stream_counts(id).await,
         }
     }
 }

@@ -14,6 +14,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.mark_subject_removed(stream_id, keys, at).await,
+            Backend::Postgres(db) => db.mark_subject_removed(stream_id, keys, at).await,
         }
     }
 
@@ -25,6 +26,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.mark_subject_added(stream_id, keys).await,
+            Backend::Postgres(db) => db.mark_subject_added(stream_id, keys).await,
         }
     }
 
@@ -32,6 +34,7 @@ impl Store {
     pub async fn removed_subjects(&self) -> Result<Vec<(String, String)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.removed_subjects().await,
+            Backend::Postgres(db) => db.removed_subjects().await,
         }
     }
 }

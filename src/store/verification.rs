@@ -12,6 +12,7 @@ impl Store {
     ) -> Result<Option<UnixSeconds>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.last_verification_request(stream_id).await,
+            Backend::Postgres(db) => db.last_verification_request(stream_id).await,
         }
     }
 
@@ -27,6 +28,10 @@ impl Store {
                 db.add_verification_request(stream_id, state, requested_at)
                     .await
             }
+            Backend::Postgres(db) => {
+                db.add_verification_request(stream_id, state, requested_at)
+                    .await
+            }
         }
     }
 
@@ -38,6 +43,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.delete_verification_request(stream_id, state).await,
+            Backend::Postgres(db) => db.delete_verification_request(stream_id, state).await,
         }
     }
 
@@ -49,6 +55,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.verification_answered(stream_id, state).await,
+            Backend::Postgres(db) => db.verification_answered(stream_id, state).await,
         }
     }
 }

@@ -31,12 +31,14 @@ mod keys;
 pub mod legacy;
 mod mgmt;
 mod oidc;
+pub mod pg;
 mod poll;
 mod push;
 mod rsa_small;
 mod server;
 mod set;
 pub mod subjects;
+pub mod tcp_proxy;
 mod transmitter;
 mod webhook;
 

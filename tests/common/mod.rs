@@ -25,12 +25,39 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 pub enum TestStorage {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database of its own (`SSFD_TEST_BACKEND=postgres`).
+    Postgres { url: String },
 }
 
 /// The storage of a test whose temporary directory is `dir`: today the SQLite file `ssfd.db`
 /// in it. The same `dir` always gives the same storage, so a daemon restarted on the same
 /// directory finds its data again.
+///
+/// With `SSFD_TEST_BACKEND=postgres` it is a fresh PostgreSQL database instead, noted in `dir`
+/// (so that a restart on the same directory keeps it). The database outlives the daemon;
+/// databases of finished test processes are dropped by the next run.
 pub fn storage_settings(dir: &Path) -> TestStorage {
+    let noted = dir.join(PG_URL_FILE);
+    if let Ok(url) = std::fs::read_to_string(&noted) {
+        return TestStorage::Postgres { url };
+    }
+    if on_postgres() {
+        // Created on a runtime of its own: this function is called from sync and async code.
+        let db = std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(ssfd_testkit::pg::fresh_pg_database())
+        })
+        .join()
+        .unwrap();
+        let db = Box::leak(Box::new(db));
+        std::fs::write(&noted, &db.url).unwrap();
+        return TestStorage::Postgres {
+            url: db.url.clone(),
+        };
+    }
     TestStorage::Sqlite(dir.join("ssfd.db"))
 }
 
@@ -39,14 +66,21 @@ impl TestStorage {
     pub fn toml(&self) -> String {
         match self {
             TestStorage::Sqlite(path) => format!("[storage]\npath = {}\n", toml_string(path)),
+            TestStorage::Postgres { url } => format!("[storage]\nurl = {}\n", toml_string(url)),
         }
     }
 
     /// Opens the store the daemon uses, through `ssfd::store` (never the file itself), for
     /// checks made while the daemon is stopped or from outside its process.
-    pub fn open(&self) -> ssfd::store::Store {
+    pub async fn open(&self) -> ssfd::store::Store {
         match self {
             TestStorage::Sqlite(path) => ssfd::store::Store::open(path).unwrap(),
+            TestStorage::Postgres { url } => ssfd::store::Store::open_postgres(
+                ssfd::store::postgres::PgSettings::new(url, None).unwrap(),
+                "test-reader".into(),
+            )
+            .await
+            .unwrap(),
         }
     }
 
@@ -54,6 +88,7 @@ impl TestStorage {
     pub fn sqlite_path(&self) -> &Path {
         match self {
             TestStorage::Sqlite(path) => path,
+            TestStorage::Postgres { .. } => panic!("this test looks at the SQLite file itself"),
         }
     }
 }
@@ -186,6 +221,15 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
+
+/// True when `SSFD_TEST_BACKEND=postgres`: [`storage_settings`] then gives every test a fresh
+/// PostgreSQL database instead of SQLite, so that the same suites run against both backends.
+pub fn on_postgres() -> bool {
+    std::env::var("SSFD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// Where [`storage_settings`] notes the PostgreSQL database of a directory.
+pub const PG_URL_FILE: &str = "pg-url";
 
 impl TestDaemon {
     pub async fn start() -> TestDaemon {
@@ -515,7 +559,7 @@ pub async fn stored_events(
     storage: &TestStorage,
     stream_id: Option<&str>,
 ) -> Vec<ssfd::store::inbox::StoredEvent> {
-    let store = storage.open();
+    let store = storage.open().await;
     let mut out: Vec<ssfd::store::inbox::StoredEvent> = Vec::new();
     loop {
         let page = store

@@ -29,7 +29,7 @@ pub use writer::WriterStats;
 use super::error::StoreError;
 
 /// The schema, with `-- migration N` markers; see [`migrate`].
-const SCHEMA: &str = include_str!("../../../schema.sql");
+pub(in crate::store) const SCHEMA: &str = include_str!("../../../schema.sql");
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {

@@ -10,10 +10,11 @@ use crate::step_up::{Demand, Provider, Requirement, Settings, ValidationMode};
 use crate::store::error::StoreError;
 use crate::store::step_up::StepUpWrite;
 
-const COLUMNS: &str = "id, display_name, issuer_url, client_id, client_secret, enabled, settings,
+pub(in crate::store) const COLUMNS: &str =
+    "id, display_name, issuer_url, client_id, client_secret, enabled, settings,
     created_at, updated_at, last_tested_at";
 
-fn settings_to_db(s: &Settings) -> String {
+pub(in crate::store) fn settings_to_db(s: &Settings) -> String {
     match s {
         Settings::OAuth2 { acr_values } => json!({"oauth2": {"acrValues": acr_values}}),
         Settings::Microsoft {
@@ -37,7 +38,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn settings_from_db(text: &str) -> Result<Settings, StoreError> {
+pub(in crate::store) fn settings_from_db(text: &str) -> Result<Settings, StoreError> {
     let v: Value = json_col(text)?;
     if let Some(o) = v.get("oauth2") {
         return Ok(Settings::OAuth2 {
@@ -194,14 +195,7 @@ pub(in crate::store) fn record_requirement(
         }
         found
     };
-    let (provider_id, demand) = match &provider {
-        Some(p) => (p.id.as_str(), Demand::from_settings(&p.settings)),
-        None => ("", Demand::Acr(Vec::new())),
-    };
-    let (kind, mode) = match &demand {
-        Demand::Acr(_) => ("oauth2", ""),
-        Demand::ConditionalAccess { mode, .. } => ("microsoft", mode.as_api()),
-    };
+    let (provider_id, kind, values, mode) = demand_to_db(provider.as_ref())?;
     let inserted = conn
         .prepare_cached(
             "INSERT INTO step_up_requirements (stream_id, jti, txn, event_type, provider_id, kind,
@@ -216,7 +210,7 @@ pub(in crate::store) fn record_requirement(
             event_type,
             provider_id,
             kind,
-            serde_json::to_string(demand.values())?,
+            values,
             mode,
             w.max_age as i64,
             w.since,
@@ -235,22 +229,55 @@ pub(in crate::store) fn record_requirement(
     Ok(())
 }
 
-const REQUIREMENT_COLUMNS: &str = "r.provider_id, r.kind, r.acr_values, r.validation_mode,
+pub(in crate::store) const REQUIREMENT_COLUMNS: &str =
+    "r.provider_id, r.kind, r.acr_values, r.validation_mode,
     r.max_age, r.since, r.stream_id, r.jti, r.txn, r.event_type";
 
-fn requirement_from_row(row: &Row<'_>) -> Result<Requirement, StoreError> {
-    let kind: String = row.get(1)?;
-    let values: Vec<String> = json_col(&row.get::<_, String>(2)?)?;
-    let mode: String = row.get(3)?;
-    let demand = match kind.as_str() {
+/// The demand stored in a requirement row's `kind`, `acr_values` and `validation_mode`.
+pub(in crate::store) fn demand_from_db(
+    kind: &str,
+    values: &str,
+    mode: &str,
+) -> Result<Demand, StoreError> {
+    let values: Vec<String> = json_col(values)?;
+    Ok(match kind {
         "oauth2" => Demand::Acr(values),
         "microsoft" => Demand::ConditionalAccess {
             ids: values,
-            mode: ValidationMode::from_api(&mode)
+            mode: ValidationMode::from_api(mode)
                 .ok_or_else(|| StoreError::Corrupt(format!("validation_mode {mode:?}")))?,
         },
         other => return Err(StoreError::Corrupt(format!("step-up kind {other:?}"))),
+    })
+}
+
+/// What a requirement row records of `provider`'s demand: (provider id, kind, acr_values JSON,
+/// validation_mode). A missing or disabled provider demands a fresh authentication only.
+pub(in crate::store) fn demand_to_db(
+    provider: Option<&Provider>,
+) -> Result<(String, &'static str, String, &'static str), StoreError> {
+    let (provider_id, demand) = match provider {
+        Some(p) => (p.id.clone(), Demand::from_settings(&p.settings)),
+        None => (String::new(), Demand::Acr(Vec::new())),
     };
+    let (kind, mode) = match &demand {
+        Demand::Acr(_) => ("oauth2", ""),
+        Demand::ConditionalAccess { mode, .. } => ("microsoft", mode.as_api()),
+    };
+    Ok((
+        provider_id,
+        kind,
+        serde_json::to_string(demand.values())?,
+        mode,
+    ))
+}
+
+fn requirement_from_row(row: &Row<'_>) -> Result<Requirement, StoreError> {
+    let demand = demand_from_db(
+        &row.get::<_, String>(1)?,
+        &row.get::<_, String>(2)?,
+        &row.get::<_, String>(3)?,
+    )?;
     Ok(Requirement {
         provider_id: row.get(0)?,
         demand,

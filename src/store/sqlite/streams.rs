@@ -11,7 +11,8 @@ use crate::store::error::StoreError;
 use crate::store::streams::StreamCounts;
 use crate::stream::{CompatibilityProfile, DeliveryMethod, OutboundAuth, RevocationAction, Stream};
 
-const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expected_audience,
+pub(in crate::store) const COLUMNS: &str =
+    "id, display_name, description, issuer_url, jwks_url, expected_audience,
     delivery_method, poll_endpoint_url, poll_interval_secs, outbound_auth, enabled,
     event_types_enabled, session_revoked_action, credential_change_action,
     credential_compromise_action, account_disabled_action, created_at, updated_at, deleted_at,
@@ -19,11 +20,11 @@ const COLUMNS: &str = "id, display_name, description, issuer_url, jwks_url, expe
     transmitter_status_reason, push_token_hash, prev_push_token_hash, prev_push_token_expires_at,
     events_delivered, step_up_provider_id, compatibility_profile, metadata_url";
 
-fn action_from_db(s: &str) -> Result<RevocationAction, StoreError> {
+pub(in crate::store) fn action_from_db(s: &str) -> Result<RevocationAction, StoreError> {
     RevocationAction::from_api(s).ok_or_else(|| StoreError::Corrupt(format!("action {s:?}")))
 }
 
-fn hash_from_db(v: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
+pub(in crate::store) fn hash_from_db(v: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
     match v {
         None => Ok(None),
         Some(bytes) => bytes
@@ -33,7 +34,7 @@ fn hash_from_db(v: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
     }
 }
 
-fn outbound_to_db(auth: &Option<OutboundAuth>) -> Option<String> {
+pub(in crate::store) fn outbound_to_db(auth: &Option<OutboundAuth>) -> Option<String> {
     auth.as_ref().map(|a| match a {
         OutboundAuth::Bearer { token } => json!({"bearer": {"token": token}}).to_string(),
         OutboundAuth::Oauth2 {
@@ -47,7 +48,9 @@ fn outbound_to_db(auth: &Option<OutboundAuth>) -> Option<String> {
     })
 }
 
-fn outbound_from_db(text: Option<String>) -> Result<Option<OutboundAuth>, StoreError> {
+pub(in crate::store) fn outbound_from_db(
+    text: Option<String>,
+) -> Result<Option<OutboundAuth>, StoreError> {
     let Some(text) = text else { return Ok(None) };
     let v: serde_json::Value = json_col(&text)?;
     let s = |p: &str| {
