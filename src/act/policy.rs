@@ -1,5 +1,5 @@
 //! Policy: which action an event calls for. The stream's knob first, then the `[policy]` table,
-//! then the shipped defaults of the event vocabulary (`event_type::ALL`, listed in README.md),
+//! then the shipped defaults of the event vocabulary (`event_type::ALL`, listed in docs/policy.md),
 //! some of which look at the event payload. A configured STEP_UP looks at the payload too (see
 //! [`refine_step_up`]); no shipped default is STEP_UP.
 

@@ -1,6 +1,6 @@
 //! The command sink: runs argv directly (no shell) with the action document on stdin and the
 //! key facts in `SSFD_*` variables (beside only `PATH`, `HOME` and `LANG` from the daemon's
-//! environment); exit status 0 means done (README.md, "Sinks").
+//! environment); exit status 0 means done (docs/actions.md#command-sink).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

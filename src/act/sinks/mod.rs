@@ -1,4 +1,4 @@
-//! Sinks: the places a REVOKE_ALL is carried beyond the ledger (README.md, "Sinks"). One call
+//! Sinks: the places a REVOKE_ALL is carried beyond the ledger (docs/actions.md). One call
 //! is one attempt; the worker decides about retries.
 //!
 //! Each kind lives in its own file: its settings (the keys of its `[[sink]]` table beyond the

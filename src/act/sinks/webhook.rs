@@ -1,5 +1,5 @@
-//! The webhook sink: one signed HTTP POST of the action document per attempt (README.md,
-//! "Sinks"); its `[[sink]]` settings.
+//! The webhook sink: one signed HTTP POST of the action document per attempt (docs/actions.md,
+//! "Webhook sink"); its `[[sink]]` settings.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
