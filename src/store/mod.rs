@@ -110,3 +110,28 @@ impl Store {
         }
     }
 }
+
+/// Splits a schema file into its numbered migrations: each starts at a line that is exactly
+/// `-- migration N` and runs to the next one. Both backends keep their schema this way.
+pub(crate) fn split_migrations(schema: &'static str) -> Vec<(i64, &'static str)> {
+    let mut out: Vec<(i64, &'static str)> = Vec::new();
+    let mut current: Option<(i64, usize)> = None;
+    let mut offset = 0;
+    for line in schema.split_inclusive('\n') {
+        let version = line
+            .trim_end()
+            .strip_prefix("-- migration ")
+            .and_then(|n| n.parse::<i64>().ok());
+        if let Some(v) = version {
+            if let Some((prev, start)) = current.take() {
+                out.push((prev, &schema[start..offset]));
+            }
+            current = Some((v, offset + line.len()));
+        }
+        offset += line.len();
+    }
+    if let Some((v, start)) = current {
+        out.push((v, &schema[start..]));
+    }
+    out
+}

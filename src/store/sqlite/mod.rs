@@ -210,27 +210,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn migrations() -> Vec<(i64, &'static str)> {
-    // A migration starts at a line that is exactly `-- migration N` and runs to the next one.
-    let mut out: Vec<(i64, &'static str)> = Vec::new();
-    let mut current: Option<(i64, usize)> = None;
-    let mut offset = 0;
-    for line in SCHEMA.split_inclusive('\n') {
-        let version = line
-            .trim_end()
-            .strip_prefix("-- migration ")
-            .and_then(|n| n.parse::<i64>().ok());
-        if let Some(v) = version {
-            if let Some((prev, start)) = current.take() {
-                out.push((prev, &SCHEMA[start..offset]));
-            }
-            current = Some((v, offset + line.len()));
-        }
-        offset += line.len();
-    }
-    if let Some((v, start)) = current {
-        out.push((v, &SCHEMA[start..]));
-    }
-    out
+    crate::store::split_migrations(SCHEMA)
 }
 
 /// Converts a JSON text column.
