@@ -129,10 +129,11 @@ pub async fn get_one(
     Ok(json_ok(stream_response(&app, &s)))
 }
 
+/// The query of an update call (streams and step-up providers alike).
 #[derive(serde::Deserialize)]
 pub struct UpdateQuery {
     #[serde(rename = "updateMask")]
-    update_mask: Option<String>,
+    pub update_mask: Option<String>,
 }
 
 pub async fn update(

@@ -121,16 +121,10 @@ pub async fn get_one(
     Ok(json_ok(provider_response(&p)))
 }
 
-#[derive(serde::Deserialize)]
-pub struct UpdateQuery {
-    #[serde(rename = "updateMask")]
-    update_mask: Option<String>,
-}
-
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<UpdateQuery>,
+    ApiQuery(q): ApiQuery<super::streams::UpdateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
