@@ -31,7 +31,7 @@ pub struct App {
     /// Tolerances applied per stream since start (stats, warnings).
     pub tolerances: crate::compat::ToleranceLedger,
     /// Refused push requests, noted on their stream at a bounded rate.
-    pub push_auth_failures: crate::intake::push::AuthFailures,
+    pub push_auth_failures: crate::intake::refusals::AuthFailures,
     /// Wrong tokens per client address, on both listeners.
     pub failed_auth: crate::http::fairness::FailedAuth,
     /// Where each step-up provider's keys are (from its OpenID configuration).

@@ -12,7 +12,16 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Method;
 use url::{Host, Url};
 
-use crate::config::OutboundConfig;
+use serde::{Deserialize, Serialize};
+
+/// `[outbound]`: where ssfd's own HTTP requests may go.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Permit loopback, private, link-local and unique-local destinations (local trials).
+    #[serde(with = "crate::config::values::boolean")]
+    pub allow_private: bool,
+}
 
 /// Why a request was not made, or its answer not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -272,33 +281,6 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     None
 }
 
-/// A URL fit for a log line, an error or `check-config`: user name, password and query replaced
-/// by `***`, fragment dropped, and control characters gone.
-pub fn redact_url(url: &str) -> String {
-    let Ok(mut u) = Url::parse(url) else {
-        return "<not a valid URL>".to_string();
-    };
-    let secretless = u.username().is_empty()
-        && u.password().is_none()
-        && u.query().is_none()
-        && u.fragment().is_none();
-    if secretless && !url.chars().any(char::is_control) {
-        // Shown as written (the parser would add a trailing `/` to a bare host).
-        return url.to_string();
-    }
-    if !u.username().is_empty() {
-        let _ = u.set_username("***");
-    }
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if u.query().is_some() {
-        u.set_query(Some("***"));
-    }
-    u.set_fragment(None);
-    u.to_string()
-}
-
 /// Why an answer could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -433,19 +415,5 @@ mod tests {
             describe(&err)
         );
         assert!(client.get("http://127.0.0.1:9/").is_err());
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("https://user:pw@hooks.example.com/x?token=abc#frag"),
-            "https://***:***@hooks.example.com/x?***"
-        );
-        assert_eq!(
-            redact_url("https://tr.example.com/jwks"),
-            "https://tr.example.com/jwks"
-        );
-        assert_eq!(redact_url("not a url\n"), "<not a valid URL>");
-        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 }

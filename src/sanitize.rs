@@ -61,6 +61,33 @@ pub fn is_clean(text: &str) -> bool {
     !text.chars().any(is_unsafe)
 }
 
+/// A URL fit for a log line, an error or `check-config`: user name, password and query replaced
+/// by `***`, fragment dropped, and control characters gone.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "<not a valid URL>".to_string();
+    };
+    let secretless = u.username().is_empty()
+        && u.password().is_none()
+        && u.query().is_none()
+        && u.fragment().is_none();
+    if secretless && !url.chars().any(char::is_control) {
+        // Shown as written (the parser would add a trailing `/` to a bare host).
+        return url.to_string();
+    }
+    if !u.username().is_empty() {
+        let _ = u.set_username("***");
+    }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        u.set_query(Some("***"));
+    }
+    u.set_fragment(None);
+    u.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +107,19 @@ mod tests {
         assert_ne!(header_value("a%0Ab"), header_value("a\nb"));
         assert!(is_clean("ok value"));
         assert!(!is_clean("bad\nvalue"));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://user:pw@hooks.example.com/x?token=abc#frag"),
+            "https://***:***@hooks.example.com/x?***"
+        );
+        assert_eq!(
+            redact_url("https://tr.example.com/jwks"),
+            "https://tr.example.com/jwks"
+        );
+        assert_eq!(redact_url("not a url\n"), "<not a valid URL>");
+        assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 }

@@ -22,9 +22,9 @@ use tokio::task::JoinSet;
 
 use super::document::{self, ActionRow};
 use super::sinks::{self, Outcome};
+use crate::act::sinks::SINK_RETRY_CAP;
 use crate::app::App;
 use crate::clock::{now_millis, UnixMillis};
-use crate::config::SINK_RETRY_CAP;
 use crate::sanitize::log_text;
 use crate::store::outbox::{AttemptResult, ClaimedActions};
 use crate::store::StoreError;

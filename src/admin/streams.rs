@@ -129,17 +129,10 @@ pub async fn get_one(
     Ok(json_ok(stream_response(&app, &s)))
 }
 
-/// The query of an update call (streams and step-up providers alike).
-#[derive(serde::Deserialize)]
-pub struct UpdateQuery {
-    #[serde(rename = "updateMask")]
-    pub update_mask: Option<String>,
-}
-
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<UpdateQuery>,
+    ApiQuery(q): ApiQuery<wire::UpdateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;

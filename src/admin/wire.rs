@@ -539,6 +539,13 @@ pub fn mask_field(raw: &str) -> String {
     out
 }
 
+/// The query of an update call (streams and step-up providers alike).
+#[derive(serde::Deserialize)]
+pub struct UpdateQuery {
+    #[serde(rename = "updateMask")]
+    pub update_mask: Option<String>,
+}
+
 /// Reads an update request: the record (under `wrapper`, or the bare body) and the fields to
 /// write. The `updateMask` comes from the body (a string or the protobuf `{"paths": [...]}`
 /// form), else from the query; without one, every writable field present in the record.

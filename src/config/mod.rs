@@ -43,6 +43,7 @@ pub use crate::act::sinks::{
     DEFAULT_SINK_MAX_ATTEMPTS, DEFAULT_SINK_RETRY_BASE, DEFAULT_WEBHOOK_TIMEOUT, SINK_RETRY_CAP,
 };
 pub use crate::event_type::event_type_matches;
+pub use crate::outbound::OutboundConfig;
 
 /// The rules `identity.rule` accepts.
 pub const IDENTITY_RULES: &[&str] = &["email_local_part"];
@@ -474,15 +475,6 @@ impl Default for JwksConfig {
             timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// `[outbound]`: where ssfd's own HTTP requests may go.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboundConfig {
-    /// Permit loopback, private, link-local and unique-local destinations (local trials).
-    #[serde(with = "values::boolean")]
-    pub allow_private: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

@@ -249,7 +249,7 @@ pub mod http_url {
 
     /// Printed (`check-config`) with user name, password and query redacted.
     pub fn serialize<S: Serializer>(u: &str, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::outbound::redact_url(u))
+        s.serialize_str(&crate::sanitize::redact_url(u))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -4,6 +4,7 @@
 
 pub mod poll;
 pub mod push;
+pub mod refusals;
 
 use std::sync::Arc;
 use std::time::Instant;

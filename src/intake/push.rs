@@ -35,38 +35,6 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// How often a stream's refused push requests are logged and recorded on the stream.
-const AUTH_FAILURE_NOTE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Refused push requests per stream, noted at most once per [`AUTH_FAILURE_NOTE_EVERY`].
-#[derive(Default)]
-pub struct AuthFailures {
-    /// Stream id -> (when last noted, refusals since then).
-    by_stream:
-        std::sync::Mutex<std::collections::HashMap<String, (Option<std::time::Instant>, u64)>>,
-}
-
-impl AuthFailures {
-    /// Counts a refusal; returns the count to report when it is time to note it.
-    pub fn due(&self, stream_id: &str) -> Option<u64> {
-        let mut map = match self.by_stream.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        let entry = map.entry(stream_id.to_string()).or_insert((None, 0));
-        entry.1 += 1;
-        if entry
-            .0
-            .is_some_and(|t| t.elapsed() < AUTH_FAILURE_NOTE_EVERY)
-        {
-            return None;
-        }
-        let refused = entry.1;
-        *entry = (Some(std::time::Instant::now()), 0);
-        Some(refused)
-    }
-}
-
 /// The RFC 8935 §2.3 error answer: JSON `{err, description}` with `Content-Language`.
 pub fn set_error_response(status: StatusCode, code: ErrCode, description: &str) -> Response {
     let body = serde_json::json!({"err": code.as_str(), "description": description}).to_string();

@@ -16,8 +16,9 @@ use crate::clock::instant_after;
 use crate::compat::Tolerance;
 use crate::config::JwksConfig;
 use crate::outbound::{
-    describe, read_body, redact_url, ClientLimits, HttpClient, Outbound, OutboundError, Redirects,
+    describe, read_body, ClientLimits, HttpClient, Outbound, OutboundError, Redirects,
 };
+use crate::sanitize::redact_url;
 use crate::stream::{CompatibilityProfile, Stream};
 
 /// Largest JWKS or metadata document accepted.

@@ -135,7 +135,7 @@ pub fn http_client(outbound: &Outbound) -> Result<HttpClient, OutboundError> {
     outbound.client(
         &ClientLimits {
             connect_timeout: std::time::Duration::from_secs(10),
-            timeout: crate::config::SINK_RETRY_CAP,
+            timeout: SINK_RETRY_CAP,
         },
         Redirects::None,
     )

@@ -124,7 +124,7 @@ pub async fn get_one(
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<super::streams::UpdateQuery>,
+    ApiQuery(q): ApiQuery<super::wire::UpdateQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = json_body(&body)?;
