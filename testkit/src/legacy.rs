@@ -8,16 +8,13 @@
 //! polls that read `acks` and refuse long polling; push `Authorization` with or without
 //! `Bearer `.
 
-use std::collections::HashMap;
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::mgmt::{Mgmt, TxStream};
-use crate::server::json_response;
 use crate::set::random_jti;
-use crate::transmitter::Shared;
+use crate::state::{subject_change, Mgmt, Shared, TxStream};
+use crate::wire::json_response;
 
 /// The issuer a legacy transmitter announces unless told otherwise: not its host, and with a
 /// trailing slash.
@@ -26,35 +23,17 @@ pub const DEFAULT_ISSUER: &str = "https://most-secure.com/";
 pub const DELIVERY_PUSH: &str = "https://schemas.openid.net/secevent/risc/delivery-method/push";
 /// Poll delivery of the RISC era.
 pub const DELIVERY_POLL: &str = "https://schemas.openid.net/secevent/risc/delivery-method/poll";
-/// The SSE draft's verification event: a `state`, no subject.
-pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/sse/event-type/verification";
-/// An `initiating_entity` outside CAEP 1.0, as such transmitters send.
-pub const INITIATING_ENTITY: &str = "admin_console";
+/// The SSE draft's verification event (`VERIFICATION`: a `state`, no subject) and the
+/// `initiating_entity` outside CAEP 1.0 such transmitters send; defined where SETs are shaped.
+pub use crate::set::{
+    SSE_INITIATING_ENTITY as INITIATING_ENTITY, SSE_VERIFICATION as VERIFICATION,
+};
 /// What the poll endpoint answers (404) to a long poll.
 pub const NO_LONG_POLLING: &str = "this transmitter does not support long polling";
 
 /// The well-known path of the SSE draft.
 pub(crate) fn metadata_path(issuer_path: &str) -> String {
     format!("/.well-known/sse-configuration{issuer_path}")
-}
-
-/// Moves `sub_id` into every event that has no subject (the SSE verification excepted) and
-/// drops `txn` and `toe`.
-pub(crate) fn shape_claims(mut claims: Map<String, Value>) -> Value {
-    let subject = claims.remove("sub_id");
-    claims.remove("txn");
-    claims.remove("toe");
-    if let (Some(subject), Some(Value::Object(events))) = (subject, claims.get_mut("events")) {
-        for (event_type, payload) in events.iter_mut() {
-            if event_type == VERIFICATION {
-                continue;
-            }
-            if let Value::Object(p) = payload {
-                p.entry("subject").or_insert_with(|| subject.clone());
-            }
-        }
-    }
-    Value::Object(claims)
 }
 
 /// The metadata a legacy transmitter serves.
@@ -239,10 +218,7 @@ pub(crate) fn act(
             let Some(s) = stream_of_token(m, token).and_then(|id| m.streams.get_mut(&id)) else {
                 return (not_found(), None);
             };
-            (
-                crate::mgmt::subject_change(s, subject, op == "add_subject"),
-                None,
-            )
+            (subject_change(s, subject, op == "add_subject"), None)
         }
         _ => {
             let Some(s) = stream_of_token(m, token).and_then(|id| m.streams.get(&id).cloned())
@@ -279,6 +255,3 @@ pub(crate) fn verification_payload(state: Option<&str>) -> Value {
         None => json!({}),
     }
 }
-
-/// Bearer tokens to legacy stream ids.
-pub(crate) type TokenStreams = HashMap<String, String>;

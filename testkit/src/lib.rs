@@ -26,6 +26,8 @@
 //! ```
 
 pub mod events;
+mod handle_mgmt;
+mod handle_poll;
 pub mod jws;
 mod keys;
 pub mod legacy;
@@ -37,18 +39,19 @@ mod push;
 mod rsa_small;
 mod server;
 mod set;
+mod state;
 pub mod subjects;
 pub mod tcp_proxy;
 mod transmitter;
 mod webhook;
+mod wire;
 
 pub use josekit::jwk::Jwk;
 pub use keys::{KeyKind, SigningKey};
-pub use mgmt::{EndpointPaths, ManagementCall, TokenRequest};
 pub use oidc::{TestOpenIdProvider, TokenBuilder, DEFAULT_ACR_VALUES};
-pub use poll::PollRequest;
 pub use push::{http_client, push_set, push_set_with_header, SET_MEDIA_TYPE};
-pub use server::{DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};
 pub use set::{random_jti, SetBuilder, DEFAULT_AUDIENCE};
+pub use state::{EndpointPaths, ManagementCall, PollRequest, TokenRequest};
 pub use transmitter::{TestTransmitter, TransmitterOptions};
 pub use webhook::{Answer, Delivery, WebhookRecorder};
+pub use wire::{DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};

@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 
 use crate::jws;
 use crate::keys::{KeyKind, SigningKey};
-use crate::server::json_response;
 use crate::set::{now, random_jti};
+use crate::wire::json_response;
 
 /// The `acr_values_supported` the provider announces unless told otherwise.
 pub const DEFAULT_ACR_VALUES: [&str; 3] = ["urn:okta:loa:1fa:any", "urn:okta:loa:2fa:any", "phr"];

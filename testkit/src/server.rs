@@ -11,24 +11,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
-use crate::transmitter::Shared;
-
-/// Delivery method URI of RFC 8935 push (SSF §6.1).
-pub const DELIVERY_METHOD_PUSH: &str = "urn:ietf:rfc:8935";
-/// Delivery method URI of RFC 8936 poll (SSF §6.1).
-pub const DELIVERY_METHOD_POLL: &str = "urn:ietf:rfc:8936";
-
-/// The well-known path the receiver derives from the issuer (SSF §7.2.1): inserted between
-/// host and issuer path, not appended.
-pub(crate) fn metadata_path(issuer_path: &str) -> String {
-    format!("/.well-known/ssf-configuration{issuer_path}")
-}
-
-pub(crate) fn jwks_path(issuer_path: &str) -> String {
-    format!("{issuer_path}/jwks.json")
-}
+use crate::state::Shared;
+use crate::wire::{
+    json_response, jwks_path, metadata_path, DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH,
+};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -47,18 +35,6 @@ fn discovery_routes(issuer_path: &str, legacy: bool) -> Router<Arc<Shared>> {
     Router::new()
         .route(&path, get(metadata))
         .route(&jwks_path(issuer_path), get(jwks))
-}
-
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
 }
 
 fn page_response((content_type, body): (String, String)) -> Response {
@@ -104,4 +80,61 @@ async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
         response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     response
+}
+
+impl Shared {
+    pub(crate) fn served_metadata(&self) -> (StatusCode, Value) {
+        let state = self.lock();
+        let mut doc = Map::new();
+        if self.legacy {
+            let issuer = state.metadata_issuer.clone().unwrap_or(self.issuer.clone());
+            doc = crate::legacy::metadata(self, issuer);
+        } else {
+            doc.insert("spec_version".into(), json!("1_0"));
+            doc.insert(
+                "issuer".into(),
+                json!(state.metadata_issuer.clone().unwrap_or(self.issuer.clone())),
+            );
+            doc.insert("jwks_uri".into(), json!(self.jwks_url()));
+            doc.insert(
+                "delivery_methods_supported".into(),
+                json!([DELIVERY_METHOD_PUSH, DELIVERY_METHOD_POLL]),
+            );
+            doc.insert(
+                "configuration_endpoint".into(),
+                json!(self.url(&self.paths.configuration)),
+            );
+            doc.insert(
+                "status_endpoint".into(),
+                json!(self.url(&self.paths.status)),
+            );
+            doc.insert(
+                "verification_endpoint".into(),
+                json!(self.url(&self.paths.verification)),
+            );
+            doc.insert(
+                "add_subject_endpoint".into(),
+                json!(self.url(&self.paths.add_subject)),
+            );
+            doc.insert(
+                "remove_subject_endpoint".into(),
+                json!(self.url(&self.paths.remove_subject)),
+            );
+            doc.insert(
+                "authorization_schemes".into(),
+                json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
+            );
+        }
+        for (name, edit) in &state.metadata_edits {
+            match edit {
+                Some(value) => {
+                    doc.insert(name.clone(), value.clone());
+                }
+                None => {
+                    doc.remove(name);
+                }
+            }
+        }
+        (state.metadata_status, Value::Object(doc))
+    }
 }

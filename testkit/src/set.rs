@@ -122,7 +122,7 @@ impl SetBuilder {
             .get_mut("events")
             .and_then(|e| e.get_mut(events::SESSION_REVOKED))
         {
-            p["initiating_entity"] = json!(crate::legacy::INITIATING_ENTITY);
+            p["initiating_entity"] = json!(SSE_INITIATING_ENTITY);
         }
         b
     }
@@ -212,7 +212,7 @@ impl SetBuilder {
     /// The claims as they will be signed.
     pub fn claims(&self) -> Value {
         if self.legacy {
-            crate::legacy::shape_claims(self.claims.clone())
+            shape_claims(self.claims.clone())
         } else {
             Value::Object(self.claims.clone())
         }
@@ -247,4 +247,29 @@ impl SetBuilder {
         let key = self.source.signing_key(self.key.as_deref());
         jws::sign_compact(&self.header_for(&key), &self.claims(), &key)
     }
+}
+
+/// The pre-1.0 SSE draft's verification event: a `state`, no subject.
+pub const SSE_VERIFICATION: &str =
+    "https://schemas.openid.net/secevent/sse/event-type/verification";
+/// An `initiating_entity` outside CAEP 1.0, as pre-1.0 transmitters send.
+pub const SSE_INITIATING_ENTITY: &str = "admin_console";
+
+/// Moves `sub_id` into every event that has no subject (the SSE verification excepted) and
+/// drops `txn` and `toe`.
+pub(crate) fn shape_claims(mut claims: Map<String, Value>) -> Value {
+    let subject = claims.remove("sub_id");
+    claims.remove("txn");
+    claims.remove("toe");
+    if let (Some(subject), Some(Value::Object(events))) = (subject, claims.get_mut("events")) {
+        for (event_type, payload) in events.iter_mut() {
+            if event_type == SSE_VERIFICATION {
+                continue;
+            }
+            if let Value::Object(p) = payload {
+                p.entry("subject").or_insert_with(|| subject.clone());
+            }
+        }
+    }
+    Value::Object(claims)
 }

@@ -3,23 +3,23 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use axum::http::StatusCode;
 use josekit::jwk::Jwk;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::events;
 use crate::jws;
 use crate::keys::{KeyKind, SigningKey};
-use crate::mgmt::{EndpointPaths, Mgmt};
 use crate::push;
-use crate::server::{self, DELIVERY_METHOD_POLL, DELIVERY_METHOD_PUSH};
+use crate::server;
 use crate::set::{KeySource, SetBuilder, DEFAULT_AUDIENCE};
+use crate::state::{EndpointPaths, KeyEntry, Mgmt, Shared, State};
 use crate::subjects;
 
 /// How to start a transmitter. Everything is optional; the defaults give an RSA-2048 RS256
@@ -58,198 +58,6 @@ impl TransmitterOptions {
         TransmitterOptions {
             legacy: true,
             ..TransmitterOptions::default()
-        }
-    }
-}
-
-struct KeyEntry {
-    key: Arc<SigningKey>,
-    published: bool,
-}
-
-/// Everything a test can change while the server runs.
-struct State {
-    /// In insertion order, which is also the JWKS order.
-    keys: Vec<KeyEntry>,
-    current: String,
-    /// A key never published anywhere, made on first use.
-    unpublished: Option<Arc<SigningKey>>,
-    jwks_status: StatusCode,
-    jwks_body: Option<String>,
-    /// (content type, body) served by both discovery endpoints instead of their documents.
-    page: Option<(String, String)>,
-    /// How long the JWKS endpoint waits before answering.
-    jwks_delay: Duration,
-    jwks_cache_control: Option<String>,
-    metadata_status: StatusCode,
-    metadata_issuer: Option<String>,
-    /// Member overrides: `Some` replaces or adds, `None` leaves the member out.
-    metadata_edits: BTreeMap<String, Option<Value>>,
-}
-
-/// What the JWKS endpoint answers right now.
-pub(crate) struct ServedJwks {
-    pub status: StatusCode,
-    pub document: Value,
-    pub raw_body: Option<String>,
-    pub page: Option<(String, String)>,
-    pub delay: Duration,
-    pub cache_control: Option<String>,
-}
-
-/// State shared between the handle and the HTTP handlers.
-pub(crate) struct Shared {
-    pub addr: SocketAddr,
-    /// The pre-1.0 SSE draft mode.
-    pub legacy: bool,
-    pub issuer: String,
-    /// `""` or `/segment[/segment..]`.
-    pub issuer_path: String,
-    pub audience: String,
-    pub jwks_fetches: AtomicUsize,
-    pub metadata_fetches: AtomicUsize,
-    state: Mutex<State>,
-    pub paths: EndpointPaths,
-    /// Streams, tokens and poll queues (SSF §8, RFC 6749, RFC 8936).
-    pub mgmt: Mutex<Mgmt>,
-    /// Woken whenever a poll queue or stream status changes, so held long polls look again.
-    pub feeds_changed: Notify,
-    /// For pushing verification events to registered push streams.
-    pub client: reqwest::Client,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A test that panicked while holding the lock has already failed; keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn mgmt(&self) -> MutexGuard<'_, Mgmt> {
-        self.mgmt.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `http://127.0.0.1:PORT` + `path`: management endpoints live at the host, not under the
-    /// issuer path.
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub(crate) fn jwks_url(&self) -> String {
-        format!(
-            "http://{}{}",
-            self.addr,
-            server::jwks_path(&self.issuer_path)
-        )
-    }
-
-    pub(crate) fn served_page(&self) -> Option<(String, String)> {
-        self.lock().page.clone()
-    }
-
-    pub(crate) fn served_metadata(&self) -> (StatusCode, Value) {
-        let state = self.lock();
-        let mut doc = Map::new();
-        if self.legacy {
-            let issuer = state.metadata_issuer.clone().unwrap_or(self.issuer.clone());
-            doc = crate::legacy::metadata(self, issuer);
-        } else {
-            doc.insert("spec_version".into(), json!("1_0"));
-            doc.insert(
-                "issuer".into(),
-                json!(state.metadata_issuer.clone().unwrap_or(self.issuer.clone())),
-            );
-            doc.insert("jwks_uri".into(), json!(self.jwks_url()));
-            doc.insert(
-                "delivery_methods_supported".into(),
-                json!([DELIVERY_METHOD_PUSH, DELIVERY_METHOD_POLL]),
-            );
-            doc.insert(
-                "configuration_endpoint".into(),
-                json!(self.url(&self.paths.configuration)),
-            );
-            doc.insert(
-                "status_endpoint".into(),
-                json!(self.url(&self.paths.status)),
-            );
-            doc.insert(
-                "verification_endpoint".into(),
-                json!(self.url(&self.paths.verification)),
-            );
-            doc.insert(
-                "add_subject_endpoint".into(),
-                json!(self.url(&self.paths.add_subject)),
-            );
-            doc.insert(
-                "remove_subject_endpoint".into(),
-                json!(self.url(&self.paths.remove_subject)),
-            );
-            doc.insert(
-                "authorization_schemes".into(),
-                json!([{"spec_urn": "urn:ietf:rfc:6749"}]),
-            );
-        }
-        for (name, edit) in &state.metadata_edits {
-            match edit {
-                Some(value) => {
-                    doc.insert(name.clone(), value.clone());
-                }
-                None => {
-                    doc.remove(name);
-                }
-            }
-        }
-        (state.metadata_status, Value::Object(doc))
-    }
-
-    pub(crate) fn served_jwks(&self) -> ServedJwks {
-        let state = self.lock();
-        let keys: Vec<Value> = state
-            .keys
-            .iter()
-            .filter(|entry| entry.published)
-            .map(|entry| entry.key.public_jwk())
-            .collect();
-        ServedJwks {
-            status: state.jwks_status,
-            document: json!({ "keys": keys }),
-            raw_body: state.jwks_body.clone(),
-            page: state.page.clone(),
-            delay: state.jwks_delay,
-            cache_control: state.jwks_cache_control.clone(),
-        }
-    }
-
-    /// A builder for this transmitter's SETs, in its mode's shape.
-    pub(crate) fn set(self: &Arc<Self>) -> SetBuilder {
-        if self.legacy {
-            SetBuilder::legacy_from_source(self.clone(), &self.issuer, &self.audience)
-        } else {
-            SetBuilder::from_source(self.clone(), &self.issuer, &self.audience)
-        }
-    }
-
-    fn unpublished_key(&self) -> Arc<SigningKey> {
-        let mut state = self.lock();
-        state
-            .unpublished
-            .get_or_insert_with(|| {
-                let kid = format!("unpublished-{}", &crate::set::random_jti()[..8]);
-                Arc::new(SigningKey::generate(KeyKind::Rs256, &kid))
-            })
-            .clone()
-    }
-}
-
-impl KeySource for Shared {
-    fn signing_key(&self, kid: Option<&str>) -> Arc<SigningKey> {
-        let state = self.lock();
-        let kid = kid.unwrap_or(&state.current);
-        if let Some(entry) = state.keys.iter().find(|e| e.key.kid() == kid) {
-            return entry.key.clone();
-        }
-        match &state.unpublished {
-            Some(key) if key.kid() == kid => key.clone(),
-            _ => panic!("no key with kid {kid:?}: add it with add_key first"),
         }
     }
 }
@@ -381,7 +189,7 @@ impl TestTransmitter {
         &self.inner.shared
     }
 
-    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.shared().lock())
     }
 
@@ -417,7 +225,7 @@ impl TestTransmitter {
         let path = if self.is_legacy() {
             crate::legacy::metadata_path(&self.shared().issuer_path)
         } else {
-            server::metadata_path(&self.shared().issuer_path)
+            crate::wire::metadata_path(&self.shared().issuer_path)
         };
         format!("{}{path}", self.base_url())
     }
