@@ -67,6 +67,11 @@ struct ReplicaLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabel {
+    lease: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
     stream: String,
 }
@@ -299,6 +304,18 @@ impl Metrics {
                 "This replica's id among those sharing the database (always 1)",
                 info,
             );
+            let held = Family::<LeaseLabel, Gauge>::default();
+            for lease in &snap.leases_held {
+                held.get_or_create(&LeaseLabel {
+                    lease: lease.clone(),
+                })
+                .set(1);
+            }
+            scraped.register(
+                "ssfd_lease_held",
+                "Leases this replica holds now (poll:<stream id>, ...), 1 each",
+                held,
+            );
         }
         let mut out = String::new();
         // Writing to a String cannot fail; the Result is only fmt::Write's signature.
@@ -321,6 +338,8 @@ pub struct Snapshot {
     pub verified_ages: Vec<(String, f64)>,
     /// This replica's id, when several share one PostgreSQL database.
     pub replica: Option<String>,
+    /// The leases this replica holds (work one replica does at a time), when it has a replica id.
+    pub leases_held: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -360,6 +379,7 @@ mod tests {
             }),
             verified_ages: vec![("s1".into(), 12.0)],
             replica: Some("host-1".into()),
+            leases_held: vec!["poll:s2".into()],
         });
         let has = |p: &str| sample(&text, p).map(str::to_string);
         assert_eq!(
@@ -407,6 +427,10 @@ mod tests {
         );
         assert_eq!(
             has("ssfd_replica{replica=\"host-1\"}").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            has("ssfd_lease_held{lease=\"poll:s2\"}").as_deref(),
             Some("1")
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

@@ -48,6 +48,7 @@ pub async fn snapshot(app: &App) -> Snapshot {
         store,
         verified_ages,
         replica: app.store.replica_id().map(str::to_string),
+        leases_held: app.store.held_leases(),
     }
 }
 

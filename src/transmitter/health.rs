@@ -3,8 +3,10 @@
 //! Whatever the interval, a stream quiet for half its transmitter's `inactivity_timeout` is asked
 //! for one too, so that the transmitter keeps it.
 //! A transmitter that paused or disabled the stream (stream-updated) is not expected to answer.
+//! With several replicas on one database, a stream is verified only by the replica holding its
+//! `verify:<stream id>` lease, so the transmitter is asked once per interval, not once per replica.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +24,37 @@ const IDLE_RECHECK: Duration = Duration::from_secs(60);
 const MIN_TICK: Duration = Duration::from_millis(500);
 /// A round is due when its interval has passed, give or take this much timer jitter.
 const TICK_SLACK: Duration = Duration::from_millis(50);
+/// How long a replica that stopped renewing keeps a stream's verification lease.
+const VERIFY_LEASE_TTL: Duration = Duration::from_secs(30);
+
+fn verify_lease(stream_id: &str) -> String {
+    format!("verify:{stream_id}")
+}
+
+/// The streams this replica verifies now: expected to answer, and their lease held here. Stops
+/// competing for the leases of streams that are gone.
+async fn verified_here(app: &App, competing: &mut HashSet<String>) -> Vec<Arc<Stream>> {
+    let streams = app.registry.list();
+    let live: HashSet<String> = streams.iter().map(|s| verify_lease(&s.id)).collect();
+    for gone in competing.difference(&live).cloned().collect::<Vec<_>>() {
+        app.store.release_lease(&gone).await;
+        competing.remove(&gone);
+    }
+    let mut mine = Vec::new();
+    for stream in streams {
+        if !expects_verification(&stream) {
+            mine.push(stream);
+            continue;
+        }
+        let lease = verify_lease(&stream.id);
+        let held = app.store.holds_lease(&lease, VERIFY_LEASE_TTL);
+        competing.insert(lease);
+        if held {
+            mine.push(stream);
+        }
+    }
+    mine
+}
 
 /// Whether a stream is expected to answer verifications right now.
 pub fn expects_verification(stream: &Stream) -> bool {
@@ -38,6 +71,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     // Stream id -> when a verification was last asked for to keep the stream alive.
     let mut kept_alive: HashMap<String, Instant> = HashMap::new();
     let mut last_round = Instant::now();
+    let mut competing: HashSet<String> = HashSet::new();
     loop {
         let interval = app.config().poll.verify_interval;
         let quiet = app.transmitters.shortest_inactivity();
@@ -55,12 +89,13 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             // A new inactivity timeout may call for shorter ticks: recompute them.
             _ = changed => continue,
         }
-        keep_alive(&app, &mut kept_alive).await;
+        let streams = verified_here(&app, &mut competing).await;
+        keep_alive(&app, &streams, &mut kept_alive).await;
         match interval {
             None => awaited.clear(),
             Some(i) if last_round.elapsed() + TICK_SLACK >= i => {
                 last_round = Instant::now();
-                round(&app, &mut awaited).await;
+                round(&app, streams, &mut awaited).await;
             }
             Some(_) => {}
         }
@@ -69,12 +104,16 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 
 /// SSF §8.1.1 `inactivity_timeout`: a stream quiet for half of its transmitter's timeout is
 /// asked for a verification, so the transmitter does not drop it.
-async fn keep_alive(app: &Arc<App>, kept_alive: &mut HashMap<String, Instant>) {
-    for stream in app.registry.list() {
+async fn keep_alive(
+    app: &Arc<App>,
+    streams: &[Arc<Stream>],
+    kept_alive: &mut HashMap<String, Instant>,
+) {
+    for stream in streams {
         let Some(timeout) = app.transmitters.verify_limit(&stream.id).inactivity_timeout else {
             continue;
         };
-        if !expects_verification(&stream) {
+        if !expects_verification(stream) {
             continue;
         }
         let half = timeout / 2;
@@ -111,8 +150,8 @@ async fn answered(app: &App, stream_id: &str, state: &str) -> bool {
     found.unwrap_or(true)
 }
 
-async fn round(app: &Arc<App>, awaited: &mut HashMap<String, String>) {
-    let streams = app.registry.list();
+async fn round(app: &Arc<App>, streams: Vec<Arc<Stream>>, awaited: &mut HashMap<String, String>) {
+    // A stream verified by another replica now is dropped here: its awaited state is theirs.
     awaited.retain(|id, _| streams.iter().any(|s| &s.id == id));
     let stats = &app.transmitters.health;
     for stream in streams {
