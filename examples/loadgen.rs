@@ -119,7 +119,7 @@ impl Drop for Daemon {
 /// PostgreSQL database, dropped with [`Storage::drop_database`].
 struct Storage {
     dir: tempfile::TempDir,
-    /// The server URL given (to drop the database) and the fresh database's URL.
+    /// The server URL given (to drop the database from), the fresh database's name and URL.
     postgres: Option<(String, String, String)>,
 }
 
@@ -574,22 +574,6 @@ fn storage_name(storage: &Storage, replicas: usize) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn ingest(
-    bin: &Path,
-    storage_url: Option<&str>,
-    replicas: usize,
-    sets: usize,
-    concurrency: usize,
-    alg: Alg,
-    rate: u64,
-) -> anyhow::Result<()> {
-    let storage = Storage::new(storage_url).await?;
-    let result = ingest_on(bin, &storage, replicas, sets, concurrency, alg, rate).await;
-    storage.drop_database().await?;
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn ingest_on(
     bin: &Path,
     storage: &Storage,
@@ -665,31 +649,6 @@ async fn ingest_on(
         );
     }
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn bench(
-    bin: &Path,
-    storage_url: Option<&str>,
-    replicas: usize,
-    sets: usize,
-    concurrency: usize,
-    rate: u64,
-    rate_sets: usize,
-    poll_sets: usize,
-) -> anyhow::Result<()> {
-    let storage = Storage::new(storage_url).await?;
-    let result = bench_on(
-        bin,
-        &storage,
-        replicas,
-        (sets, concurrency),
-        (rate, rate_sets),
-        poll_sets,
-    )
-    .await;
-    storage.drop_database().await?;
-    result
 }
 
 async fn bench_on(
@@ -844,14 +803,16 @@ async fn idle(bin: &Path, storage: &Storage, streams: usize) -> anyhow::Result<(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = ssfd_binary(args.ssfd)?;
-    let url = args.storage_url.as_deref();
-    match args.mode {
+    // One fresh database per run (a new SQLite file, or a PostgreSQL database dropped after it).
+    let storage = Storage::new(args.storage_url.as_deref()).await?;
+    let replicas = args.replicas;
+    let result = match args.mode {
         Mode::Ingest {
             sets,
             concurrency,
             alg,
             rate,
-        } => ingest(&bin, url, args.replicas, sets, concurrency, alg, rate).await,
+        } => ingest_on(&bin, &storage, replicas, sets, concurrency, alg, rate).await,
         Mode::Bench {
             sets,
             concurrency,
@@ -859,29 +820,19 @@ async fn main() -> anyhow::Result<()> {
             rate_sets,
             poll_sets,
         } => {
-            bench(
+            bench_on(
                 &bin,
-                url,
-                args.replicas,
-                sets,
-                concurrency,
-                rate,
-                rate_sets,
+                &storage,
+                replicas,
+                (sets, concurrency),
+                (rate, rate_sets),
                 poll_sets,
             )
             .await
         }
-        Mode::Startup { streams, runs } => {
-            let storage = Storage::new(url).await?;
-            let r = startup(&bin, &storage, streams, runs).await;
-            storage.drop_database().await?;
-            r
-        }
-        Mode::Idle { streams } => {
-            let storage = Storage::new(url).await?;
-            let r = idle(&bin, &storage, streams).await;
-            storage.drop_database().await?;
-            r
-        }
-    }
+        Mode::Startup { streams, runs } => startup(&bin, &storage, streams, runs).await,
+        Mode::Idle { streams } => idle(&bin, &storage, streams).await,
+    };
+    storage.drop_database().await?;
+    result
 }

@@ -31,8 +31,9 @@ fn verify_lease(stream_id: &str) -> String {
     format!("verify:{stream_id}")
 }
 
-/// The streams this replica verifies now: expected to answer, and their lease held here. Stops
-/// competing for the leases of streams that are gone.
+/// The streams this replica looks after now: those expected to answer whose `verify:` lease it
+/// holds, and those not expected to answer (so the round forgets what it awaited from them).
+/// Stops competing for the leases of streams that are gone.
 async fn verified_here(app: &App, competing: &mut HashSet<String>) -> Vec<Arc<Stream>> {
     let streams = app.registry.list();
     let live: HashSet<String> = streams.iter().map(|s| verify_lease(&s.id)).collect();
